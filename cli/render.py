@@ -1,0 +1,82 @@
+"""Human-readable text for the CLI's results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["render_analysis", "human"]
+
+
+def human(n: float) -> str:
+    """1234567 -> '1.23M': counts a person can read at a glance."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _shape(dims: list) -> str:
+    return "×".join(str(d) for d in dims)
+
+
+def render_analysis(a: dict[str, Any]) -> str:
+    lines = [
+        f"model     {a['model'] or '(in memory)'}",
+        f"producer  {a['producer'] or 'unknown'}   IR {a['ir_version']}   opset "
+        + ", ".join(f"{d} {v}" for d, v in a["opset"].items()),
+    ]
+    for vi in a["inputs"]:
+        lines.append(f"input     {vi['name']}  {vi['dtype']}  {_shape(vi['shape'])}")
+    for vi in a["outputs"]:
+        lines.append(f"output    {vi['name']}  {vi['dtype']}  {_shape(vi['shape'])}")
+    at = a["counted_at"]
+    lines += [
+        "",
+        f"counted at batch 1, {at['height']}×{at['width']}:  {human(a['flops'])} FLOPs   "
+        f"{human(a['macs'])} MACs   {human(a['params'])} params   {a['nodes']} nodes",
+        "",
+        f"{'op type':<24}{'count':>6}{'FLOPs':>10}{'share':>8}{'params':>10}",
+    ]
+    total = a["flops"] or 1
+    for op, row in a["by_op_type"].items():
+        lines.append(
+            f"{op:<24}{row['count']:>6}{human(row['flops']):>10}{row['flops'] / total:>8.1%}"
+            f"{human(row['params']):>10}"
+        )
+    lines += ["", "costliest nodes:"]
+    for n in a["top_nodes"]:
+        lines.append(f"  {n['flops_share']:>6.1%}  {human(n['flops']):>8}  {n['op_type']:<14} {n['name']}")
+    groups = a.get("groups")
+    if groups is not None:
+        lines.append("")
+        lines.extend(render_groups(a))
+    return "\n".join(lines)
+
+
+def render_groups(a: dict[str, Any]) -> list[str]:
+    """Channel groups: how much is prunable, the largest groups, and why the rest is blocked."""
+    g = a["groups"]
+    lines = [
+        f"channel groups: {g['count']} ({g['prunable']} prunable, {g['blocked']} blocked)   "
+        f"prunable channels: {g['prunable_channels']}   prunable FLOPs: {a['prunable_flops_share']:.1%}",
+        "",
+        f"{'group':>6}{'channels':>10}{'FLOPs/ch':>10}{'params/ch':>11}  members",
+    ]
+    shown = [grp for grp in g["groups"] if not grp["blocked"]][:15]
+    for grp in shown:
+        members = ", ".join(grp["producers"][:3]) + (" …" if len(grp["producers"]) > 3 else "")
+        lines.append(
+            f"{grp['id']:>6}{grp['channels']:>10}{human(grp['flops_per_channel']):>10}"
+            f"{human(grp['params_per_channel']):>11}  {members}"
+        )
+    rest = g["prunable"] - len(shown)
+    if rest > 0:
+        lines.append(f"{'':>6}… {rest} more (--json lists all)")
+    blocked = [grp for grp in g["groups"] if grp["blocked"]]
+    if blocked:
+        lines += ["", "blocked:"]
+        for grp in blocked[:15]:
+            lines.append(f"  group {grp['id']} ({grp['channels']} ch): {grp['blocked']}")
+        if len(blocked) > 15:
+            lines.append(f"  … {len(blocked) - 15} more (--json lists all)")
+    return lines

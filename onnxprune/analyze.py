@@ -1,0 +1,66 @@
+"""What a model is and what it costs: the data behind ``onnxprune analyze``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from .flops import ModelCost, count
+from .load import LoadedModel, graph_inputs, load
+from .shapes import probe_shapes
+
+__all__ = ["analyze", "describe"]
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[int | str]:
+    out: list[int | str] = []
+    for d in vi.type.tensor_type.shape.dim:
+        out.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?"))
+    return out
+
+
+def _tensor(vi: onnx.ValueInfoProto) -> dict[str, Any]:
+    elem = vi.type.tensor_type.elem_type
+    return {"name": vi.name, "dtype": onnx.TensorProto.DataType.Name(elem).lower(), "shape": _dims(vi)}
+
+
+def describe(loaded: LoadedModel, cost: ModelCost) -> dict[str, Any]:
+    """The analysis as one JSON-ready dict (the ``--json`` output)."""
+    model = loaded.model
+    opsets = {op.domain or "ai.onnx": op.version for op in model.opset_import}
+    top = sorted(cost.nodes, key=lambda n: n.flops, reverse=True)[:10]
+    return {
+        "model": str(loaded.source) if loaded.source else None,
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "ir_version": model.ir_version,
+        "opset": opsets,
+        "inputs": [_tensor(vi) for vi in graph_inputs(model)],
+        "outputs": [_tensor(vi) for vi in model.graph.output],
+        "image_input": {
+            "name": loaded.image.name,
+            "layout": loaded.image.layout,
+            "channels": loaded.image.channels,
+            "height": loaded.image.height,
+            "width": loaded.image.width,
+        },
+        "counted_at": {"batch": 1, "height": loaded.image.height, "width": loaded.image.width},
+        "nodes": len(model.graph.node),
+        "params": cost.params,
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "by_op_type": dict(sorted(cost.by_op_type().items(), key=lambda kv: -kv[1]["flops"])),
+        "top_nodes": [
+            {"name": n.name, "op_type": n.op_type, "macs": n.macs, "flops": n.flops,
+             "flops_share": n.flops / cost.flops if cost.flops else 0.0, "params": n.params}
+            for n in top
+        ],
+    }
+
+
+def analyze(model: str | Path | onnx.ModelProto, input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Load, normalize and count a model; the result is what ``onnxprune analyze --json`` prints."""
+    loaded = load(model, input_size)
+    cost = count(loaded.model, probe_shapes(loaded.model, loaded.image))
+    return describe(loaded, cost)

@@ -1,0 +1,13 @@
+"""The one exception type users see."""
+
+from __future__ import annotations
+
+__all__ = ["OnnxpruneError"]
+
+
+class OnnxpruneError(Exception):
+    """A failure the user can act on; the message says what was wrong and what to do.
+
+    The library raises only this for user-facing problems and never prints or exits;
+    the CLI turns it into one line on stderr and a non-zero exit code.
+    """

@@ -1,0 +1,73 @@
+"""onnxruntime sessions: one place that knows how to run an ONNX model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+from .errors import OnnxpruneError
+
+__all__ = ["make_session", "run_model", "cuda_available"]
+
+log = logging.getLogger(__name__)
+
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def _ort():
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # our own errors say what matters; ORT's warnings are noise
+    return ort
+
+
+def cuda_available() -> bool:
+    """True when onnxruntime has a CUDA provider and torch sees a GPU to back it."""
+    try:
+        import torch
+
+        return torch.cuda.is_available() and "CUDAExecutionProvider" in _ort().get_available_providers()
+    except Exception:  # pragma: no cover - broken CUDA stacks count as none
+        return False
+
+
+def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | None = None):
+    """An InferenceSession on the CPU or CUDA provider; the model may exceed protobuf's 2 GiB."""
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if device == "cuda":
+        if not cuda_available():
+            raise OnnxpruneError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        ort.preload_dlls()
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    else:
+        providers = ["CPUExecutionProvider"]
+    if model.ByteSize() < _PROTOBUF_LIMIT:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data")
+        return ort.InferenceSession(path, options, providers=providers)
+
+
+def run_model(
+    model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None
+) -> list[np.ndarray]:
+    """Run once on the CPU provider; raise OnnxpruneError if onnxruntime refuses the model."""
+    try:
+        session = make_session(model)
+        return session.run(outputs, dict(feeds))
+    except OnnxpruneError:
+        raise
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OnnxpruneError(f"onnxruntime cannot run the model: {first}") from err

@@ -1,0 +1,49 @@
+"""Concrete tensor shapes for one input size, measured by running the graph once.
+
+Static shape inference gives up on graphs other frameworks export (computed Reshape targets,
+symbolic spatial dims); running onnxruntime with every intermediate exposed never does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .load import ImageInput
+from .runtime import run_model
+
+__all__ = ["probe_shapes", "random_feed", "expose_all"]
+
+
+def random_feed(image: ImageInput, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """A seeded normal-distributed image batch for the model's image input."""
+    rng = np.random.default_rng(seed)
+    return {image.name: rng.standard_normal(image.shape(batch)).astype(np.float32)}
+
+
+def expose_all(model: onnx.ModelProto, names: list[str] | None = None) -> onnx.ModelProto:
+    """A copy whose graph outputs include every node output (or the given names)."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    present = {o.name for o in exposed.graph.output}
+    wanted = names if names is not None else [o for n in model.graph.node for o in n.output if o]
+    for name in wanted:
+        if name not in present:
+            exposed.graph.output.append(onnx.ValueInfoProto(name=name))
+            present.add(name)
+    return exposed
+
+
+def probe_shapes(
+    model: onnx.ModelProto, image: ImageInput, batch: int = 1
+) -> dict[str, tuple[int, ...]]:
+    """Shape of every graph input, initializer and node output at the given batch size."""
+    exposed = expose_all(model)
+    feed = random_feed(image, batch)
+    names = [o.name for o in exposed.graph.output]
+    values = run_model(exposed, feed, names)
+    shapes = {name: tuple(np.shape(v)) for name, v in zip(names, values)}
+    shapes.update({k: v.shape for k, v in feed.items()})
+    for init in model.graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SAMPLES = ROOT / "sample_models"
+sys.path.insert(0, str(TESTS))
+
+from zoo import build_torch_model, export_onnx  # noqa: E402
+
+SAMPLE_MODELS = sorted(p.name for p in SAMPLES.glob("*.onnx"))
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("zoo")
+
+
+@pytest.fixture(scope="session")
+def zoo_model(zoo_dir: Path):
+    """Export a torchvision model once per session: zoo_model('resnet18', 'dynamo') -> path."""
+
+    def get(name: str, exporter: str) -> Path:
+        path = zoo_dir / f"{name}.{exporter}.onnx"
+        if not path.exists():
+            export_onnx(build_torch_model(name), path, exporter)
+        return path
+
+    return get

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES
+
+SAMPLE = SAMPLES / "digits_resnet.onnx"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "onnxprune_cli.main", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    from onnxprune import __version__
+
+    result = _run("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_analyze_json_prints_one_object_with_totals() -> None:
+    result = _run("analyze", str(SAMPLE), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)  # nothing but JSON on stdout
+    assert data["flops"] > 2 * data["macs"] * 0.99 and data["macs"] > 0 and data["params"] > 0
+    assert data["image_input"]["height"] == 32
+    assert len(data["top_nodes"]) == 10
+
+
+def test_analyze_prints_a_readable_table() -> None:
+    result = _run("analyze", str(SAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert "FLOPs" in result.stdout and "Conv" in result.stdout and "costliest nodes" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.onnx", "no such file"),
+        (lambda d: d, "is a directory"),
+        (lambda d: (d / "empty.onnx").write_bytes(b"") and d / "empty.onnx" or d / "empty.onnx", "is empty"),
+        (lambda d: (d / "t.onnx").write_text("not a model") and d / "t.onnx", "not a readable ONNX"),
+    ],
+)
+def test_bad_model_path_is_one_line_on_stderr(tmp_path: Path, make, message: str) -> None:
+    result = _run("analyze", str(make(tmp_path)))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    result = _run("analyze", str(SAMPLE), "--no-such-option")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
