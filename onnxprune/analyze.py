@@ -7,11 +7,11 @@ from typing import Any
 
 import onnx
 
-from .flops import ModelCost, count
+from .flops import ModelCost
+from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel, graph_inputs, load
-from .shapes import probe_shapes
 
-__all__ = ["analyze", "describe"]
+__all__ = ["analyze", "describe", "describe_groups"]
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | str]:
@@ -26,8 +26,36 @@ def _tensor(vi: onnx.ValueInfoProto) -> dict[str, Any]:
     return {"name": vi.name, "dtype": onnx.TensorProto.DataType.Name(elem).lower(), "shape": _dims(vi)}
 
 
+def describe_groups(analysis: GroupAnalysis) -> dict[str, Any]:
+    """Channel groups for people and pipelines: largest first, blocked ones with reasons."""
+    groups = sorted(analysis.groups, key=lambda g: (bool(g.blocked), -g.flops_per_channel * g.channels))
+    return {
+        "count": len(analysis.groups),
+        "prunable": len(analysis.prunable),
+        "blocked": len(analysis.groups) - len(analysis.prunable),
+        "prunable_channels": sum(g.channels for g in analysis.prunable),
+        "groups": [
+            {
+                "id": g.id,
+                "channels": g.channels,
+                "blocked": "; ".join(g.blocked) if g.blocked else None,
+                "exact": g.exact,
+                "flops_per_channel": g.flops_per_channel,
+                "params_per_channel": g.params_per_channel,
+                "producers": list(g.producers),
+                "members": [
+                    {"initializer": s.initializer, "axis": s.axis, "role": s.role, "node": s.node}
+                    for s in analysis.slots
+                    if g.id in s.segments
+                ],
+            }
+            for g in groups
+        ],
+    }
+
+
 def describe(loaded: LoadedModel, cost: ModelCost) -> dict[str, Any]:
-    """The analysis as one JSON-ready dict (the ``--json`` output)."""
+    """The analysis as one JSON-ready dict (the ``--json`` output), without groups."""
     model = loaded.model
     opsets = {op.domain or "ai.onnx": op.version for op in model.opset_import}
     top = sorted(cost.nodes, key=lambda n: n.flops, reverse=True)[:10]
@@ -62,5 +90,8 @@ def describe(loaded: LoadedModel, cost: ModelCost) -> dict[str, Any]:
 def analyze(model: str | Path | onnx.ModelProto, input_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Load, normalize and count a model; the result is what ``onnxprune analyze --json`` prints."""
     loaded = load(model, input_size)
-    cost = count(loaded.model, probe_shapes(loaded.model, loaded.image))
-    return describe(loaded, cost)
+    analysis = analyze_groups(loaded)
+    result = describe(loaded, analysis.cost)
+    result["prunable_flops_share"] = analysis.prunable_flops_share()
+    result["groups"] = describe_groups(analysis)
+    return result

@@ -17,7 +17,7 @@ from .errors import OnnxpruneError
 
 __all__ = [
     "LoadedModel", "ImageInput", "load", "read_model", "normalize", "graph_inputs",
-    "unshare_initializers",
+    "unshare_initializers", "name_nodes",
 ]
 
 log = logging.getLogger(__name__)
@@ -214,12 +214,30 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     if slimmed is None:
         slimmed = onnx.ModelProto.FromString(model.SerializeToString())
     _restore_identity(slimmed, original)
+    name_nodes(slimmed)
     unshare_initializers(slimmed)
     try:
         slimmed = onnx.shape_inference.infer_shapes(slimmed, data_prop=True)
     except Exception as err:
         log.warning("shape inference failed after normalization: %s", _first_line(err))
     return slimmed
+
+
+def name_nodes(model: onnx.ModelProto) -> int:
+    """Give unnamed or same-named nodes unique names: groups and slices refer to nodes by name."""
+    seen: set[str] = set()
+    renamed = 0
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            base = node.name or f"{node.op_type}_{index}"
+            name, k = base, 0
+            while name in seen:
+                k += 1
+                name = f"{base}_{k}"
+            node.name = name
+            renamed += 1
+        seen.add(node.name)
+    return renamed
 
 
 def unshare_initializers(model: onnx.ModelProto) -> int:

@@ -1,0 +1,311 @@
+"""Channel groups: the initializer axes that must keep or drop the same channel indices.
+
+Each producer (Conv, ConvTranspose, Gemm, MatMul with a constant weight) opens a *space* of
+channels. ``flow.trace`` follows every tensor's channel axis through the graph as a list of
+segments (one space each: Concat places inputs side by side), records every initializer axis
+that indexes those channels (a ``Slot``), and unites spaces that must stay aligned (residual
+Add, squeeze-excite Mul, depthwise Conv). A group is a class of united spaces; it is blocked
+when any of its spaces reaches a graph output, comes from the graph input, or passes through an
+op whose channel mapping is not exact (the reasons are kept).
+
+Example: Conv A → BN → Relu → Conv B. A's output space holds A's weight axis 0 and bias (the
+producer), BN's four vectors (per channel) and B's weight axis 1 (the consumer): one group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import numpy as np
+import onnx
+
+from .flops import ModelCost, count
+from .load import LoadedModel
+
+__all__ = [
+    "Slot", "ShapeConstant", "GroupAttribute", "ChannelGroup", "GroupAnalysis", "TensorChannels",
+    "Spaces", "find_groups", "analyze_groups", "predict_shapes", "predict_cost",
+]
+
+
+@dataclass(frozen=True)
+class TensorChannels:
+    """Where a tensor's channels are: an axis made of segments, each a whole space.
+
+    A flattened axis interleaves: position = o·(C·inner) + c·inner + j for o < outer, j < inner.
+    """
+
+    axis: int
+    segments: tuple[int, ...]  # space ids, in order along the axis
+    sizes: tuple[int, ...]  # channels per segment
+    outer: int = 1
+    inner: int = 1
+
+    @property
+    def channels(self) -> int:
+        return sum(self.sizes)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One initializer axis that indexes channels, laid out like a tensor's channel axis."""
+
+    initializer: str
+    axis: int
+    segments: tuple[int, ...]  # group ids after ``find_groups`` resolves spaces
+    sizes: tuple[int, ...]
+    outer: int
+    inner: int
+    role: str  # "producer", "per_channel" or "consumer"
+    node: str
+
+
+@dataclass(frozen=True)
+class ShapeConstant:
+    """An int64 initializer element that states a channel count (Reshape shape, Resize sizes)."""
+
+    initializer: str
+    index: int
+    segments: tuple[int, ...]
+    sizes: tuple[int, ...]
+    factor: int  # the element is factor × channels
+
+
+@dataclass(frozen=True)
+class GroupAttribute:
+    """A node attribute that equals a channel count (a depthwise Conv's ``group``)."""
+
+    node: str
+    name: str
+    segments: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Channels that are kept or dropped together, what one costs, and why it may be blocked."""
+
+    id: int
+    channels: int
+    blocked: tuple[str, ...]  # reasons; empty means prunable
+    exact: bool  # removing a channel equals zeroing it (no normalization across channels)
+    producers: tuple[str, ...]  # node names that create these channels
+    flops_per_channel: int = 0
+    params_per_channel: int = 0
+
+    @property
+    def prunable(self) -> bool:
+        return not self.blocked
+
+
+@dataclass(frozen=True)
+class GroupAnalysis:
+    """Everything the selector and the slicer need to know about a model's channels."""
+
+    groups: tuple[ChannelGroup, ...]
+    slots: tuple[Slot, ...]
+    shape_constants: tuple[ShapeConstant, ...]
+    attributes: tuple[GroupAttribute, ...]
+    tensors: dict[str, TensorChannels]  # segments are group ids
+    shapes: dict[str, tuple[int, ...]]  # concrete shapes at batch 1
+    cost: ModelCost
+
+    def group(self, gid: int) -> ChannelGroup:
+        return self.groups[gid]
+
+    @property
+    def prunable(self) -> tuple[ChannelGroup, ...]:
+        return tuple(g for g in self.groups if g.prunable)
+
+    def prunable_flops_share(self) -> float:
+        """FLOPs of MAC nodes with a prunable input or output group, over all FLOPs."""
+        total = self.cost.flops
+        if not total:
+            return 0.0
+        prunable = {g.id for g in self.prunable}
+        touched = 0
+        for node_cost, groups in zip(self.cost.nodes, self._node_groups()):
+            if node_cost.macs and groups & prunable:
+                touched += node_cost.flops
+        return touched / total
+
+    def _node_groups(self) -> list[set[int]]:
+        by_node: dict[str, set[int]] = {}
+        for slot in self.slots:
+            by_node.setdefault(slot.node, set()).update(slot.segments)
+        return [by_node.get(n.name, set()) for n in self.cost.nodes]
+
+
+@dataclass
+class Spaces:
+    """Union-find over channel spaces, with sizes, block reasons and inexactness reasons."""
+
+    parent: list[int] = field(default_factory=list)
+    size: list[int] = field(default_factory=list)
+    blocked: dict[int, list[str]] = field(default_factory=dict)
+    inexact: dict[int, list[str]] = field(default_factory=dict)
+    producers: dict[int, list[str]] = field(default_factory=dict)
+
+    def new(self, size: int, producer: str | None = None, blocked: str | None = None) -> int:
+        sid = len(self.parent)
+        self.parent.append(sid)
+        self.size.append(size)
+        if producer:
+            self.producers.setdefault(sid, []).append(producer)
+        if blocked:
+            self.blocked.setdefault(sid, []).append(blocked)
+        return sid
+
+    def find(self, sid: int) -> int:
+        while self.parent[sid] != sid:
+            self.parent[sid] = self.parent[self.parent[sid]]
+            sid = self.parent[sid]
+        return sid
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        if self.size[ra] != self.size[rb]:  # cannot happen for well-formed graphs; stay safe
+            self.block(ra, "joined with a space of another size")
+            self.block(rb, "joined with a space of another size")
+        self.parent[rb] = ra
+        for table in (self.blocked, self.inexact, self.producers):
+            if rb in table:
+                table.setdefault(ra, []).extend(table.pop(rb))
+
+    def block(self, sid: int, reason: str) -> None:
+        reasons = self.blocked.setdefault(self.find(sid), [])
+        if reason not in reasons:
+            reasons.append(reason)
+
+    def mark_inexact(self, sid: int, reason: str) -> None:
+        reasons = self.inexact.setdefault(self.find(sid), [])
+        if reason not in reasons:
+            reasons.append(reason)
+
+
+def _resolve(ids: tuple[int, ...], gid_of: dict[int, int]) -> tuple[int, ...]:
+    return tuple(gid_of[i] for i in ids)
+
+
+def find_groups(
+    model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], input_axes: dict[str, int] | None = None
+) -> GroupAnalysis:
+    """Trace channels through a normalized model; ``shapes`` come from ``shapes.probe_shapes``.
+
+    ``input_axes`` names the channel axis of each graph input (default 1, NCHW).
+    """
+    from .flow import trace
+
+    spaces, tensors, slots, shape_consts, attrs = trace(model, shapes, input_axes)
+    roots = sorted({spaces.find(s) for s in range(len(spaces.parent))})
+    # Number groups largest first so listings read naturally; ties keep graph order.
+    roots.sort(key=lambda r: -spaces.size[r])
+    gid_of_root = {r: i for i, r in enumerate(roots)}
+    gid_of = {s: gid_of_root[spaces.find(s)] for s in range(len(spaces.parent))}
+    resolved_tensors = {
+        name: TensorChannels(t.axis, _resolve(t.segments, gid_of), t.sizes, t.outer, t.inner)
+        for name, t in tensors.items()
+    }
+    resolved_slots = tuple(
+        Slot(s.initializer, s.axis, _resolve(s.segments, gid_of), s.sizes, s.outer, s.inner, s.role, s.node)
+        for s in slots
+    )
+    resolved_consts = tuple(
+        ShapeConstant(c.initializer, c.index, _resolve(c.segments, gid_of), c.sizes, c.factor)
+        for c in shape_consts
+    )
+    resolved_attrs = tuple(
+        GroupAttribute(a.node, a.name, _resolve(a.segments, gid_of), a.sizes) for a in attrs
+    )
+    base_cost = count(model, shapes)
+    groups = []
+    for root in roots:
+        gid = gid_of_root[root]
+        blocked = tuple(spaces.blocked.get(root, ()))
+        if not any(gid in s.segments for s in resolved_slots if s.role == "producer") and not blocked:
+            blocked = ("no initializer produces these channels",)
+        groups.append(
+            ChannelGroup(
+                id=gid,
+                channels=spaces.size[root],
+                blocked=blocked,
+                exact=not spaces.inexact.get(root),
+                producers=tuple(dict.fromkeys(spaces.producers.get(root, ()))),
+            )
+        )
+    analysis = GroupAnalysis(
+        tuple(groups), resolved_slots, resolved_consts, resolved_attrs, resolved_tensors, shapes, base_cost
+    )
+    return _with_costs(model, analysis)
+
+
+def analyze_groups(loaded: LoadedModel) -> GroupAnalysis:
+    """Groups of a loaded model, at batch 1 and its input size."""
+    from .shapes import probe_shapes
+
+    axes = {loaded.image.name: 1 if loaded.image.layout == "NCHW" else 3}
+    return find_groups(loaded.model, probe_shapes(loaded.model, loaded.image), axes)
+
+
+def _with_costs(model: onnx.ModelProto, analysis: GroupAnalysis) -> GroupAnalysis:
+    """Fill in the FLOPs and params one channel of each prunable group costs."""
+    base = analysis.cost
+    groups = []
+    for g in analysis.groups:
+        if g.prunable and g.channels > 1:
+            cost = predict_cost(model, analysis, {g.id: g.channels - 1})
+            g = ChannelGroup(g.id, g.channels, g.blocked, g.exact, g.producers,
+                             base.flops - cost.flops, base.params - cost.params)
+        groups.append(g)
+    return GroupAnalysis(tuple(groups), analysis.slots, analysis.shape_constants, analysis.attributes,
+                         analysis.tensors, analysis.shapes, base)
+
+
+def _new_extent(segments, sizes, outer, inner, widths: dict[int, int]) -> int:
+    return outer * inner * sum(widths.get(g, n) for g, n in zip(segments, sizes))
+
+
+def predict_shapes(
+    analysis: GroupAnalysis, widths: dict[int, int]
+) -> dict[str, tuple[int, ...]]:
+    """Shapes after slicing every group to the given number of channels (others unchanged)."""
+    shapes = dict(analysis.shapes)
+    for name, t in analysis.tensors.items():
+        if name in shapes and len(shapes[name]) > t.axis:
+            dims = list(shapes[name])
+            dims[t.axis] = _new_extent(t.segments, t.sizes, t.outer, t.inner, widths)
+            shapes[name] = tuple(dims)
+    for slot in analysis.slots:
+        dims = list(shapes[slot.initializer])
+        dims[slot.axis] = _new_extent(slot.segments, slot.sizes, slot.outer, slot.inner, widths)
+        shapes[slot.initializer] = tuple(dims)
+    return shapes
+
+
+def predict_cost(model: onnx.ModelProto, analysis: GroupAnalysis, widths: dict[int, int]) -> ModelCost:
+    """The exact cost of the model sliced to ``widths`` (group id → channels kept)."""
+    return count(model, predict_shapes(analysis, widths))
+
+
+def channel_positions(segments, sizes, keep: dict[int, np.ndarray]) -> np.ndarray:
+    """Kept positions along a channel axis made of segments (before interleaving)."""
+    parts, offset = [], 0
+    for gid, n in zip(segments, sizes):
+        idx = keep.get(gid)
+        parts.append(offset + (np.arange(n) if idx is None else np.asarray(idx, dtype=np.int64)))
+        offset += n
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def axis_indices(segments, sizes, outer: int, inner: int, keep: dict[int, np.ndarray]) -> np.ndarray:
+    """Kept indices along an axis whose channels are interleaved by ``outer``/``inner``."""
+    channels = sum(sizes)
+    positions = channel_positions(segments, sizes, keep)
+    grid = (
+        np.arange(outer)[:, None, None] * channels * inner
+        + positions[None, :, None] * inner
+        + np.arange(inner)[None, None, :]
+    )
+    return grid.reshape(-1)
+

@@ -1,0 +1,96 @@
+"""The one slicer: removes channels from an ONNX model, given a keep-set per channel group.
+
+``take`` is the only code in onnxprune that drops channels. Every round of pruning and the final
+rewrite go through ``slice_model``; the torch view is re-imported from its result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import OnnxpruneError
+from .groups import GroupAnalysis, axis_indices
+
+__all__ = ["take", "slice_model", "keep_all", "check_keep"]
+
+
+def take(array: np.ndarray, indices: np.ndarray, axis: int) -> np.ndarray:
+    """Keep ``indices`` along ``axis``: the single place channels are dropped."""
+    return np.take(array, np.asarray(indices, dtype=np.int64), axis=axis)
+
+
+def keep_all(analysis: GroupAnalysis) -> dict[int, np.ndarray]:
+    """A keep-set that keeps every channel of every prunable group."""
+    return {g.id: np.arange(g.channels) for g in analysis.prunable}
+
+
+def check_keep(analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Sorted, unique, in range, non-empty, and only for prunable groups — or an error."""
+    checked = {}
+    for gid, indices in keep.items():
+        if not 0 <= gid < len(analysis.groups):
+            raise OnnxpruneError(f"keep-set names group {gid}, but the model has {len(analysis.groups)}")
+        group = analysis.groups[gid]
+        idx = np.unique(np.asarray(indices, dtype=np.int64))
+        if idx.size == len(np.asarray(indices).reshape(-1)) and idx.size == group.channels and group.blocked:
+            continue  # keeping all of a blocked group is no change
+        if group.blocked:
+            raise OnnxpruneError(f"group {gid} is blocked ({group.blocked[0]}) and cannot lose channels")
+        if idx.size == 0 or idx[0] < 0 or idx[-1] >= group.channels:
+            raise OnnxpruneError(f"keep-set for group {gid} must hold 1..{group.channels} indices in range")
+        checked[gid] = idx
+    return checked
+
+
+def slice_model(
+    model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]
+) -> onnx.ModelProto:
+    """A new model with every member of every group sliced to its keep-set.
+
+    Weights, biases, BN parameters and statistics, per-channel constants, depthwise ``group``
+    attributes and Reshape/Resize constants that state a channel count all follow; node names,
+    opset, metadata and graph inputs/outputs are kept; intermediate shape annotations are
+    re-inferred. Initializers must not be shared between users (``load`` un-shares them).
+    """
+    keep = check_keep(analysis, keep)
+    sliced = onnx.ModelProto()
+    sliced.CopyFrom(model)
+    inits = {init.name: init for init in sliced.graph.initializer}
+    arrays: dict[str, np.ndarray] = {}
+    done: set[tuple[str, int]] = set()
+    for slot in analysis.slots:
+        if (slot.initializer, slot.axis) in done or not set(slot.segments) & keep.keys():
+            continue
+        done.add((slot.initializer, slot.axis))
+        array = arrays.get(slot.initializer)
+        if array is None:
+            array = numpy_helper.to_array(inits[slot.initializer])
+        indices = axis_indices(slot.segments, slot.sizes, slot.outer, slot.inner, keep)
+        arrays[slot.initializer] = take(array, indices, slot.axis)
+    for const in analysis.shape_constants:
+        if not set(const.segments) & keep.keys():
+            continue
+        array = arrays.get(const.initializer)
+        array = (array if array is not None else numpy_helper.to_array(inits[const.initializer])).copy()
+        kept = sum(len(keep[g]) if g in keep else n for g, n in zip(const.segments, const.sizes))
+        array.reshape(-1)[const.index] = const.factor * kept
+        arrays[const.initializer] = array
+    for name, array in arrays.items():
+        inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), name))
+    nodes = {node.name: node for node in sliced.graph.node}
+    for attr in analysis.attributes:
+        if set(attr.segments) & keep.keys():
+            kept = sum(len(keep[g]) if g in keep else n for g, n in zip(attr.segments, attr.sizes))
+            for a in nodes[attr.node].attribute:
+                if a.name == attr.name:
+                    a.i = kept
+    del sliced.graph.value_info[:]
+    try:
+        sliced = onnx.shape_inference.infer_shapes(sliced, data_prop=True)
+    except Exception as err:  # pragma: no cover - the checker in verify reports it properly
+        raise OnnxpruneError(f"the sliced model fails shape inference: {err}") from err
+    return sliced
