@@ -15,7 +15,7 @@ import click
 from onnxprune import __version__
 from onnxprune.errors import OnnxpruneError
 
-from .render import render_analysis
+from .render import render_analysis, render_summary
 
 __all__ = ["main", "cli"]
 
@@ -23,7 +23,7 @@ log = logging.getLogger("onnxprune")
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("onnxprune: %(message)s"))
     root = logging.getLogger("onnxprune")
@@ -36,7 +36,19 @@ class _Context:
     verbose = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _DefaultToPrune(click.Group):
+    """``onnxprune MODEL …`` means ``onnxprune prune MODEL …``: pruning is the main job."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        i = 0
+        while i < len(args) and args[i] in ("-v", "--verbose", "-q", "--quiet"):
+            i += 1
+        if i < len(args) and args[i] not in self.commands and not args[i].startswith("-"):
+            args = [*args[:i], "prune", *args[i:]]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultToPrune, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="onnxprune")
 @click.option("-v", "--verbose", is_flag=True, help="Show debug messages and tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Show only errors.")
@@ -45,7 +57,8 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """onnxprune: ONNX in, smaller and faster ONNX out.
 
     \b
-    onnxprune analyze MODEL.onnx         what a model costs and what can be pruned
+    onnxprune MODEL.onnx --data DIR --target-flops 0.3   prune (same as `onnxprune prune …`)
+    onnxprune analyze MODEL.onnx                          what a model costs and what can be pruned
     """
     _setup_logging(verbose, quiet)
     ctx.obj = _Context()
@@ -72,6 +85,90 @@ def analyze(model: str, as_json: bool, input_size: tuple[int, int] | None) -> No
         click.echo(json.dumps(result, indent=2))
     else:
         click.echo(render_analysis(result))
+
+
+def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{what} takes comma-separated numbers, e.g. 0.485,0.456,0.406") from None
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("--data", required=True, help="Image folder (recursive) or .npy/.npz of model inputs.")
+@click.option("--target-flops", type=float, default=0.3, show_default=True,
+              help="Keep at most this share of the original FLOPs, in (0, 1].")
+@click.option("-o", "--output", type=click.Path(path_type=str), help="Output .onnx [default: <stem>.pruned.onnx].")
+@click.option("--labels", help="'imagefolder' (class = sub-folder) or a CSV of file,label rows.")
+@click.option("--val-split", type=float, default=0.15, show_default=True, help="Held-out share of --data.")
+@click.option("--val-data", help="A separate validation folder or .npy instead of --val-split.")
+@click.option("--input-size", nargs=2, type=click.IntRange(min=1), metavar="H W",
+              help="Input height and width for models with symbolic spatial dims.")
+@click.option("--mean", help="Per-channel mean, comma-separated [default: ImageNet's].")
+@click.option("--std", help="Per-channel std, comma-separated [default: ImageNet's].")
+@click.option("--bgr", is_flag=True, help="Feed images as BGR (OpenCV/Caffe-trained models).")
+@click.option("--criterion", default="taylor", show_default=True,
+              help="Saliency: taylor, taylor-sq, fisher, l1, l2, bn-scale, mean-activation, apoz, random.")
+@click.option("--rounds", type=int, help="Prune/fine-tune rounds [default: ≤10 % of FLOPs per round].")
+@click.option("--round-steps", type=int, help="Fine-tuning steps after each round [default: one epoch, ≤20].")
+@click.option("--epochs", type=float, default=10.0, show_default=True, help="Final fine-tuning epochs.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Fine-tuning learning rate (Adam).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--round-to", type=int, default=1, show_default=True, help="Keep widths multiples of N.")
+@click.option("--min-channels", type=int, default=1, show_default=True,
+              help="Fewest channels a group keeps (also never below 10 %% of its width).")
+@click.option("--flops-weight", type=float, default=0.1, show_default=True,
+              help="How much FLOPs saved weigh against saliency when ranking channels.")
+@click.option("--calibration-batches", type=int, default=4, show_default=True,
+              help="Batches used to score channels each round.")
+@click.option("--no-lossless", is_flag=True, help="Skip removing channels that are dead on the data.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where fine-tuning runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+def prune(model: str, data: str, target_flops: float, output: str | None, labels: str | None,
+          val_split: float, val_data: str | None, input_size, mean: str | None, std: str | None, bgr: bool,
+          criterion: str, rounds: int | None, round_steps: int | None, epochs: float, lr: float,
+          batch_size: int, round_to: int, min_channels: int, flops_weight: float,
+          calibration_batches: int, no_lossless: bool, seed: int, device: str, as_json: bool) -> None:
+    """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
+    from pathlib import Path
+
+    from onnxprune.data import Preprocess
+    from onnxprune.errors import OnnxpruneError
+    from onnxprune.prune import prune as run_prune
+    from onnxprune.write import check_output_path, default_output, report_folder, write_model, write_report
+
+    model_path = Path(model)
+    if not 0 < target_flops <= 1:
+        raise OnnxpruneError(f"--target-flops must be in (0, 1] (the share of FLOPs to keep), got {target_flops}")
+    out = Path(output) if output else default_output(model_path)
+    check_output_path(out, model_path if model_path.exists() else None)
+    prep = Preprocess()
+    prep = Preprocess(_floats(mean, "--mean") or prep.mean, _floats(std, "--std") or prep.std, bgr)
+    result = run_prune(
+        model, data, target_flops, labels=labels, val_split=val_split, val_data=val_data,
+        input_size=_input_size(input_size), preprocess=prep, criterion=criterion, rounds=rounds,
+        round_steps=round_steps, epochs=epochs, lr=lr, batch_size=batch_size, round_to=round_to,
+        min_channels=min_channels, flops_weight=flops_weight, calibration_batches=calibration_batches,
+        lossless=not no_lossless, seed=seed, device=device,
+    )
+    report = dict(result.report, output=str(out), report_folder=str(report_folder(out)))
+    write_model(result.model, out)
+    write_report(report, report_folder(out))
+    if as_json:
+        click.echo(json.dumps(summary(report), indent=2))
+    else:
+        click.echo(render_summary(report))
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The part of the report a pipeline needs at once; report.json has the rest."""
+    keys = ("output", "report_folder", "flops", "params", "quality", "criterion", "time_s")
+    return {k: report[k] for k in keys}
 
 
 def main() -> None:

@@ -80,3 +80,25 @@ def render_groups(a: dict[str, Any]) -> list[str]:
         if len(blocked) > 15:
             lines.append(f"  … {len(blocked) - 15} more (--json lists all)")
     return lines
+
+
+def render_summary(r: dict[str, Any]) -> str:
+    """What a pruning run did, in a few lines."""
+    f, p, q = r["flops"], r["params"], r["quality"]
+    lines = [
+        f"wrote {r['output']}  (report: {r['report_folder']}/report.json)",
+        f"FLOPs   {human(f['before'])} → {human(f['after'])}  ({f['fraction']:.1%} kept, target "
+        f"{r['settings']['target_flops']:.0%})",
+        f"params  {human(p['before'])} → {human(p['after'])}  ({p['fraction']:.1%} kept)",
+    ]
+    before, after = q["before"], q["after"]
+    if "accuracy" in after:
+        lines.append(f"accuracy  {before['accuracy']:.2%} → {after['accuracy']:.2%}  "
+                     f"on {q['validation_inputs']} held-out inputs")
+    if "top1_agreement" in after:
+        lines.append(f"top-1 agreement with the original  {after['top1_agreement']:.2%}")
+    lines.append(f"output cosine similarity  {after['cosine']:.4f}")
+    if r["lossless"]["dead_channels_removed"]:
+        lines.append(f"dead channels removed for free  {r['lossless']['dead_channels_removed']}")
+    lines.append(f"time  {r['time_s']:.1f} s")
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ from .runtime import run_model
 from .shapes import random_feed
 
 __all__ = [
-    "Link", "Imported", "import_model", "write_back", "torch_outputs", "compare_with_onnxruntime",
+    "Link", "Imported", "import_model", "module_names", "write_back", "torch_outputs", "compare_with_onnxruntime",
     "TOLERANCE",
 ]
 
@@ -50,6 +50,7 @@ class Imported:
     links: tuple[Link, ...]
     output_names: tuple[str, ...]
     max_abs_diff: float  # against onnxruntime on random inputs at import time
+    module_of: dict[str, str]  # ONNX node name -> its submodule's name in ``module``
 
 
 def _convert(model: onnx.ModelProto) -> torch.fx.GraphModule:
@@ -188,7 +189,14 @@ def import_model(loaded: LoadedModel, check: bool = True, seed: int = 0) -> Impo
                 "an operator converts inexactly — please report the model's operator list"
             )
     names = tuple(o.name for o in loaded.model.graph.output)
-    return Imported(module, links, names, diff)
+    return Imported(module, links, names, diff, module_names(loaded.model))
+
+
+def module_names(model: onnx.ModelProto) -> dict[str, str]:
+    """ONNX node name -> the name onnx2torch gives its submodule."""
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    return {node.proto.name: unique for unique, node in OnnxGraph(model.graph).nodes.items()}
 
 
 def write_back(

@@ -241,10 +241,11 @@ def name_nodes(model: onnx.ModelProto) -> int:
 
 
 def unshare_initializers(model: onnx.ModelProto) -> int:
-    """Give every node input its own copy of a shared float initializer; returns copies made.
+    """Give every node input its own copy of a shared initializer; returns copies made.
 
-    Exporters deduplicate identical tensors (zero biases, equal BN statistics). Shared, they
-    could neither be sliced differently per user nor fine-tuned apart, so each use owns one.
+    Exporters deduplicate identical tensors (zero biases, equal BN statistics, one Reshape
+    target for many layers). Shared, they could neither be sliced differently per user nor
+    fine-tuned apart, so each use owns one.
     """
     inits = {init.name: init for init in model.graph.initializer}
     seen: set[str] = set()
@@ -252,7 +253,7 @@ def unshare_initializers(model: onnx.ModelProto) -> int:
     for node in model.graph.node:
         for i, name in enumerate(node.input):
             init = inits.get(name)
-            if init is None or init.data_type != TensorProto.FLOAT:
+            if init is None:
                 continue
             if name not in seen:
                 seen.add(name)

@@ -60,3 +60,38 @@ def test_unknown_option_is_a_usage_error() -> None:
     result = _run("analyze", str(SAMPLE), "--no-such-option")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_prune_is_the_default_command_and_writes_model_and_report(tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(SAMPLES / "digits_vgg.onnx", model)
+    before = hashlib.sha256(model.read_bytes()).hexdigest()
+    result = _run(str(model), "--data", str(SAMPLES / "digits"), "--target-flops", "0.5", "--labels",
+                  "imagefolder", "--rounds", "1", "--round-steps", "1", "--epochs", "0.2", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["flops"]["after"] <= 0.5 * summary["flops"]["before"]
+    assert (tmp_path / "m.pruned.onnx").is_file()
+    report = json.loads((tmp_path / "m.pruned.report" / "report.json").read_text())
+    for key in ("flops", "params", "widths", "quality", "settings", "criterion", "trajectory", "time_s"):
+        assert key in report
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target-flops", "1.5"], "must be in (0, 1]"),
+    (["--target-flops", "0"], "must be in (0, 1]"),
+    (["--data", "/no/such/dir"], "no such file or folder"),
+    (["-o", str(SAMPLE)], "is the input model"),
+    (["--criterion", "magic"], "unknown criterion"),
+])
+def test_bad_prune_arguments_fail_cleanly(tmp_path: Path, args: list[str], message: str) -> None:
+    base = [str(SAMPLE), "--data", str(SAMPLES / "digits"), "-o", str(tmp_path / "out.onnx")]
+    result = _run(*base, *args)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.onnx").exists()

@@ -1,0 +1,106 @@
+"""Fine-tune the torch view of a pruned model: distillation from the original by default.
+
+Classifier outputs (rank 2, several classes) use KL divergence to the teacher's softmax, plus
+cross-entropy when labels are given; other outputs use MSE scaled by the teacher's variance.
+BatchNorm layers train (batch statistics, running statistics follow the pruned network, which
+is what lets a pruned model recover); dropout stays off so fine-tuning is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TrainSettings", "Targets", "loss_for", "finetune", "is_classifier_output", "batches"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    lr: float = 1e-3
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "cpu"
+    weight_decay: float = 0.0
+    label_weight: float = 1.0  # cross-entropy weight next to distillation, when labels exist
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the student learns from: the teacher's outputs, and labels when given."""
+
+    teacher: list[np.ndarray]  # one array per graph output, aligned with the inputs
+    labels: np.ndarray | None = None
+
+
+def is_classifier_output(array: np.ndarray) -> bool:
+    return array.ndim == 2 and array.shape[1] >= 2
+
+
+def loss_for(
+    outputs: list[torch.Tensor], teacher: list[torch.Tensor], labels: torch.Tensor | None, label_weight: float
+) -> torch.Tensor:
+    """Distillation (KL on logits, MSE otherwise) plus cross-entropy with labels on the first output."""
+    total = outputs[0].new_zeros(())
+    for i, (s, t) in enumerate(zip(outputs, teacher)):
+        if s.dim() == 2 and s.shape[1] >= 2:
+            total = total + F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True,
+                                     reduction="batchmean")
+            if labels is not None and i == 0:
+                total = total + label_weight * F.cross_entropy(s, labels)
+        else:
+            total = total + F.mse_loss(s, t) / t.var().clamp_min(1e-8)
+    return total
+
+
+def batches(n: int, batch_size: int, steps: int, seed: int):
+    """``steps`` index batches from seeded reshuffles of range(n)."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order.extend(rng.permutation(n).tolist())
+        yield np.asarray(order[:batch_size])
+        del order[:batch_size]
+
+
+def finetune(
+    module: torch.nn.Module,
+    inputs: np.ndarray,
+    targets: Targets,
+    steps: int,
+    settings: TrainSettings,
+    run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
+    progress: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train the module's trainable parameters in place for ``steps`` steps; returns the losses."""
+    if steps <= 0:
+        return []
+    device = torch.device(settings.device)
+    module.to(device)
+    module.eval()
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
+            sub.train()
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    losses = []
+    for step, idx in enumerate(batches(len(inputs), settings.batch_size, steps, settings.seed)):
+        x = torch.from_numpy(inputs[idx]).to(device)
+        teacher = [torch.from_numpy(t[idx]).to(device) for t in targets.teacher]
+        labels = None if targets.labels is None else torch.from_numpy(targets.labels[idx]).to(device)
+        loss = loss_for(run(module, x), teacher, labels, settings.label_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if progress:
+            progress(step, losses[-1])
+    module.to("cpu")
+    module.eval()
+    return losses

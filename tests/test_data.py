@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from onnxprune.data import Preprocess, load_data, split
+from onnxprune.errors import OnnxpruneError
+from onnxprune.load import ImageInput
+
+NCHW = ImageInput("x", "NCHW", 3, 8, 8, "N")
+
+
+def _image(path: Path, size=(16, 12), color=(255, 0, 0)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def test_images_are_resized_cropped_normalized_and_laid_out(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    data = load_data(tmp_path, NCHW, Preprocess(mean=(0.5,), std=(0.5,)))
+    assert data.inputs.shape == (1, 3, 8, 8) and data.inputs.dtype == np.float32
+    assert np.allclose(data.inputs[0, 0], 1.0) and np.allclose(data.inputs[0, 1:], -1.0)
+
+
+def test_bgr_swaps_channels_and_nhwc_moves_them_last(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    bgr = load_data(tmp_path, NCHW, Preprocess(mean=(0.0,), std=(1.0,), bgr=True))
+    assert np.allclose(bgr.inputs[0, 2], 1.0) and np.allclose(bgr.inputs[0, 0], 0.0)
+    nhwc = load_data(tmp_path, ImageInput("x", "NHWC", 3, 8, 8, 1), Preprocess(mean=(0.0,), std=(1.0,)))
+    assert nhwc.inputs.shape == (1, 8, 8, 3)
+
+
+def test_grayscale_models_get_one_channel(tmp_path: Path) -> None:
+    _image(tmp_path / "a.jpg", color=(128, 128, 128))
+    data = load_data(tmp_path, ImageInput("x", "NCHW", 1, 8, 8, 1))
+    assert data.inputs.shape == (1, 1, 8, 8)
+
+
+def test_imagefolder_labels_use_integer_folder_names(tmp_path: Path) -> None:
+    for label in ("3", "10"):
+        _image(tmp_path / label / "img.png")
+    data = load_data(tmp_path, NCHW, labels="imagefolder")
+    assert sorted(data.labels.tolist()) == [3, 10]
+
+
+def test_imagefolder_labels_index_sorted_class_names(tmp_path: Path) -> None:
+    for label in ("dog", "cat"):
+        _image(tmp_path / label / "img.png")
+    data = load_data(tmp_path, NCHW, labels="imagefolder")
+    assert dict(zip(data.names, data.labels.tolist())) == {"cat/img.png": 0, "dog/img.png": 1}
+
+
+def test_csv_labels_and_missing_label_is_an_error(tmp_path: Path) -> None:
+    _image(tmp_path / "imgs" / "a.png")
+    _image(tmp_path / "imgs" / "b.png")
+    (tmp_path / "labels.csv").write_text("file,label\na.png,4\nb.png,7\n")
+    data = load_data(tmp_path / "imgs", NCHW, labels=str(tmp_path / "labels.csv"))
+    assert data.labels.tolist() == [4, 7]
+    (tmp_path / "labels.csv").write_text("a.png,4\n")
+    with pytest.raises(OnnxpruneError, match="no label for b.png"):
+        load_data(tmp_path / "imgs", NCHW, labels=str(tmp_path / "labels.csv"))
+
+
+def test_corrupt_images_are_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
+    _image(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with caplog.at_level(logging.WARNING, logger="onnxprune"):
+        data = load_data(tmp_path, NCHW)
+    assert len(data) == 1 and "skipped 1 unreadable" in caplog.text
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: d / "nope", "no such file"),
+    (lambda d: d, "holds no images"),
+    (lambda d: (d / "x.txt").write_text("hi") and d / "x.txt", "give a folder of images or an .npy"),
+])
+def test_unusable_data_is_refused(tmp_path: Path, setup, message: str) -> None:
+    with pytest.raises(OnnxpruneError, match=message):
+        load_data(setup(tmp_path), NCHW)
+
+
+def test_npy_must_match_the_model_input(tmp_path: Path) -> None:
+    np.save(tmp_path / "ok.npy", np.zeros((4, 3, 8, 8), np.float32))
+    assert load_data(tmp_path / "ok.npy", NCHW).inputs.shape == (4, 3, 8, 8)
+    np.save(tmp_path / "bad.npy", np.zeros((4, 3, 9, 8), np.float32))
+    with pytest.raises(OnnxpruneError, match=r"needs \(N, 3, 8, 8\)"):
+        load_data(tmp_path / "bad.npy", NCHW)
+
+
+def test_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
+    np.save(tmp_path / "d.npy", np.arange(20 * 3 * 8 * 8, dtype=np.float32).reshape(20, 3, 8, 8))
+    data = load_data(tmp_path / "d.npy", NCHW)
+    train, val = split(data, 0.25, seed=1)
+    again, _ = split(data, 0.25, seed=1)
+    assert len(val) == 5 and len(train) == 15
+    assert set(train.names).isdisjoint(val.names) and train.names == again.names

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from conftest import SAMPLES
+
+from onnxprune.flops import count
+from onnxprune.load import load
+from onnxprune.prune import prune
+from onnxprune.runtime import run_model
+from onnxprune.shapes import probe_shapes
+
+FAST = dict(rounds=2, round_steps=2, epochs=0.5, calibration_batches=1)
+
+
+def _flops(model: onnx.ModelProto) -> int:
+    loaded = load(model)
+    return count(loaded.model, probe_shapes(loaded.model, loaded.image)).flops
+
+
+def test_prune_keeps_at_most_the_target_share_and_verifies() -> None:
+    result = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, labels="imagefolder", **FAST)
+    report = result.report
+    assert report["flops"]["after"] <= 0.5 * report["flops"]["before"]
+    assert report["flops"]["after"] == _flops(result.model)
+    assert report["verification"]["max_abs_error"] <= 1e-3
+    assert 0 <= report["quality"]["after"]["accuracy"] <= 1
+    assert [o.name for o in result.model.graph.output] == ["logits"]
+    assert result.model.opset_import[0].version == load(SAMPLES / "digits_vgg.onnx").model.opset_import[0].version
+
+
+def test_same_seed_gives_a_byte_identical_model() -> None:
+    a = prune(SAMPLES / "digits_mobilenet.onnx", SAMPLES / "digits", 0.6, **FAST)
+    b = prune(SAMPLES / "digits_mobilenet.onnx", SAMPLES / "digits", 0.6, **FAST)
+    assert a.model.SerializeToString() == b.model.SerializeToString()
+
+
+def test_python_api_takes_an_array_and_any_criterion() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 3, 32, 32)).astype(np.float32)
+    result = prune(SAMPLES / "digits_resnet.onnx", x, 0.7, criterion="l1", **FAST)
+    assert result.report["flops"]["fraction"] <= 0.7
+    out = run_model(result.model, {"image": x[:2]})[0]
+    assert out.shape == (2, 10)
+
+
+def test_unknown_option_is_refused() -> None:
+    from onnxprune.errors import OnnxpruneError
+
+    with pytest.raises(OnnxpruneError, match="unknown option"):
+        prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, learning_rate=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121"])
+def test_zoo_models_prune_to_half_their_flops(zoo_model, name: str) -> None:
+    path = zoo_model(name, "torchscript")
+    x = np.random.default_rng(0).standard_normal((12, 3, 64, 64)).astype(np.float32)
+    result = prune(path, x, 0.5, rounds=2, round_steps=1, epochs=0.1, batch_size=6, calibration_batches=1)
+    onnx.checker.check_model(result.model, full_check=True)
+    assert result.report["flops"]["after"] <= 0.5 * result.report["flops"]["before"]
+    assert run_model(result.model, {"input": x[:2]})[0].shape == (2, 1000)
