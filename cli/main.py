@@ -15,7 +15,7 @@ import click
 from onnxprune import __version__
 from onnxprune.errors import OnnxpruneError
 
-from .render import render_analysis, render_summary
+from .render import render_analysis, render_bench, render_summary
 
 __all__ = ["main", "cli"]
 
@@ -128,12 +128,14 @@ def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where fine-tuning runs.")
+@click.option("--no-bench", is_flag=True, help="Skip timing original and pruned model in onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 def prune(model: str, data: str, target_flops: float, output: str | None, labels: str | None,
           val_split: float, val_data: str | None, input_size, mean: str | None, std: str | None, bgr: bool,
           criterion: str, rounds: int | None, round_steps: int | None, epochs: float, lr: float,
           batch_size: int, round_to: int, min_channels: int, flops_weight: float,
-          calibration_batches: int, no_lossless: bool, seed: int, device: str, as_json: bool) -> None:
+          calibration_batches: int, no_lossless: bool, seed: int, device: str, no_bench: bool,
+          as_json: bool) -> None:
     """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
     from pathlib import Path
 
@@ -154,20 +156,51 @@ def prune(model: str, data: str, target_flops: float, output: str | None, labels
         input_size=_input_size(input_size), preprocess=prep, criterion=criterion, rounds=rounds,
         round_steps=round_steps, epochs=epochs, lr=lr, batch_size=batch_size, round_to=round_to,
         min_channels=min_channels, flops_weight=flops_weight, calibration_batches=calibration_batches,
-        lossless=not no_lossless, seed=seed, device=device,
+        lossless=not no_lossless, seed=seed, device=device, bench=not no_bench,
     )
     report = dict(result.report, output=str(out), report_folder=str(report_folder(out)))
+    from onnxprune.report import render_markdown, render_plots
+
+    extra = {"report.md": render_markdown(report).encode(), **render_plots(report)}
     write_model(result.model, out)
-    write_report(report, report_folder(out))
+    write_report(report, report_folder(out), extra)
     if as_json:
         click.echo(json.dumps(summary(report), indent=2))
     else:
         click.echo(render_summary(report))
 
 
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=int, help="onnxruntime intra-op threads [default: all cores].")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--runs", type=int, default=50, show_default=True, help="Timed runs per model, interleaved.")
+@click.option("--data", help="Time on these inputs (image folder or .npy) instead of random ones.")
+@click.option("--input-size", nargs=2, type=click.IntRange(min=1), metavar="H W")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def bench(models: tuple[str, ...], device: str, threads: int | None, batch: int, warmup: int, runs: int,
+          data: str | None, input_size, as_json: bool) -> None:
+    """Time MODELS in onnxruntime, interleaved, with speed-ups against the first."""
+    from onnxprune.bench import benchmark_files
+    from onnxprune.data import load_data
+    from onnxprune.load import load
+
+    inputs = None
+    if data:
+        inputs = load_data(data, load(models[0], _input_size(input_size)).image).inputs
+    result = benchmark_files(list(models), _input_size(input_size), device=device, threads=threads,
+                             batch=batch, warmup=warmup, runs=runs, inputs=inputs)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo(render_bench(result.as_dict()))
+
+
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report a pipeline needs at once; report.json has the rest."""
-    keys = ("output", "report_folder", "flops", "params", "quality", "criterion", "time_s")
+    keys = ("output", "report_folder", "flops", "params", "quality", "latency", "criterion", "time_s")
     return {k: report[k] for k in keys}
 
 

@@ -98,7 +98,30 @@ def render_summary(r: dict[str, Any]) -> str:
     if "top1_agreement" in after:
         lines.append(f"top-1 agreement with the original  {after['top1_agreement']:.2%}")
     lines.append(f"output cosine similarity  {after['cosine']:.4f}")
+    lat = r.get("latency")
+    if lat:
+        base, pruned = lat["timings"]
+        noise = " (within noise)" if pruned["within_noise"] else ""
+        lines.append(f"latency  {base['median_ms']:.2f} → {pruned['median_ms']:.2f} ms  "
+                     f"({pruned['speedup']:.2f}x{noise}; {lat['provider'].replace('ExecutionProvider', '')}, "
+                     f"{lat['threads']} threads, batch {lat['batch']})")
     if r["lossless"]["dead_channels_removed"]:
         lines.append(f"dead channels removed for free  {r['lossless']['dead_channels_removed']}")
     lines.append(f"time  {r['time_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def render_bench(b: dict[str, Any]) -> str:
+    """Latency table: median, p90, spread and speed-up against the first model."""
+    lines = [
+        f"{b['provider']} on {b['device']}, {b['threads']} thread(s), batch {b['batch']}, "
+        f"{b['runs']} interleaved runs after {b['warmup']} warm-up",
+        "",
+        f"{'model':<40}{'median ms':>11}{'p90 ms':>9}{'spread':>8}{'speed-up':>10}",
+    ]
+    for i, t in enumerate(b["timings"]):
+        note = "" if i == 0 else ("  (within noise)" if t["within_noise"] else "")
+        name = t["name"] if len(t["name"]) <= 38 else "…" + t["name"][-37:]
+        lines.append(f"{name:<40}{t['median_ms']:>11.2f}{t['p90_ms']:>9.2f}{t['spread']:>8.0%}"
+                     f"{t['speedup']:>9.2f}x{note}")
     return "\n".join(lines)

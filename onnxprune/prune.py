@@ -28,6 +28,7 @@ from .finetune import Targets, TrainSettings
 from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel, load
 from .metrics import compare_outputs
+from .report import SCHEMA_VERSION
 from .select import floor_for, select
 from .session import TorchView
 from .slice import slice_model
@@ -61,6 +62,9 @@ class PruneOptions:
     preprocess: Preprocess = field(default_factory=Preprocess)
     seed: int = 0
     device: str = "auto"
+    bench: bool = True  # time original and pruned in onnxruntime after verification
+    bench_runs: int = 30
+    bench_threads: int | None = None
 
 
 @dataclass
@@ -172,7 +176,10 @@ def prune(
     calib_targets = Targets([t[:n_calib] for t in teacher_train],
                             None if train.labels is None else train.labels[:n_calib])
     view = TorchView.of(loaded.model, image)
-    trajectory: list[dict[str, Any]] = [{"round": 0, "flops": base.flops, "params": base.params}]
+    trajectory: list[dict[str, Any]] = [
+        {"round": 0, "flops": base.flops, "params": base.params, "flops_fraction": 1.0, "loss": None,
+         "agreement": 1.0 if teacher_val[0].ndim == 2 and teacher_val[0].shape[1] > 1 else None}
+    ]
 
     dead = 0
     if o.lossless:
@@ -199,10 +206,12 @@ def prune(
         reached = chosen.reached
         view = TorchView.of(slice_model(view.model, analysis, chosen.keep), image)
         losses = view.finetune(train.inputs, targets, per_round, settings)
+        agreement = compare_outputs(run_batched(view.model, image.name, val.inputs), teacher_val, None)
         trajectory.append({
             "round": r, "flops": chosen.flops, "params": chosen.params,
             "flops_fraction": chosen.flops / base.flops,
             "loss": float(np.mean(losses[-5:])) if losses else None,
+            "agreement": agreement.get("top1_agreement"),
         })
         log.info("round %d/%d: %.1f%% of FLOPs left%s", r, rounds, 100 * chosen.flops / base.flops,
                  f", fine-tune loss {trajectory[-1]['loss']:.4f}" if losses else "")
@@ -228,7 +237,17 @@ def prune(
     before_metrics = compare_outputs(teacher_val, teacher_val, val.labels)
     after_metrics = compare_outputs(pruned_val, teacher_val, val.labels)
 
+    latency = None
+    if o.bench:
+        from .bench import benchmark
+
+        log.info("timing original and pruned model in onnxruntime (%d interleaved runs)", o.bench_runs)
+        latency = benchmark([("original", loaded.model), ("pruned", final)], image,
+                            device="cuda" if device == "cuda" else "cpu", threads=o.bench_threads,
+                            runs=o.bench_runs).as_dict()
+
     report = {
+        "schema_version": SCHEMA_VERSION,
         "onnxprune_version": __version__,
         "model": str(loaded.source) if loaded.source else None,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(o).items()
@@ -242,6 +261,7 @@ def prune(
         "lossless": {"dead_channels_removed": dead},
         "quality": {"before": before_metrics, "after": after_metrics, "validation_inputs": len(val)},
         "verification": {"max_abs_error": max_err, "validation_inputs": len(val)},
+        "latency": latency,
         "trajectory": trajectory,
         "data": {"train": len(train), "validation": len(val), "labels": o.labels},
         "time_s": round(time.perf_counter() - started, 2),

@@ -1,0 +1,129 @@
+"""Accuracy after pruning: every sample model at 0.5 and 0.3 of its FLOPs, with and without
+labels, by onnxprune and — on the same torch model, data and fine-tuning budget — by
+Torch-Pruning's Taylor pruner (a benchmark-only dependency: pip install -e ".[bench]").
+
+Torch-Pruning runs on the torch module onnxprune imports from the same ONNX file, prunes
+globally with TaylorImportance in the same number of rounds until its own MAC count reaches the
+MAC share onnxprune reached, and gets the same fine-tuning (steps, loss, optimizer, lr).
+
+    python benchmarks/accuracy.py [--models digits_vgg ...] [--targets 0.5 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from math import ceil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_models"
+
+from onnxprune.data import load_data, split  # noqa: E402
+from onnxprune.finetune import Targets, TrainSettings, finetune, loss_for  # noqa: E402
+from onnxprune.importer import import_model  # noqa: E402
+from onnxprune.load import load  # noqa: E402
+from onnxprune.prune import PruneOptions, prune  # noqa: E402
+from onnxprune.verify import run_batched  # noqa: E402
+
+
+def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> dict:
+    import torch_pruning as tp
+
+    o = PruneOptions()
+    loaded = load(SAMPLES / name)
+    data = load_data(SAMPLES / "digits", loaded.image, labels="imagefolder")
+    train, val = split(data, o.val_split, seed)
+    teacher_train = run_batched(loaded.model, loaded.image.name, train.inputs)
+    teacher_val = run_batched(loaded.model, loaded.image.name, val.inputs)
+    torch.manual_seed(seed)
+    module = copy.deepcopy(import_model(loaded).module).eval()
+    example = torch.from_numpy(train.inputs[:1])
+    run = lambda m, x: [m(x)]  # noqa: E731
+    head = [m for m in module.modules() if isinstance(m, torch.nn.Linear)][-1:]
+    base_macs, _ = tp.utils.count_ops_and_params(module, example)
+    rounds = ceil((1 - mac_fraction) / 0.1 - 1e-9)
+    pruner = tp.pruner.MetaPruner(
+        module, example, importance=tp.importance.TaylorImportance(), pruning_ratio=0.95,
+        global_pruning=True, iterative_steps=200, ignored_layers=head,
+    )
+    targets = Targets(teacher_train, train.labels if labels else None)
+    settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=seed)
+    per_round = min(20, ceil(len(train) / o.batch_size))
+    calib = torch.from_numpy(train.inputs[: o.calibration_batches * o.batch_size])
+    calib_teacher = [torch.from_numpy(t[: len(calib)]) for t in teacher_train]
+    for r in range(1, rounds + 1):
+        goal = base_macs * (1 - (1 - mac_fraction) * r / rounds)
+        while tp.utils.count_ops_and_params(module, example)[0] > goal:
+            module.zero_grad()
+            sampled = None if not labels else torch.from_numpy(train.labels[: len(calib)])
+            loss_for(run(module, calib), calib_teacher, sampled, 1.0).backward()
+            try:
+                pruner.step()
+            except StopIteration:
+                break
+            if pruner.current_step >= pruner.iterative_steps:
+                break
+        finetune(module, train.inputs, targets, per_round, settings, run)
+    finetune(module, train.inputs, targets, ceil(o.epochs * ceil(len(train) / o.batch_size)), settings, run)
+    macs, _ = tp.utils.count_ops_and_params(module, example)
+    with torch.no_grad():
+        out = module.eval()(torch.from_numpy(val.inputs)).numpy()
+    result = {"mac_fraction": macs / base_macs, "agreement": float((out.argmax(1) == teacher_val[0].argmax(1)).mean())}
+    result["accuracy"] = float((out.argmax(1) == val.labels).mean())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["digits_vgg", "digits_resnet", "digits_mobilenet"])
+    parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.3])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-torch-pruning", action="store_true")
+    args = parser.parse_args()
+    print("# Held-out accuracy before → after pruning (sample models, default settings)\n")
+    print(f"{'model':<18}{'target':>7}{'labels':>8} | {'FLOPs':>7}{'MACs':>7}{'acc before':>11}{'acc after':>10}"
+          f"{'agree':>7}{'time s':>8} | {'TP MACs':>8}{'TP acc':>8}{'TP agree':>9}{'TP s':>6}")
+    for name in args.models:
+        for target in args.targets:
+            for labels in (True, False):
+                started = time.perf_counter()
+                result = prune(SAMPLES / f"{name}.onnx", SAMPLES / "digits", target,
+                               labels="imagefolder" if labels else None, seed=args.seed)
+                ours_s = time.perf_counter() - started
+                report = result.report
+                loaded = load(SAMPLES / f"{name}.onnx")
+                data = load_data(SAMPLES / "digits", loaded.image, labels="imagefolder")
+                _, val = split(data, PruneOptions().val_split, args.seed)
+                q = report["quality"]
+                mac_fraction = report["macs"]["after"] / report["macs"]["before"]
+                # true-label accuracy on the same held-out split, label-free runs included
+                acc_before = _accuracy(loaded.model, loaded.image.name, val)
+                acc_after = _accuracy(result.model, loaded.image.name, val)
+                row = (f"{name:<18}{target:>7.1f}{('yes' if labels else 'no'):>8} | {report['flops']['fraction']:>7.3f}"
+                       f"{mac_fraction:>7.3f}{acc_before:>11.3f}{acc_after:>10.3f}{q['after']['top1_agreement']:>7.3f}"
+                       f"{ours_s:>8.0f} |")
+                if args.no_torch_pruning:
+                    print(row, flush=True)
+                    continue
+                started = time.perf_counter()
+                try:
+                    tp_result = _torch_pruning(f"{name}.onnx", mac_fraction, labels, args.seed)
+                    row += (f"{tp_result['mac_fraction']:>8.3f}{tp_result['accuracy']:>8.3f}"
+                            f"{tp_result['agreement']:>9.3f}{time.perf_counter() - started:>6.0f}")
+                except Exception as err:  # the peer failing on a model is a result too
+                    row += f"  failed: {type(err).__name__}: {str(err).splitlines()[0][:60]}"
+                print(row, flush=True)
+
+
+def _accuracy(model, input_name: str, val) -> float:
+    out = run_batched(model, input_name, val.inputs)[0]
+    return float((out.argmax(1) == val.labels).mean())
+
+
+if __name__ == "__main__":
+    main()

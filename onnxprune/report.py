@@ -1,0 +1,123 @@
+"""The report people read: report.md and PNG plots next to report.json."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+__all__ = ["render_markdown", "render_plots", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+
+def _h(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """One page: what was done, before → after, settings, time."""
+    f, p, q = r["flops"], r["params"], r["quality"]
+    s = r["settings"]
+    lines = [
+        f"# onnxprune report: {r.get('model') or 'model'}",
+        "",
+        f"Pruned to **{f['fraction']:.1%} of the FLOPs** (target {s['target_flops']:.0%}) with the "
+        f"`{r['criterion']}` criterion in {len(r['trajectory']) - 1} round(s), verified against the "
+        f"fine-tuned torch model (max abs error {r['verification']['max_abs_error']:.2g}), in {r['time_s']:.0f} s.",
+        "",
+        "| | before | after | kept |",
+        "| --- | ---: | ---: | ---: |",
+        f"| FLOPs | {_h(f['before'])} | {_h(f['after'])} | {f['fraction']:.1%} |",
+        f"| MACs | {_h(r['macs']['before'])} | {_h(r['macs']['after'])} | {r['macs']['after'] / max(r['macs']['before'], 1):.1%} |",
+        f"| params | {_h(p['before'])} | {_h(p['after'])} | {p['fraction']:.1%} |",
+    ]
+    before, after = q["before"], q["after"]
+    if "accuracy" in after:
+        lines.append(f"| accuracy ({q['validation_inputs']} held-out) | {before['accuracy']:.2%} | {after['accuracy']:.2%} | |")
+    if "top1_agreement" in after:
+        lines.append(f"| top-1 agreement with the original | 100% | {after['top1_agreement']:.2%} | |")
+    lines.append(f"| output cosine similarity | 1 | {after['cosine']:.4f} | |")
+    lat = r.get("latency")
+    if lat:
+        base, pruned = lat["timings"]
+        lines.append(f"| latency, median ms | {base['median_ms']:.2f} | {pruned['median_ms']:.2f} | "
+                     f"{pruned['speedup']:.2f}x faster{' (within noise)' if pruned['within_noise'] else ''} |")
+        lines += ["", f"Latency: onnxruntime {lat['provider']} on {lat['device']}, {lat['threads']} thread(s), "
+                      f"batch {lat['batch']}, {lat['runs']} interleaved runs after {lat['warmup']} warm-up."]
+    lines += ["", f"Lossless pass: {r['lossless']['dead_channels_removed']} dead channel(s) removed for free.", "",
+              "## Rounds", "", "| round | FLOPs kept | agreement | fine-tune loss |", "| ---: | ---: | ---: | ---: |"]
+    for t in r["trajectory"]:
+        frac = t["flops"] / f["before"]
+        agree = t.get("agreement")
+        loss = t.get("loss")
+        lines.append(f"| {t['round']} | {frac:.1%} | {'' if agree is None else f'{agree:.2%}'} | "
+                     f"{'' if loss is None else f'{loss:.4f}'} |")
+    lines += ["", "## Settings", "", "| setting | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(s.items())]
+    lines += ["", "Plots: `widths.png` (channels per group), `trajectory.png` (FLOPs and agreement per "
+              "round), `latency.png`.", ""]
+    return "\n".join(lines)
+
+
+def render_plots(r: dict[str, Any]) -> dict[str, bytes]:
+    """PNG plots as bytes, keyed by file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots: dict[str, bytes] = {}
+
+    def save(fig, name: str) -> None:
+        buffer = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=110)
+        plt.close(fig)
+        plots[name] = buffer.getvalue()
+
+    before, after = r["widths"]["before"], r["widths"]["after"]
+    names = list(before)
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(names) + 2), 4))
+    x = range(len(names))
+    ax.bar(x, [before[n] for n in names], color="#c8d3e0", label="before")
+    ax.bar(x, [after.get(n, 0) for n in names], color="#2f6db5", width=0.6, label="after")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([_short(n.split(" + ")[0]) for n in names], rotation=90, fontsize=6)
+    ax.set_ylabel("channels")
+    ax.set_title("Channels per group (named by their first producer)")
+    ax.legend()
+    save(fig, "widths.png")
+
+    traj = r["trajectory"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    rounds = [t["round"] for t in traj]
+    ax.plot(rounds, [t["flops"] / r["flops"]["before"] for t in traj], "o-", color="#2f6db5", label="FLOPs kept")
+    ax.axhline(r["settings"]["target_flops"], color="#999", ls="--", lw=1, label="target")
+    agreement = [(t["round"], t["agreement"]) for t in traj if t.get("agreement") is not None]
+    if agreement:
+        ax.plot(*zip(*agreement), "s-", color="#d0602a", label="top-1 agreement (held-out)")
+    ax.set_xlabel("round")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Pruning trajectory")
+    ax.legend(loc="lower left", fontsize=8)
+    save(fig, "trajectory.png")
+
+    lat = r.get("latency")
+    if lat:
+        fig, ax = plt.subplots(figsize=(4.5, 3.6))
+        timings = lat["timings"]
+        medians = [t["median_ms"] for t in timings]
+        errors = [t["p90_ms"] - t["median_ms"] for t in timings]
+        ax.bar(["original", "pruned"], medians, yerr=errors, capsize=6, color=["#c8d3e0", "#2f6db5"])
+        ax.set_ylabel("median latency, ms (bar to p90)")
+        ax.set_title(f"{lat['provider'].replace('ExecutionProvider', '')}, batch {lat['batch']}: "
+                     f"{timings[1]['speedup']:.2f}x")
+        save(fig, "latency.png")
+    return plots
+
+
+def _short(name: str, width: int = 24) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1):]
