@@ -162,7 +162,7 @@ def prune(model: str, data: str, target_flops: float, output: str | None, labels
     from onnxprune.report import render_markdown, render_plots
 
     extra = {"report.md": render_markdown(report).encode(), **render_plots(report)}
-    write_model(result.model, out)
+    write_model(result.model, out, external_data=report.get("external_data", False))
     write_report(report, report_folder(out), extra)
     if as_json:
         click.echo(json.dumps(summary(report), indent=2))
@@ -213,8 +213,8 @@ def main() -> None:
             log.exception("failed")
         click.echo(f"onnxprune: error: {err}", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("onnxprune: aborted", err=True)
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt
+        click.echo("onnxprune: interrupted; no output was written", err=True)
         sys.exit(130)
     except click.ClickException as err:
         err.show()

@@ -62,6 +62,13 @@ def _per_channel(values: tuple[float, ...], channels: int, what: str) -> np.ndar
     return np.asarray(values, dtype=np.float32)
 
 
+def _is_small(path: Path, image: ImageInput) -> bool:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.size[0] < image.width or img.size[1] < image.height
+
+
 def _read_image(path: Path, image: ImageInput, prep: Preprocess) -> np.ndarray:
     from PIL import Image
 
@@ -164,17 +171,21 @@ def load_data(
     files = _image_files(path)
     if not files:
         raise OnnxpruneError(f"--data {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    arrays, good, skipped = [], [], 0
+    arrays, good, skipped, small = [], [], 0, 0
     for file in files:
         try:
             arrays.append(_read_image(file, image, prep))
             good.append(file)
+            small += _is_small(file, image)
         except OnnxpruneError:
             raise
         except Exception:
             skipped += 1
     if skipped:
         log.warning("skipped %d unreadable image file(s) in %s", skipped, path)
+    if small:
+        log.warning("%d image(s) are smaller than the model input %d×%d and were upscaled",
+                    small, image.height, image.width)
     if not arrays:
         raise OnnxpruneError(f"--data {path}: none of its {len(files)} image files could be read")
     label_array, classes = None, None

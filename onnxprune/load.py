@@ -61,6 +61,7 @@ class LoadedModel:
     model: onnx.ModelProto
     image: ImageInput
     source: Path | None
+    external_data: bool = False  # the file kept its weights in external data files
 
 
 def read_model(path: str | Path) -> onnx.ModelProto:
@@ -310,4 +311,10 @@ def load(
         proto = read_model(source)
     _refuse_unsupported(proto, name)
     image = _image_input(proto, name, input_size)
-    return LoadedModel(normalize(proto), image, source)
+    external = source is not None and _uses_external_data(source)
+    return LoadedModel(normalize(proto), image, source, external)
+
+
+def _uses_external_data(path: Path) -> bool:
+    header = onnx.load(str(path), load_external_data=False)
+    return any(onnx.external_data_helper.uses_external_data(t) for t in header.graph.initializer)

@@ -25,7 +25,7 @@ from .criteria import Recipe, get
 from .data import Dataset, Preprocess, load_data, split
 from .errors import OnnxpruneError
 from .finetune import Targets, TrainSettings
-from .groups import GroupAnalysis, analyze_groups
+from .groups import GroupAnalysis, analyze_groups, predict_cost
 from .load import LoadedModel, load
 from .metrics import compare_outputs
 from .report import SCHEMA_VERSION
@@ -170,6 +170,15 @@ def prune(
         reasons = sorted({r for g in analysis.groups for r in g.blocked})[:3]
         raise OnnxpruneError(f"nothing in this model can be pruned ({'; '.join(reasons)})")
 
+    floors = _floors(analysis, original_width, o)
+    best = predict_cost(loaded.model, analysis, floors)
+    if best.flops > target_abs:
+        raise OnnxpruneError(
+            f"the target of {o.target_flops:.0%} FLOPs cannot be reached: with every prunable group at its "
+            f"floor the model keeps {best.flops / base.flops:.1%} ({analysis.prunable_flops_share():.0%} of "
+            "its FLOPs are in prunable layers); raise --target-flops or lower --min-channels"
+        )
+
     recipe = get(o.criterion)
     n_calib = min(len(train), o.calibration_batches * o.batch_size)
     calib = train.inputs[:n_calib]
@@ -264,6 +273,7 @@ def prune(
         "latency": latency,
         "trajectory": trajectory,
         "data": {"train": len(train), "validation": len(val), "labels": o.labels},
+        "external_data": loaded.external_data,
         "time_s": round(time.perf_counter() - started, 2),
     }
     return PruneResult(final, report)

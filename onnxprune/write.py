@@ -44,35 +44,25 @@ def check_output_path(output: Path, model_path: Path | None) -> None:
         raise OnnxpruneError(f"-o {output} is a directory; give a file name ending in .onnx")
 
 
-def write_model(model: onnx.ModelProto, output: Path) -> None:
-    """Save atomically; models past protobuf's 2 GiB keep their weights in ``<name>.data``."""
-    folder = output.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    data_name = f"{output.name}.data"
-    tmp_data = folder / f".{data_name}.tmp"
+def write_model(model: onnx.ModelProto, output: Path, external_data: bool = False) -> None:
+    """Save atomically. With ``external_data`` (or past protobuf's 2 GiB) the weights go to
+    ``<name>.data`` beside the graph, as the input model had them."""
+    folder = output.parent if str(output.parent) else Path(".")
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=folder))
     try:
-        if model.ByteSize() < _PROTOBUF_LIMIT:
-            onnx.save_model(model, tmp)
-            os.replace(tmp, output)
-            return
-        # External data is referenced by its final name, so write it first, then the graph.
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        onnx.save_model(copy, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=tmp_data.name)
-        for init in copy.graph.initializer:
-            for entry in init.external_data:
-                if entry.key == "location":
-                    entry.value = data_name
-        os.replace(tmp_data, folder / data_name)
-        onnx.save_model(copy, tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        for leftover in (Path(tmp), tmp_data):
-            if leftover.exists():
-                leftover.unlink()
-        raise
+        staged = staging / output.name
+        if external_data or model.ByteSize() >= _PROTOBUF_LIMIT:
+            copy = onnx.ModelProto()
+            copy.CopyFrom(model)
+            data_name = f"{output.name}.data"
+            onnx.save_model(copy, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=1024)
+            os.replace(staging / data_name, folder / data_name)  # the graph names it; graph goes last
+        else:
+            onnx.save_model(model, str(staged))
+        os.replace(staged, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_report(report: dict[str, Any], folder: Path, extra: dict[str, bytes] | None = None) -> None:
