@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 from math import ceil
 from pathlib import Path
@@ -22,12 +23,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from peer import taylor_prune_to  # noqa: E402
 
 from onnxprune.data import load_data, split  # noqa: E402
-from onnxprune.finetune import Targets, TrainSettings, finetune, loss_for  # noqa: E402
+from onnxprune.finetune import Targets, TrainSettings, finetune  # noqa: E402
 from onnxprune.importer import import_model  # noqa: E402
 from onnxprune.load import load  # noqa: E402
 from onnxprune.prune import PruneOptions, prune  # noqa: E402
+from onnxprune.session import _scoring_loss  # noqa: E402
 from onnxprune.verify import run_batched  # noqa: E402
 
 
@@ -44,30 +49,22 @@ def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> d
     module = copy.deepcopy(import_model(loaded).module).eval()
     example = torch.from_numpy(train.inputs[:1])
     run = lambda m, x: [m(x)]  # noqa: E731
-    head = [m for m in module.modules() if isinstance(m, torch.nn.Linear)][-1:]
     base_macs, _ = tp.utils.count_ops_and_params(module, example)
     rounds = ceil((1 - mac_fraction) / 0.1 - 1e-9)
-    pruner = tp.pruner.MetaPruner(
-        module, example, importance=tp.importance.TaylorImportance(), pruning_ratio=0.95,
-        global_pruning=True, iterative_steps=200, ignored_layers=head,
-    )
     targets = Targets(teacher_train, train.labels if labels else None)
     settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=seed)
     per_round = min(20, ceil(len(train) / o.batch_size))
     calib = torch.from_numpy(train.inputs[: o.calibration_batches * o.batch_size])
-    calib_teacher = [torch.from_numpy(t[: len(calib)]) for t in teacher_train]
+    # the very loss onnxprune scores with: true labels, or labels sampled from the teacher
+    scoring = _scoring_loss(Targets([t[: len(calib)] for t in teacher_train],
+                                    train.labels[: len(calib)] if labels else None), len(calib), seed)
+
+    def loss(m: torch.nn.Module) -> torch.Tensor:
+        return scoring(run(m, calib), 0)
+
     for r in range(1, rounds + 1):
         goal = base_macs * (1 - (1 - mac_fraction) * r / rounds)
-        while tp.utils.count_ops_and_params(module, example)[0] > goal:
-            module.zero_grad()
-            sampled = None if not labels else torch.from_numpy(train.labels[: len(calib)])
-            loss_for(run(module, calib), calib_teacher, sampled, 1.0).backward()
-            try:
-                pruner.step()
-            except StopIteration:
-                break
-            if pruner.current_step >= pruner.iterative_steps:
-                break
+        module = taylor_prune_to(module, example, loss, goal)
         finetune(module, train.inputs, targets, per_round, settings, run)
     finetune(module, train.inputs, targets, ceil(o.epochs * ceil(len(train) / o.batch_size)), settings, run)
     macs, _ = tp.utils.count_ops_and_params(module, example)

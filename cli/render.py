@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["render_analysis", "human"]
+from onnxprune.report import human
 
-
-def human(n: float) -> str:
-    """1234567 -> '1.23M': counts a person can read at a glance."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f}{unit}"
-    return f"{n:.0f}"
+__all__ = ["render_analysis", "render_groups", "render_summary", "render_bench"]
 
 
 def _shape(dims: list) -> str:

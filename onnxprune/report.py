@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["render_markdown", "render_plots", "SCHEMA_VERSION"]
+__all__ = ["render_markdown", "render_plots", "human", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 
 
-def _h(n: float) -> str:
+def human(n: float) -> str:
+    """1234567 -> '1.23M': counts a person can read at a glance."""
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:
             return f"{n / size:.2f}{unit}"
@@ -30,9 +31,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         "| | before | after | kept |",
         "| --- | ---: | ---: | ---: |",
-        f"| FLOPs | {_h(f['before'])} | {_h(f['after'])} | {f['fraction']:.1%} |",
-        f"| MACs | {_h(r['macs']['before'])} | {_h(r['macs']['after'])} | {r['macs']['after'] / max(r['macs']['before'], 1):.1%} |",
-        f"| params | {_h(p['before'])} | {_h(p['after'])} | {p['fraction']:.1%} |",
+        f"| FLOPs | {human(f['before'])} | {human(f['after'])} | {f['fraction']:.1%} |",
+        f"| MACs | {human(r['macs']['before'])} | {human(r['macs']['after'])} | {r['macs']['after'] / max(r['macs']['before'], 1):.1%} |",
+        f"| params | {human(p['before'])} | {human(p['after'])} | {p['fraction']:.1%} |",
     ]
     before, after = q["before"], q["after"]
     if "accuracy" in after:

@@ -1,0 +1,129 @@
+"""Latency that follows FLOPs: torchvision CNNs pruned to 30 % of their FLOPs, timed side by side.
+
+For each model (torchvision, weights=None, 224×224, random inputs as data): onnxprune with its
+defaults, onnxprune with --round-to 16, and Torch-Pruning's Taylor pruner (default widths and
+round_to=16) at the same MACs, all exported to ONNX and timed interleaved in one onnxruntime run
+(CPU, 2 threads, batch 1 and 8; CUDA batch 1 and 32 when a GPU is there), three repeats, medians.
+Efficiency = speed-up ÷ MAC reduction. Pruning quality is not the point here (random weights,
+one fine-tuning step per round); widths are.
+
+    python benchmarks/speedup.py [--models resnet18 mobilenet_v2 resnet50] [--size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import platform
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from peer import taylor_prune_to  # noqa: E402
+from zoo import build_torch_model, export_onnx  # noqa: E402
+
+from onnxprune.bench import benchmark, device_name  # noqa: E402
+from onnxprune.flops import count  # noqa: E402
+from onnxprune.load import load  # noqa: E402
+from onnxprune.prune import prune  # noqa: E402
+from onnxprune.runtime import cuda_available  # noqa: E402
+from onnxprune.shapes import probe_shapes  # noqa: E402
+
+FAST = dict(round_steps=1, epochs=0.0, calibration_batches=1, batch_size=8, bench=False)
+
+
+def _macs(model: onnx.ModelProto) -> int:
+    loaded = load(model)
+    return count(loaded.model, probe_shapes(loaded.model, loaded.image)).macs
+
+
+def _torch_pruning(name: str, size: int, mac_fraction: float, round_to: int | None, x: np.ndarray) -> onnx.ModelProto:
+    import torch_pruning as tp
+
+    model = build_torch_model(name).eval()
+    example = torch.from_numpy(x[:1])
+    base, _ = tp.utils.count_ops_and_params(model, example)
+    batch = torch.from_numpy(x[:8])
+    pruned = taylor_prune_to(model, example, lambda m: m(batch).logsumexp(1).mean(), mac_fraction * base, round_to)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tp.onnx"
+        export_onnx(pruned.eval(), path, "torchscript", size=size)
+        return onnx.load(str(path))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["resnet18", "mobilenet_v2", "resnet50"])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--target-flops", type=float, default=0.3)
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    settings = [("cpu", 2, 1), ("cpu", 2, 8)]
+    if cuda_available():
+        settings += [("cuda", None, 1), ("cuda", None, 32)]
+    out = io.StringIO()
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        out.write(line + "\n")
+
+    say(f"# speedup.py {datetime.date.today()} on {device_name('cpu')}"
+        + (f" + {device_name('cuda')}" if cuda_available() else "")
+        + f"; torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}, python {platform.python_version()}")
+    say(f"# {args.size}×{args.size}, target {args.target_flops:.0%} FLOPs, medians of {args.repeats} interleaved runs of {args.runs}\n")
+    say(f"{'model':<14}{'method':<26}{'MACs kept':>10}{'MAC red.':>9}" + "".join(
+        f"{f'{d} t{t or 1} b{b}':>22}" for d, t, b in settings))
+    for name in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.onnx"
+            export_onnx(build_torch_model(name), path, "torchscript", size=args.size)
+            original = load(path)
+            x = np.random.default_rng(0).standard_normal((args.images, 3, args.size, args.size)).astype(np.float32)
+            variants = {"original": original.model}
+            for label, extra in (("onnxprune", {}), ("onnxprune --round-to 16", {"round_to": 16})):
+                variants[label] = prune(path, x, args.target_flops, **FAST, **extra).model
+            base_macs = _macs(original.model)
+            ours = _macs(variants["onnxprune"]) / base_macs
+            for label, rt in (("torch-pruning", None), ("torch-pruning round_to=16", 16)):
+                try:
+                    variants[label] = _torch_pruning(name, args.size, ours, rt, x)
+                except Exception as err:
+                    say(f"{name:<14}{label:<26} failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
+            medians: dict[tuple, dict[str, list[float]]] = {}
+            for setting in settings:
+                device, threads, batch = setting
+                for _ in range(args.repeats):
+                    result = benchmark(list(variants.items()), original.image, device=device, threads=threads,
+                                       batch=batch, runs=args.runs)
+                    for t in result.timings:
+                        medians.setdefault(setting, {}).setdefault(t.name, []).append(t.median_ms)
+            for label, model in variants.items():
+                macs = _macs(model) / base_macs
+                cells = []
+                for setting in settings:
+                    base_ms = np.median(medians[setting]["original"])
+                    ms = np.median(medians[setting][label])
+                    speedup = base_ms / ms
+                    cells.append(f"{ms:>8.2f}ms {speedup:>4.2f}x e{speedup * macs:>4.2f}")
+                say(f"{name:<14}{label:<26}{macs:>10.3f}{1 / macs:>8.2f}x" + "".join(f"{c:>22}" for c in cells))
+    say("\n# per setting: median latency, speed-up vs original, efficiency e = speed-up ÷ MAC reduction")
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"speedup-{datetime.date.today()}.txt").write_text(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
