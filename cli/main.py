@@ -224,6 +224,13 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("onnxprune: interrupted; no output was written", err=True)
         sys.exit(130)
+    except Exception as err:  # a bug, not a user error: still one line, the traceback with -v
+        if "-v" in sys.argv or "--verbose" in sys.argv:
+            log.exception("internal error")
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        click.echo(f"onnxprune: internal error: {type(err).__name__}: {first} — no output was written; "
+                   "run with -v and report the traceback", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

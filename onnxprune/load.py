@@ -183,7 +183,7 @@ def _image_input(model: onnx.ModelProto, name: str, input_size: tuple[int, int] 
     if input_size is not None:
         height, width = input_size
         for got, want, what in ((spatial[0], height, "height"), (spatial[1], width, "width")):
-            if isinstance(got, int) and got != want:
+            if isinstance(got, int) and got > 0 and got != want:
                 raise OnnxpruneError(
                     f"--input-size gives {what} {want} but {name} fixes it at {got}; drop --input-size"
                 )
@@ -195,7 +195,8 @@ def _image_input(model: onnx.ModelProto, name: str, input_size: tuple[int, int] 
         )
     if height < 1 or width < 1:
         raise OnnxpruneError(f"input size must be positive, got {height}×{width}")
-    batch = dims[0] if dims[0] not in (None, 0, "") else None
+    # Exporters mark a free batch as a name, as 0, or (Paddle) as -1.
+    batch = dims[0] if (isinstance(dims[0], int) and dims[0] > 0) or (isinstance(dims[0], str) and dims[0]) else None
     return ImageInput(vi.name, layout, int(channels), int(height), int(width), batch)
 
 
