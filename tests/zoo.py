@@ -6,6 +6,7 @@ counting and slicing. Exports are cached per process in a directory the caller o
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def export_onnx(
     """Export with the TorchScript exporter (opset 17) or the dynamo one (its default opset)."""
     model = _OutOnly(model).eval()
     example = torch.randn(1, 3, size, size)
+    logging.getLogger("torch").setLevel(logging.CRITICAL)  # a failed dynamic-batch try logs pages
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "torchscript":
