@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import numpy as np
-import onnx_tool
 import pytest
 from graphs import GraphBuilder
+from zoo import onnx_tool_macs
 
-from onnxprune.flops import MAC_OPS, count
+from onnxprune.flops import count
 from onnxprune.load import load
 from onnxprune.shapes import probe_shapes
 
@@ -57,14 +56,6 @@ def test_elementwise_ops_cost_one_flop_per_output_and_data_movement_none() -> No
     assert cost.flops == 2 * (4 * 8 * 8 * 4) + 4 * 8 * 8
 
 
-def _onnx_tool_macs(loaded) -> int:
-    model = onnx_tool.Model(loaded.model)
-    model.graph.shape_infer({loaded.image.name: np.zeros(loaded.image.shape(1), np.float32)})
-    model.graph.profile()
-    nodes = model.graph.nodemap
-    return int(sum(nodes[n].macs[0] for n in nodes if nodes[n].op_type in MAC_OPS))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 @pytest.mark.parametrize(
@@ -73,5 +64,5 @@ def _onnx_tool_macs(loaded) -> int:
 def test_macs_agree_with_onnx_tool_within_one_percent(zoo_model, name: str, exporter: str) -> None:
     loaded = load(zoo_model(name, exporter))
     ours = count(loaded.model, probe_shapes(loaded.model, loaded.image)).macs
-    theirs = _onnx_tool_macs(loaded)
+    theirs = onnx_tool_macs(loaded)
     assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-__all__ = ["ZOO", "EXPORTERS", "build_torch_model", "export_onnx"]
+__all__ = ["ZOO", "EXPORTERS", "build_torch_model", "export_onnx", "onnx_tool_macs"]
 
 # name -> constructor keyword arguments (all random init, no download)
 ZOO: dict[str, dict] = {
@@ -106,3 +106,17 @@ def export_onnx(
         else:
             raise ValueError(exporter)
     return path
+
+
+def onnx_tool_macs(loaded) -> int:
+    """MACs of Conv/ConvTranspose/Gemm/MatMul by the independent onnx-tool profiler."""
+    import numpy as np
+    import onnx_tool
+
+    from onnxprune.flops import MAC_OPS
+
+    model = onnx_tool.Model(loaded.model)
+    model.graph.shape_infer({loaded.image.name: np.zeros(loaded.image.shape(1), np.float32)})
+    model.graph.profile()
+    nodes = model.graph.nodemap
+    return int(sum(nodes[n].macs[0] for n in nodes if nodes[n].op_type in MAC_OPS))

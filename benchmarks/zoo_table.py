@@ -5,7 +5,7 @@ onnxruntime (max abs difference on random inputs), do its MACs agree with onnx-t
 channel groups it has and how many are prunable, the share of FLOPs that is prunable, and the
 reasons that block the rest (graph input/output blocks are expected and not listed).
 
-    python benchmarks/zoo.py [--size 64] [--models resnet18 ...]
+    python benchmarks/zoo_table.py [--size 64] [--models resnet18 ...]
 """
 
 from __future__ import annotations
@@ -17,28 +17,15 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from zoo import EXPORTERS, ZOO, build_torch_model, export_onnx  # noqa: E402
+from zoo import EXPORTERS, ZOO, build_torch_model, export_onnx, onnx_tool_macs  # noqa: E402
 
 from onnxprune.errors import OnnxpruneError  # noqa: E402
-from onnxprune.flops import MAC_OPS  # noqa: E402
 from onnxprune.groups import analyze_groups  # noqa: E402
 from onnxprune.importer import import_model  # noqa: E402
 from onnxprune.load import load  # noqa: E402
-
-
-def onnx_tool_macs(loaded) -> int:
-    import onnx_tool
-
-    model = onnx_tool.Model(loaded.model)
-    model.graph.shape_infer({loaded.image.name: np.zeros(loaded.image.shape(1), np.float32)})
-    model.graph.profile()
-    nodes = model.graph.nodemap
-    return int(sum(nodes[n].macs[0] for n in nodes if nodes[n].op_type in MAC_OPS))
 
 
 def main() -> None:
