@@ -59,6 +59,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     \b
     onnxprune MODEL.onnx --data DIR --target-flops 0.3   prune (same as `onnxprune prune …`)
     onnxprune analyze MODEL.onnx                          what a model costs and what can be pruned
+    onnxprune bench A.onnx B.onnx                         latency side by side in onnxruntime
     """
     _setup_logging(verbose, quiet)
     ctx.obj = _Context()
