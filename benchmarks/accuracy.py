@@ -82,9 +82,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch-pruning", action="store_true")
     args = parser.parse_args()
-    print("# Held-out accuracy before → after pruning (sample models, default settings)\n")
+    print("# Held-out accuracy before → after pruning (sample models, default settings, "
+          f"{len(split(load_data(SAMPLES / 'digits', load(SAMPLES / 'digits_vgg.onnx').image), PruneOptions().val_split, args.seed)[1])}"
+          " validation images)\n")
     print(f"{'model':<18}{'target':>7}{'labels':>8} | {'FLOPs':>7}{'MACs':>7}{'acc before':>11}{'acc after':>10}"
-          f"{'agree':>7}{'time s':>8} | {'TP MACs':>8}{'TP acc':>8}{'TP agree':>9}{'TP s':>6}")
+          f"{'Δ pts':>7}{'agree':>7}{'time s':>8} | {'TP MACs':>8}{'TP acc':>8}{'TP agree':>9}{'TP s':>6}")
     for name in args.models:
         for target in args.targets:
             for labels in (True, False):
@@ -102,7 +104,8 @@ def main() -> None:
                 acc_before = _accuracy(loaded.model, loaded.image.name, val)
                 acc_after = _accuracy(result.model, loaded.image.name, val)
                 row = (f"{name:<18}{target:>7.1f}{('yes' if labels else 'no'):>8} | {report['flops']['fraction']:>7.3f}"
-                       f"{mac_fraction:>7.3f}{acc_before:>11.3f}{acc_after:>10.3f}{q['after']['top1_agreement']:>7.3f}"
+                       f"{mac_fraction:>7.3f}{acc_before:>11.3f}{acc_after:>10.3f}{100 * (acc_after - acc_before):>+7.1f}"
+                       f"{q['after']['top1_agreement']:>7.3f}"
                        f"{ours_s:>8.0f} |")
                 if args.no_torch_pruning:
                     print(row, flush=True)

@@ -1,8 +1,10 @@
 """Latency that follows FLOPs: torchvision CNNs pruned to 30 % of their FLOPs, timed side by side.
 
-For each model (torchvision, weights=None, 224×224, random inputs as data): onnxprune with its
-defaults, onnxprune with --round-to 16, and Torch-Pruning's Taylor pruner (default widths and
-round_to=16) at the same MACs, all exported to ONNX and timed interleaved in one onnxruntime run
+For each model (torchvision, weights=None, 224×224, random inputs as data): onnxprune with plain
+FLOPs-driven widths (--round-to 1), with --round-to 16, with its default (--round-to auto:
+measured width step and layer latency tables), with --target-latency equal to the MAC share the
+default reached (latency as the only target), and Torch-Pruning's Taylor pruner (default widths
+and round_to=16) at the same MACs, all exported to ONNX and timed interleaved in one onnxruntime run
 (CPU, 2 threads, batch 1 and 8; CUDA batch 1 and 32 when a GPU is there), three repeats, medians.
 Efficiency = speed-up ÷ MAC reduction. Pruning quality is not the point here (random weights,
 one fine-tuning step per round); widths are.
@@ -84,7 +86,7 @@ def main() -> None:
         + (f" + {device_name('cuda')}" if cuda_available() else "")
         + f"; torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}, python {platform.python_version()}")
     say(f"# {args.size}×{args.size}, target {args.target_flops:.0%} FLOPs, medians of {args.repeats} interleaved runs of {args.runs}\n")
-    say(f"{'model':<14}{'method':<26}{'MACs kept':>10}{'MAC red.':>9}" + "".join(
+    say(f"{'model':<14}{'method':<32}{'MACs kept':>10}{'MAC red.':>9}" + "".join(
         f"{f'{d} t{t or 1} b{b}':>22}" for d, t, b in settings))
     for name in args.models:
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,15 +95,21 @@ def main() -> None:
             original = load(path)
             x = np.random.default_rng(0).standard_normal((args.images, 3, args.size, args.size)).astype(np.float32)
             variants = {"original": original.model}
-            for label, extra in (("onnxprune", {}), ("onnxprune --round-to 16", {"round_to": 16})):
+            for label, extra in (("onnxprune --round-to 1", {"round_to": 1}), ("onnxprune --round-to 16", {"round_to": 16}),
+                                 ("onnxprune (auto)", {})):
                 variants[label] = prune(path, x, args.target_flops, **FAST, **extra).model
             base_macs = _macs(original.model)
-            ours = _macs(variants["onnxprune"]) / base_macs
+            ours = _macs(variants["onnxprune (auto)"]) / base_macs
+            label = f"onnxprune --target-latency {ours:.2f}"
+            try:
+                variants[label] = prune(path, x, None, target_latency=round(ours, 2), **FAST).model
+            except Exception as err:
+                say(f"{name:<14}{label:<32} failed: {str(err).splitlines()[0][:100]}")
             for label, rt in (("torch-pruning", None), ("torch-pruning round_to=16", 16)):
                 try:
                     variants[label] = _torch_pruning(name, args.size, ours, rt, x)
                 except Exception as err:
-                    say(f"{name:<14}{label:<26} failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
+                    say(f"{name:<14}{label:<32} failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
             medians: dict[tuple, dict[str, list[float]]] = {}
             for setting in settings:
                 device, threads, batch = setting
@@ -118,7 +126,7 @@ def main() -> None:
                     ms = np.median(medians[setting][label])
                     speedup = base_ms / ms
                     cells.append(f"{ms:>8.2f}ms {speedup:>4.2f}x e{speedup * macs:>4.2f}")
-                say(f"{name:<14}{label:<26}{macs:>10.3f}{1 / macs:>8.2f}x" + "".join(f"{c:>22}" for c in cells))
+                say(f"{name:<14}{label:<32}{macs:>10.3f}{1 / macs:>8.2f}x" + "".join(f"{c:>22}" for c in cells))
     say("\n# per setting: median latency, speed-up vs original, efficiency e = speed-up ÷ MAC reduction")
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)

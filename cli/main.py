@@ -34,6 +34,48 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 class _Context:
     verbose = False
+    quiet = False
+
+
+class _ProgressBars:
+    """``prune(progress=…)`` shown as one click progress bar per stage, on stderr."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.stage: str | None = None
+        self.done = 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.close()
+            self.bar = click.progressbar(length=max(total, 1), label=f"onnxprune: {stage}", file=sys.stderr,
+                                         show_eta=True, width=24)
+            self.bar.__enter__()
+            self.stage, self.done = stage, 0
+        self.bar.update(done - self.done)
+        self.done = done
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar, self.stage = None, None
+
+
+def _round_to(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter("takes a whole number or 'auto'", param_hint="--round-to") from None
+    if number < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--round-to")
+    return number
 
 
 class _DefaultToPrune(click.Group):
@@ -64,6 +106,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
     ctx.obj = _Context()
     ctx.obj.verbose = verbose
+    ctx.obj.quiet = quiet
 
 
 def _input_size(value: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -100,8 +143,12 @@ def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
 @cli.command()
 @click.argument("model", type=click.Path(path_type=str))
 @click.option("--data", required=True, help="Image folder (recursive) or .npy/.npz of model inputs.")
-@click.option("--target-flops", type=float, default=0.3, show_default=True,
-              help="Keep at most this share of the original FLOPs, in (0, 1].")
+@click.option("--target-flops", type=float,
+              help="Keep at most this share of the original FLOPs, in (0, 1] [default: 0.3 unless "
+                   "only --target-latency is given].")
+@click.option("--target-latency", type=float,
+              help="Keep at most this share of the original's latency measured in onnxruntime on the "
+                   "device, in (0, 1]; with --target-flops too, the stricter wins.")
 @click.option("-o", "--output", type=click.Path(path_type=str), help="Output .onnx [default: <stem>.pruned.onnx].")
 @click.option("--labels", help="'imagefolder' (class = sub-folder) or a CSV of file,label rows.")
 @click.option("--val-split", type=float, default=0.15, show_default=True, help="Held-out share of --data.")
@@ -118,7 +165,9 @@ def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
 @click.option("--epochs", type=float, default=10.0, show_default=True, help="Final fine-tuning epochs.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Fine-tuning learning rate (Adam).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--round-to", type=int, default=1, show_default=True, help="Keep widths multiples of N.")
+@click.option("--round-to", default="auto", show_default=True,
+              help="Keep widths multiples of N, or 'auto': measure this device's width step and each "
+                   "layer's latency, and remove channels where latency falls most.")
 @click.option("--min-channels", type=int, default=1, show_default=True,
               help="Fewest channels a group keeps (also never below 10 %% of its width).")
 @click.option("--flops-weight", type=float, default=0.1, show_default=True,
@@ -126,16 +175,23 @@ def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
 @click.option("--calibration-batches", type=int, default=4, show_default=True,
               help="Batches used to score channels each round.")
 @click.option("--no-lossless", is_flag=True, help="Skip removing channels that are dead on the data.")
+@click.option("--schedule", type=click.Choice(["iterative", "sfp"]), default="iterative", show_default=True,
+              help="iterative: slice every round; sfp: zero the dropped channels and keep training them, "
+                   "slice once at the end (Soft Filter Pruning).")
+@click.option("--no-augment", is_flag=True,
+              help="Fine-tune on the images as they are (default: shifted by up to 1/16, teacher sees the same).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where fine-tuning runs.")
 @click.option("--no-bench", is_flag=True, help="Skip timing original and pruned model in onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
-def prune(model: str, data: str, target_flops: float, output: str | None, labels: str | None,
+@click.pass_context
+def prune(ctx: click.Context, model: str, data: str, target_flops: float | None, target_latency: float | None,
+          output: str | None, labels: str | None,
           val_split: float, val_data: str | None, input_size, mean: str | None, std: str | None, bgr: bool,
           criterion: str, rounds: int | None, round_steps: int | None, epochs: float, lr: float,
-          batch_size: int, round_to: int, min_channels: int, flops_weight: float,
-          calibration_batches: int, no_lossless: bool, seed: int, device: str, no_bench: bool,
+          batch_size: int, round_to: str, min_channels: int, flops_weight: float,
+          calibration_batches: int, no_lossless: bool, schedule: str, no_augment: bool, seed: int, device: str, no_bench: bool,
           as_json: bool) -> None:
     """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
     from pathlib import Path
@@ -146,19 +202,27 @@ def prune(model: str, data: str, target_flops: float, output: str | None, labels
     from onnxprune.write import check_output_path, default_output, report_folder, write_model, write_report
 
     model_path = Path(model)
-    if not 0 < target_flops <= 1:
+    if target_flops is not None and not 0 < target_flops <= 1:
         raise OnnxpruneError(f"--target-flops must be in (0, 1] (the share of FLOPs to keep), got {target_flops}")
+    if target_latency is not None and not 0 < target_latency <= 1:
+        raise OnnxpruneError(
+            f"--target-latency must be in (0, 1] (the share of the measured latency to keep), got {target_latency}")
     out = Path(output) if output else default_output(model_path)
     check_output_path(out, model_path if model_path.exists() else None)
     prep = Preprocess()
     prep = Preprocess(_floats(mean, "--mean") or prep.mean, _floats(std, "--std") or prep.std, bgr)
-    result = run_prune(
-        model, data, target_flops, labels=labels, val_split=val_split, val_data=val_data,
-        input_size=_input_size(input_size), preprocess=prep, criterion=criterion, rounds=rounds,
-        round_steps=round_steps, epochs=epochs, lr=lr, batch_size=batch_size, round_to=round_to,
-        min_channels=min_channels, flops_weight=flops_weight, calibration_batches=calibration_batches,
-        lossless=not no_lossless, seed=seed, device=device, bench=not no_bench,
-    )
+    bars = _ProgressBars(enabled=not ctx.obj.quiet)
+    try:
+        result = run_prune(
+            model, data, target_flops, progress=bars, target_latency=target_latency, labels=labels,
+            val_split=val_split, val_data=val_data,
+            input_size=_input_size(input_size), preprocess=prep, criterion=criterion, rounds=rounds,
+            round_steps=round_steps, epochs=epochs, lr=lr, batch_size=batch_size, round_to=_round_to(round_to),
+            min_channels=min_channels, flops_weight=flops_weight, calibration_batches=calibration_batches,
+            lossless=not no_lossless, schedule=schedule, augment=not no_augment, seed=seed, device=device, bench=not no_bench,
+        )
+    finally:
+        bars.close()
     report = dict(result.report, output=str(out), report_folder=str(report_folder(out)))
     from onnxprune.report import render_markdown, render_plots
 

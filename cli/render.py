@@ -99,6 +99,12 @@ def render_summary(r: dict[str, Any]) -> str:
         lines.append(f"latency  {base['median_ms']:.2f} → {pruned['median_ms']:.2f} ms  "
                      f"({pruned['speedup']:.2f}x{noise}; {lat['provider'].replace('ExecutionProvider', '')}, "
                      f"{lat['threads']} threads, batch {lat['batch']})")
+        if "target" in lat:
+            lines.append(f"latency target  {lat['target']:.0%}: {'met' if lat['target_met'] else 'NOT met'}")
+    hw = r.get("hardware_aware")
+    if hw:
+        lines.append(f"widths  multiples of {hw['round_to']} (measured on {hw['device']}), "
+                     f"predicted latency {hw['predicted_fraction']:.1%}")
     if r["lossless"]["dead_channels_removed"]:
         lines.append(f"dead channels removed for free  {r['lossless']['dead_channels_removed']}")
     lines.append(f"time  {r['time_s']:.1f} s")

@@ -1,7 +1,10 @@
 """Latency in onnxruntime: several models timed interleaved, in one process, same options.
 
 Runs alternate between the models (and their order rotates every run) so that drift of a shared
-machine hits all of them alike. CUDA uses IO binding, so host↔device copies are not timed.
+machine hits all of them alike. Worker threads do not spin while idle: with spinning, the idle
+sessions' threads busy-wait and steal the cores of the one being timed (measured here: the same
+ResNet-18 timed at 29 ms with spinning beside two other sessions, 12.6 ms without). CUDA uses IO
+binding, so host↔device copies are not timed.
 Speed-ups are reported with the spread, and flagged when the spread is larger than the gain.
 """
 
@@ -20,7 +23,7 @@ from .errors import OnnxpruneError
 from .load import ImageInput, load
 from .runtime import cuda_available, make_session
 
-__all__ = ["Timing", "BenchResult", "benchmark", "benchmark_files", "device_name"]
+__all__ = ["Timing", "BenchResult", "benchmark", "benchmark_files", "device_name", "time_interleaved", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
@@ -74,7 +77,7 @@ class _Runner:
     """One session and a way to run it once, as the timing loop needs it."""
 
     def __init__(self, model: onnx.ModelProto, feed: dict[str, np.ndarray], device: str, threads: int):
-        self.session = make_session(model, device, threads)
+        self.session = make_session(model, device, threads, spinning=False)
         self.device = device
         if device == "cuda":
             import onnxruntime as ort
@@ -97,6 +100,23 @@ class _Runner:
         return time.perf_counter() - start
 
 
+def time_interleaved(
+    entries: list[tuple[onnx.ModelProto, dict[str, np.ndarray]]], device: str, threads: int, warmup: int, runs: int
+) -> list[np.ndarray]:
+    """Milliseconds of ``runs`` runs of each (model, feed), interleaved in a rotating order."""
+    runners = [_Runner(model, feed, device, threads) for model, feed in entries]
+    for runner in runners:
+        for _ in range(warmup):
+            runner.once()
+    samples: list[list[float]] = [[] for _ in runners]
+    for r in range(runs):
+        order = list(range(len(runners)))
+        order = order[r % len(order):] + order[: r % len(order)]
+        for i in order:
+            samples[i].append(runners[i].once())
+    return [np.asarray(times) * 1e3 for times in samples]
+
+
 def benchmark(
     models: list[tuple[str, onnx.ModelProto]],
     image: ImageInput,
@@ -111,7 +131,7 @@ def benchmark(
     """Time each model ``runs`` times, interleaved; the first model is the baseline."""
     if runs < 3 or warmup < 0 or batch < 1:
         raise OnnxpruneError("--runs must be at least 3, --warmup not negative and --batch at least 1")
-    device = _resolve_device(device)
+    device = resolve_device(device)
     threads = threads or os.cpu_count() or 1
     if inputs is None:
         inputs = np.random.default_rng(seed).standard_normal(image.shape(batch)).astype(np.float32)
@@ -119,19 +139,9 @@ def benchmark(
         reps = int(np.ceil(batch / len(inputs)))
         inputs = np.concatenate([inputs] * reps)[:batch]
     feed = {image.name: np.ascontiguousarray(inputs)}
-    runners = [_Runner(model, feed, device, threads) for _, model in models]
-    for runner in runners:
-        for _ in range(warmup):
-            runner.once()
-    samples: list[list[float]] = [[] for _ in runners]
-    for r in range(runs):
-        order = list(range(len(runners)))
-        order = order[r % len(order):] + order[: r % len(order)]
-        for i in order:
-            samples[i].append(runners[i].once())
+    samples = time_interleaved([(model, feed) for _, model in models], device, threads, warmup, runs)
     stats = []
-    for (name, _), times in zip(models, samples):
-        ms = np.asarray(times) * 1e3
+    for (name, _), ms in zip(models, samples):
         p25, median, p75, p90 = np.percentile(ms, [25, 50, 75, 90])
         stats.append((name, float(median), float(p90), float((p75 - p25) / median), len(ms)))
     base_median, base_spread = stats[0][1], stats[0][3]

@@ -4,6 +4,11 @@ Classifier outputs (rank 2, several classes) use KL divergence to the teacher's 
 cross-entropy when labels are given; other outputs use MSE scaled by the teacher's variance.
 BatchNorm layers train (batch statistics, running statistics follow the pruned network, which
 is what lets a pruned model recover); dropout stays off so fine-tuning is deterministic.
+
+With a teacher function, each batch is shifted by a few pixels (seeded) and the teacher is run
+on the very same shifted batch: consistent distillation on views the data set does not hold,
+which matters when a user brings a few hundred images. Shifts keep labels and work for any
+output (a detector's or segmenter's teacher sees the same shift).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TrainSettings", "Targets", "loss_for", "finetune", "is_classifier_output", "batches"]
+__all__ = ["TrainSettings", "Targets", "loss_for", "finetune", "is_classifier_output", "batches", "shift"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,8 @@ class TrainSettings:
     device: str = "cpu"
     weight_decay: float = 0.0
     label_weight: float = 1.0  # cross-entropy weight next to distillation, when labels exist
+    spatial_dims: tuple[int, int] = (2, 3)  # H and W of the inputs (1, 2 for NHWC models)
+    max_shift: float = 1 / 16  # of H and W; 0 turns augmentation off
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class Targets:
 
     teacher: list[np.ndarray]  # one array per graph output, aligned with the inputs
     labels: np.ndarray | None = None
+    # the original model in torch, run on augmented batches; None: no augmentation
+    teacher_fn: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
 
 
 def is_classifier_output(array: np.ndarray) -> bool:
@@ -54,6 +63,13 @@ def loss_for(
         else:
             total = total + F.mse_loss(s, t) / t.var().clamp_min(1e-8)
     return total
+
+
+def shift(x: torch.Tensor, dims: tuple[int, int], max_shift: float, generator: torch.Generator) -> torch.Tensor:
+    """The batch translated by up to max_shift of its height and width (wrapping around)."""
+    limits = [max(1, round(x.shape[d] * max_shift)) for d in dims]
+    offsets = [int(torch.randint(-m, m + 1, (1,), generator=generator)) for m in limits]
+    return torch.roll(x, shifts=offsets, dims=dims)
 
 
 def batches(n: int, batch_size: int, steps: int, seed: int):
@@ -89,9 +105,16 @@ def finetune(
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     losses = []
+    generator = torch.Generator().manual_seed(settings.seed)
+    augment = targets.teacher_fn is not None and settings.max_shift > 0
     for step, idx in enumerate(batches(len(inputs), settings.batch_size, steps, settings.seed)):
         x = torch.from_numpy(inputs[idx]).to(device)
-        teacher = [torch.from_numpy(t[idx]).to(device) for t in targets.teacher]
+        if augment:
+            x = shift(x, settings.spatial_dims, settings.max_shift, generator)
+            with torch.no_grad():
+                teacher = [t.detach() for t in targets.teacher_fn(x)]
+        else:
+            teacher = [torch.from_numpy(t[idx]).to(device) for t in targets.teacher]
         labels = None if targets.labels is None else torch.from_numpy(targets.labels[idx]).to(device)
         loss = loss_for(run(module, x), teacher, labels, settings.label_weight)
         optimizer.zero_grad(set_to_none=True)

@@ -10,7 +10,9 @@ the torch view, whose fine-tuned weights are written back into the initializers.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from math import ceil
 from pathlib import Path
@@ -21,18 +23,22 @@ import onnx
 import torch
 
 from . import __version__
+from .bench import benchmark
 from .criteria import Recipe, get
 from .data import Dataset, Preprocess, load_data, split
 from .errors import OnnxpruneError
 from .finetune import Targets, TrainSettings
-from .groups import GroupAnalysis, analyze_groups, predict_cost
+from .flops import count
+from .groups import GroupAnalysis, analyze_groups, predict_shapes
 from .importer import TOLERANCE
+from .latency import measure_granularity, measure_latency
 from .load import LoadedModel, load
 from .metrics import compare_outputs
+from .runtime import cuda_available
 from .report import SCHEMA_VERSION
-from .select import floor_for, select
+from .select import floor_for, group_step, select
 from .session import TorchView
-from .slice import slice_model
+from .slice import slice_model, zero_channels
 from .verify import run_batched, verify
 
 __all__ = ["PruneOptions", "PruneResult", "prune"]
@@ -44,18 +50,21 @@ log = logging.getLogger(__name__)
 class PruneOptions:
     """Every setting of a pruning run; the CLI's options map one to one onto these."""
 
-    target_flops: float = 0.3
+    target_flops: float = 0.3  # prune() makes it 1.0 when only target_latency is given
+    target_latency: float | None = None  # keep at most this share of the measured latency
     criterion: str = "taylor"
     rounds: int | None = None  # default: each round removes at most ~10 % of the FLOPs
     round_steps: int | None = None  # fine-tuning steps between rounds; default one epoch, ≤ 20
     epochs: float = 10.0  # final fine-tuning, in passes over the training share
     lr: float = 1e-3
     batch_size: int = 32
-    round_to: int = 1
+    round_to: int | str = "auto"  # a number, or "auto": measured granularity and latency tables
     min_channels: int = 1
     flops_weight: float = 0.1
     calibration_batches: int = 4
     lossless: bool = True
+    schedule: str = "iterative"  # or "sfp": zero channels each round, slice once at the end
+    augment: bool = True  # shift fine-tuning batches, the teacher seeing the same shift
     labels: str | None = None
     val_split: float = 0.15
     val_data: str | None = None
@@ -87,7 +96,13 @@ def _device(requested: str) -> str:
 def _check_options(o: PruneOptions) -> None:
     if not 0 < o.target_flops <= 1:
         raise OnnxpruneError(f"--target-flops must be in (0, 1] (the share of FLOPs to keep), got {o.target_flops}")
-    for name, value in (("batch-size", o.batch_size), ("round-to", o.round_to), ("min-channels", o.min_channels),
+    if o.target_latency is not None and not 0 < o.target_latency <= 1:
+        raise OnnxpruneError(
+            f"--target-latency must be in (0, 1] (the share of the measured latency to keep), got {o.target_latency}")
+    if o.round_to != "auto" and (not isinstance(o.round_to, int) or isinstance(o.round_to, bool)):
+        raise OnnxpruneError(f"--round-to must be a whole number or 'auto', not {o.round_to!r}")
+    for name, value in (("batch-size", o.batch_size), ("round-to", 1 if o.round_to == "auto" else o.round_to),
+                        ("min-channels", o.min_channels),
                         ("calibration-batches", o.calibration_batches)):
         if value < 1:
             raise OnnxpruneError(f"--{name} must be at least 1, got {value}")
@@ -96,12 +111,22 @@ def _check_options(o: PruneOptions) -> None:
     if o.lr <= 0 or o.epochs < 0:
         raise OnnxpruneError("--lr must be positive and --epochs not negative")
     get(o.criterion)
+    if o.schedule not in ("iterative", "sfp"):
+        raise OnnxpruneError(f"--schedule must be iterative or sfp, not {o.schedule!r}")
 
 
-def _floors(analysis: GroupAnalysis, original_width: dict[frozenset, int], o: PruneOptions) -> dict[int, int]:
+def _steps(analysis: GroupAnalysis, original_width: dict[frozenset, int], round_to: int, auto: bool) -> dict[int, int]:
+    """Each group's width step: --round-to N as asked, or the measured step (auto), kept fine
+    enough for narrow groups; from the group's original width, so it holds across rounds."""
+    return {g.id: group_step(original_width.get(frozenset(g.producers), g.channels), round_to) if auto else round_to
+            for g in analysis.prunable}
+
+
+def _floors(analysis: GroupAnalysis, original_width: dict[frozenset, int], o: PruneOptions,
+            steps: dict[int, int]) -> dict[int, int]:
     """Each group's floor, from its width in the original model (groups keep their producers)."""
     return {
-        g.id: floor_for(original_width.get(frozenset(g.producers), g.channels), o.min_channels, o.round_to)
+        g.id: floor_for(original_width.get(frozenset(g.producers), g.channels), o.min_channels, steps[g.id])
         for g in analysis.prunable
     }
 
@@ -110,7 +135,15 @@ def _widths(analysis: GroupAnalysis) -> dict[str, int]:
     return {" + ".join(g.producers) or f"group {g.id}": g.channels for g in analysis.groups if g.producers}
 
 
-def _lossless(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, o: PruneOptions) -> tuple[onnx.ModelProto, int]:
+def _round_up(width: int, channels: int, round_to: int) -> int:
+    """The smallest multiple of ``round_to`` ≥ width (groups narrower than round_to stay as they are)."""
+    if round_to <= 1 or channels < round_to:
+        return width
+    return min(channels, ceil(width / round_to) * round_to)
+
+
+def _lossless(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, o: PruneOptions,
+              steps: dict[int, int]) -> tuple[onnx.ModelProto, int]:
     """Remove channels that are zero wherever they are read, on all calibration data."""
     recipe = Recipe("activation", "peak_abs", normalize="none")
     observed = view.observe(analysis, recipe, inputs, o.batch_size, None, o.seed)
@@ -120,8 +153,11 @@ def _lossless(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, o: P
     peaks = score_groups(recipe, view.model, analysis, observed)
     for gid, peak in peaks.items():
         alive = np.flatnonzero(peak > 0)
-        if len(alive) < len(peak):
-            keep[gid] = alive if len(alive) else np.array([int(np.argmax(peak))])
+        width = _round_up(max(len(alive), 1), len(peak), steps.get(gid, 1))
+        if width < len(peak):
+            # keep a few dead channels where needed so widths stay multiples of round_to
+            dead_first = np.flatnonzero(peak <= 0)
+            keep[gid] = np.sort(np.concatenate([alive, dead_first[: width - len(alive)]]))
     if not keep:
         return view.model, 0
     dead = sum(analysis.group(g).channels - len(k) for g, k in keep.items())
@@ -131,17 +167,25 @@ def _lossless(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, o: P
 def prune(
     model: str | Path | onnx.ModelProto,
     data: str | Path | Dataset | np.ndarray,
-    target_flops: float = 0.3,
+    target_flops: float | None = None,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
     **options: Any,
 ) -> PruneResult:
-    """Prune ``model`` to at most ``target_flops`` of its FLOPs; returns the verified model and report.
+    """Prune ``model`` to at most ``target_flops`` of its FLOPs (default 0.3) and, with
+    ``target_latency``, to at most that share of its measured latency; returns the verified model
+    and report.
 
     ``data`` is an image folder, an .npy/.npz file, a ``Dataset`` or an array of model inputs.
-    ``options`` are ``PruneOptions`` fields. Nothing is written to disk.
+    ``options`` are ``PruneOptions`` fields. ``progress(stage, done, total)`` is called as long
+    steps advance. Nothing is written to disk (except the latency cache, see ``latency.cache_dir``).
     """
+    tick = progress or (lambda stage, done, total: None)
     unknown = set(options) - set(PruneOptions.__dataclass_fields__)
     if unknown:
         raise OnnxpruneError(f"unknown option(s) {', '.join(sorted(unknown))}")
+    if target_flops is None:
+        target_flops = 0.3 if options.get("target_latency") is None else 1.0
     o = PruneOptions(target_flops=target_flops, **options)
     _check_options(o)
     started = time.perf_counter()
@@ -159,8 +203,10 @@ def prune(
 
     teacher_train = run_batched(loaded.model, image.name, train.inputs)
     teacher_val = run_batched(loaded.model, image.name, val.inputs)
-    targets = Targets(teacher_train, train.labels)
-    settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=o.seed, device=device)
+    teacher_fn = _teacher(loaded, image) if o.augment else None
+    targets = Targets(teacher_train, train.labels, teacher_fn)
+    settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=o.seed, device=device,
+                             spatial_dims=(2, 3) if image.layout == "NCHW" else (1, 2))
 
     analysis = analyze_groups(loaded)
     base = analysis.cost
@@ -171,13 +217,32 @@ def prune(
         reasons = sorted({r for g in analysis.groups for r in g.blocked})[:3]
         raise OnnxpruneError(f"nothing in this model can be pruned ({'; '.join(reasons)})")
 
-    floors = _floors(analysis, original_width, o)
-    best = predict_cost(loaded.model, analysis, floors)
+    ort_device = "cuda" if device == "cuda" and cuda_available() else "cpu"
+    threads = o.bench_threads or os.cpu_count() or 1
+    latency = None
+    round_to = o.round_to if isinstance(o.round_to, int) else 1
+    if o.round_to == "auto" or o.target_latency is not None:
+        if o.round_to == "auto":
+            log.info("measuring how latency moves with channel counts on this device (cached)")
+            round_to = measure_granularity(ort_device, threads)
+        latency = measure_latency(loaded.model, analysis, image, ort_device, threads, granularity=round_to,
+                                  progress=lambda d, t: tick("measuring layer latency", d, t))
+    auto = o.round_to == "auto"
+    floors = _floors(analysis, original_width, o, _steps(analysis, original_width, round_to, auto))
+    best_shapes = predict_shapes(analysis, floors)
+    best = count(loaded.model, best_shapes)
     if best.flops > target_abs:
         raise OnnxpruneError(
             f"the target of {o.target_flops:.0%} FLOPs cannot be reached: with every prunable group at its "
             f"floor the model keeps {best.flops / base.flops:.1%} ({analysis.prunable_flops_share():.0%} of "
             "its FLOPs are in prunable layers); raise --target-flops or lower --min-channels"
+        )
+    base_ms = latency.predict(base, analysis.shapes) if latency else None
+    if o.target_latency is not None and latency.predict(best, best_shapes) > o.target_latency * base_ms:
+        raise OnnxpruneError(
+            f"the target of {o.target_latency:.0%} latency cannot be reached: with every prunable group at its "
+            f"floor the model is predicted to take {latency.predict(best, best_shapes) / base_ms:.0%} of its "
+            f"{latency.original_ms:.2f} ms; raise --target-latency or lower --min-channels"
         )
 
     recipe = get(o.criterion)
@@ -193,7 +258,7 @@ def prune(
 
     dead = 0
     if o.lossless:
-        pruned, dead = _lossless(view, analysis, calib, o)
+        pruned, dead = _lossless(view, analysis, calib, o, _steps(analysis, original_width, round_to, auto))
         if dead:
             check = run_batched(pruned, image.name, calib)
             ref = run_batched(loaded.model, image.name, calib)
@@ -204,24 +269,35 @@ def prune(
             view = TorchView.of(pruned, image)
             log.info("lossless pass: removed %d channels that are zero on all calibration data", dead)
 
-    rounds = o.rounds or max(1, ceil((1 - o.target_flops) / 0.1 - 1e-9))
+    strictest = min(o.target_flops, 1.0 if o.target_latency is None else o.target_latency)
+    rounds = o.rounds or max(1, ceil((1 - strictest) / 0.1 - 1e-9))
     per_round = o.round_steps if o.round_steps is not None else min(20, ceil(len(train) / o.batch_size))
     reached = True
     for r in range(1, rounds + 1):
         analysis = analyze_groups(LoadedModel(view.model, image, None))
-        goal = int(base.flops * (1 - (1 - o.target_flops) * r / rounds)) if r < rounds else target_abs
-        if analysis.cost.flops <= goal:
+        share = r / rounds
+        goal = int(base.flops * (1 - (1 - o.target_flops) * share)) if r < rounds else target_abs
+        goal_ms = None if o.target_latency is None else base_ms * (1 - (1 - o.target_latency) * share)
+        if analysis.cost.flops <= goal and (goal_ms is None or latency.predict(analysis.cost, analysis.shapes) <= goal_ms):
             continue
+        tick(f"round {r}/{rounds}: scoring", 0, 1)
         scores = view.scores(analysis, recipe, calib, o.batch_size, calib_targets, o.seed + r)
-        chosen = select(view.model, analysis, scores, goal, _floors(analysis, original_width, o),
-                        o.round_to, o.flops_weight)
+        tick(f"round {r}/{rounds}: scoring", 1, 1)
+        steps = _steps(analysis, original_width, round_to, auto)
+        chosen = select(view.model, analysis, scores, goal, _floors(analysis, original_width, o, steps),
+                        steps, o.flops_weight, latency, goal_ms)
         reached = chosen.reached
-        view = TorchView.of(slice_model(view.model, analysis, chosen.keep), image)
-        losses = view.finetune(train.inputs, targets, per_round, settings)
+        if o.schedule == "sfp" and r < rounds:
+            view = TorchView.of(zero_channels(view.model, analysis, chosen.keep), image)
+        else:
+            view = TorchView.of(slice_model(view.model, analysis, chosen.keep), image)
+        losses = view.finetune(train.inputs, targets, per_round, settings,
+                               lambda step, _: tick(f"round {r}/{rounds}: fine-tuning", step + 1, per_round))
         agreement = compare_outputs(run_batched(view.model, image.name, val.inputs), teacher_val, None)
         trajectory.append({
             "round": r, "flops": chosen.flops, "params": chosen.params,
             "flops_fraction": chosen.flops / base.flops,
+            "latency_fraction_predicted": chosen.latency_ms / base_ms if latency else None,
             "loss": float(np.mean(losses[-5:])) if losses else None,
             "agreement": agreement.get("top1_agreement"),
         })
@@ -232,7 +308,8 @@ def prune(
 
     final_steps = ceil(o.epochs * ceil(len(train) / o.batch_size))
     log.info("final fine-tuning: %d steps", final_steps)
-    view.finetune(train.inputs, targets, final_steps, settings)
+    view.finetune(train.inputs, targets, final_steps, settings,
+                  lambda step, _: tick("final fine-tuning", step + 1, final_steps))
 
     final = view.model
     max_err = verify(final, view.imported.module, image.name, val.inputs)
@@ -249,14 +326,25 @@ def prune(
     before_metrics = compare_outputs(teacher_val, teacher_val, val.labels)
     after_metrics = compare_outputs(pruned_val, teacher_val, val.labels)
 
-    latency = None
-    if o.bench:
-        from .bench import benchmark
-
+    timing = None
+    if o.bench or o.target_latency is not None:  # a latency target is confirmed by measuring
         log.info("timing original and pruned model in onnxruntime (%d interleaved runs)", o.bench_runs)
-        latency = benchmark([("original", loaded.model), ("pruned", final)], image,
-                            device="cuda" if device == "cuda" else "cpu", threads=o.bench_threads,
-                            runs=o.bench_runs).as_dict()
+        timing = benchmark([("original", loaded.model), ("pruned", final)], image, device=ort_device,
+                           threads=threads, runs=o.bench_runs).as_dict()
+        if o.target_latency is not None:
+            measured = 1 / timing["timings"][1]["speedup"]
+            noise = max(t["spread"] for t in timing["timings"])
+            timing["target"] = o.target_latency
+            timing["target_met"] = measured <= o.target_latency * (1 + noise)
+            if not timing["target_met"]:
+                log.warning("measured latency is %.1f%% of the original, above the --target-latency of %.1f%% "
+                            "by more than the timing noise (predicted %.1f%%); lower the target a little",
+                            100 * measured, 100 * o.target_latency, 100 * latency.predict(after, final_analysis.shapes) / base_ms)
+    hardware = None
+    if latency:
+        hardware = {"device": latency.device, "threads": latency.threads, "round_to": round_to,
+                    "layers_measured": len(latency.layers), "original_ms_measured": latency.original_ms,
+                    "predicted_fraction": latency.predict(after, final_analysis.shapes) / base_ms}
 
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -273,13 +361,28 @@ def prune(
         "lossless": {"dead_channels_removed": dead},
         "quality": {"before": before_metrics, "after": after_metrics, "validation_inputs": len(val)},
         "verification": {"max_abs_error": max_err, "validation_inputs": len(val)},
-        "latency": latency,
+        "latency": timing,
+        "hardware_aware": hardware,
         "trajectory": trajectory,
         "data": {"train": len(train), "validation": len(val), "labels": o.labels},
         "external_data": loaded.external_data,
         "time_s": round(time.perf_counter() - started, 2),
     }
     return PruneResult(final, report)
+
+
+def _teacher(loaded: LoadedModel, image) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """The original model in torch, frozen, for distilling on augmented batches."""
+    view = TorchView.of(loaded.model, image, check=False)
+    module = view.imported.module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+    def run(x: torch.Tensor) -> list[torch.Tensor]:
+        module.to(x.device)
+        return view.run(module, x)
+
+    return run
 
 
 def _dataset(data: str | Path | Dataset | np.ndarray, loaded: LoadedModel, o: PruneOptions) -> Dataset:

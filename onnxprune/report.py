@@ -48,6 +48,14 @@ def render_markdown(r: dict[str, Any]) -> str:
                      f"{pruned['speedup']:.2f}x faster{' (within noise)' if pruned['within_noise'] else ''} |")
         lines += ["", f"Latency: onnxruntime {lat['provider']} on {lat['device']}, {lat['threads']} thread(s), "
                       f"batch {lat['batch']}, {lat['runs']} interleaved runs after {lat['warmup']} warm-up."]
+        if "target" in lat:
+            lines.append(f"Latency target {lat['target']:.0%}: {'met' if lat['target_met'] else 'NOT met'} "
+                         f"(measured {1 / pruned['speedup']:.1%} of the original).")
+    hw = r.get("hardware_aware")
+    if hw:
+        lines += ["", f"Hardware-aware widths: measured width step {hw['round_to']} on {hw['device']} "
+                      f"({hw['threads']} thread(s)), latency tables for {hw['layers_measured']} layer(s); predicted "
+                      f"latency {hw['predicted_fraction']:.1%} of the original's {hw['original_ms_measured']:.2f} ms."]
     lines += ["", f"Lossless pass: {r['lossless']['dead_channels_removed']} dead channel(s) removed for free.", "",
               "## Rounds", "", "| round | FLOPs kept | agreement | fine-tune loss |", "| ---: | ---: | ---: | ---: |"]
     for t in r["trajectory"]:

@@ -36,11 +36,19 @@ def cuda_available() -> bool:
         return False
 
 
-def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | None = None):
-    """An InferenceSession on the CPU or CUDA provider; the model may exceed protobuf's 2 GiB."""
+def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | None = None,
+                 spinning: bool = True):
+    """An InferenceSession on the CPU or CUDA provider; the model may exceed protobuf's 2 GiB.
+
+    ``spinning=False`` stops idle worker threads from busy-waiting: sessions timed side by side
+    in one process would otherwise steal the cores from each other.
+    """
     ort = _ort()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

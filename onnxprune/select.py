@@ -1,22 +1,29 @@
-"""Choose the channels to drop: a global ranking of normalized scores, weighed by FLOPs saved.
+"""Choose the channels to drop: a global ranking of normalized scores, weighed by what they cost.
 
 Channels (or, with ``round_to``, blocks of channels that keep widths multiples of N) are ranked
-by score − λ · (FLOPs one channel costs / the most any channel costs), Molchanov et al.'s FLOPs
-regularization. The lowest go first, in score order within each group, until the exact
-predicted FLOPs reach the target; a binary search over that ranking makes it exact.
+by score − λ · (cost of one channel / the most any channel costs), Molchanov et al.'s FLOPs
+regularization; the cost is FLOPs, or measured latency when a latency model is given (so
+channels of memory-bound layers, which save more time per FLOP, go first). The lowest go
+first, in score order within each group, until the exact predicted FLOPs (and the predicted
+latency, with a latency target) reach the target; a binary search over that ranking makes it
+exact. Then the last-ranked removals that still fit are given back, since coarse steps (16 of a
+32-channel layer) can land the ranked prefix far below the target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
 import onnx
 
-from .groups import GroupAnalysis, predict_cost
+from .flops import count
+from .groups import GroupAnalysis, predict_shapes
+from .latency import LatencyModel
 
-__all__ = ["Selection", "select", "floor_for"]
+__all__ = ["Selection", "select", "floor_for", "group_step"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Selection:
     flops: int  # exact FLOPs of the model sliced to ``keep``
     params: int
     reached: bool  # False when every allowed removal still leaves more than the target
+    latency_ms: float | None = None  # predicted, when a latency model was given
 
 
 def floor_for(original_channels: int, min_channels: int, round_to: int) -> int:
@@ -33,6 +41,14 @@ def floor_for(original_channels: int, min_channels: int, round_to: int) -> int:
     if round_to > 1 and original_channels >= round_to:
         floor = max(round_to, ceil(floor / round_to) * round_to)
     return floor
+
+
+def group_step(channels: int, step: int) -> int:
+    """The measured width step, halved until the group has at least four steps of it: 16-channel
+    steps would cut a 32-channel layer in half, too coarse to land near a FLOPs target."""
+    while step > 1 and channels < 4 * step:
+        step //= 2
+    return step
 
 
 def _widths_down(channels: int, floor: int, round_to: int) -> list[int]:
@@ -51,12 +67,17 @@ def select(
     scores: dict[int, np.ndarray],
     target_flops: int,
     floors: dict[int, int],
-    round_to: int = 1,
+    round_to: int | Mapping[int, int] = 1,
     flops_weight: float = 0.1,
+    latency: LatencyModel | None = None,
+    target_latency_ms: float | None = None,
 ) -> Selection:
-    """Keep-sets that bring the model to at most ``target_flops`` (as close as granularity allows)."""
-    max_fpc = max((g.flops_per_channel for g in analysis.prunable), default=1) or 1
-    units = []  # (key, group id, width after this step)
+    """Keep-sets that bring the model to at most ``target_flops`` (as close as granularity allows)
+    and, with ``target_latency_ms``, to at most that predicted latency."""
+    steps = {g.id: round_to.get(g.id, 1) if isinstance(round_to, Mapping) else round_to for g in analysis.prunable}
+    per_channel = _cost_per_channel(model, analysis, latency, steps)
+    max_cost = max(per_channel.values(), default=1.0) or 1.0
+    units = []  # (key, step, group id, width after this step, width before it)
     orders: dict[int, np.ndarray] = {}
     for group in analysis.prunable:
         gid = group.id
@@ -64,37 +85,84 @@ def select(
             continue
         order = np.argsort(scores[gid], kind="stable")
         orders[gid] = order
-        penalty = flops_weight * group.flops_per_channel / max_fpc
+        penalty = flops_weight * per_channel[gid] / max_cost
         previous = group.channels
-        for step, width in enumerate(_widths_down(group.channels, floors.get(gid, 1), round_to)):
+        for step, width in enumerate(_widths_down(group.channels, floors.get(gid, 1), steps[gid])):
             dropped = order[group.channels - previous : group.channels - width]
             key = float(np.mean(scores[gid][dropped])) - penalty
-            units.append((key, step, gid, width))
+            units.append((key, step, gid, width, previous))
             previous = width
     units.sort(key=lambda u: (u[0], u[1]))
 
     def widths_after(k: int) -> dict[int, int]:
         widths: dict[int, int] = {}
-        for _, _, gid, width in units[:k]:
+        for _, _, gid, width, _ in units[:k]:
             widths[gid] = min(widths.get(gid, width), width)
         return widths
 
+    def evaluate(widths: dict[int, int]):
+        shapes = predict_shapes(analysis, widths)
+        return count(model, shapes), shapes
+
     def cost(k: int):
-        return predict_cost(model, analysis, widths_after(k))
+        return evaluate(widths_after(k))
+
+    def within(evaluated) -> bool:
+        c, shapes = evaluated
+        if c.flops > target_flops:
+            return False
+        return target_latency_ms is None or latency.predict(c, shapes) <= target_latency_ms
 
     lo, hi = 0, len(units)
-    if cost(hi).flops > target_flops:
+    if not within(cost(hi)):
         lo = hi
     while lo < hi:  # smallest k whose exact cost is within the target
         mid = (lo + hi) // 2
-        if cost(mid).flops <= target_flops:
+        if within(cost(mid)):
             hi = mid
         else:
             lo = mid + 1
     widths = widths_after(lo)
-    final = cost(lo)
+    if within(cost(lo)):
+        widths = _fill_back(units[:lo], widths, analysis, lambda w: within(evaluate(w)))
+    final, shapes = evaluated = evaluate(widths)
     keep = {
         gid: np.sort(orders[gid][analysis.group(gid).channels - width :])
         for gid, width in widths.items()
     }
-    return Selection(keep, final.flops, final.params, final.flops <= target_flops)
+    return Selection(keep, final.flops, final.params, within(evaluated),
+                     latency.predict(final, shapes) if latency else None)
+
+
+def _fill_back(applied: list, widths: dict[int, int], analysis: GroupAnalysis, fits, limit: int = 256) -> dict[int, int]:
+    """Give back the last-ranked removals that still fit: with coarse steps (16 channels of a
+    32-channel layer) the ranked prefix can land far below the target."""
+    widths = dict(widths)
+    for _, _, gid, width, previous in reversed(applied[-limit:]):
+        if widths.get(gid) != width:
+            continue  # a later step of this group is still applied
+        trial = dict(widths)
+        if previous >= analysis.group(gid).channels:
+            del trial[gid]
+        else:
+            trial[gid] = previous
+        if fits(trial):
+            widths = trial
+    return widths
+
+
+def _cost_per_channel(model: onnx.ModelProto, analysis: GroupAnalysis, latency: LatencyModel | None,
+                      steps: dict[int, int]) -> dict[int, float]:
+    """What one channel of each prunable group costs: FLOPs, or predicted milliseconds."""
+    if latency is None:
+        return {g.id: float(g.flops_per_channel) for g in analysis.prunable}
+    now = latency.predict(analysis.cost, analysis.shapes)
+    out = {}
+    for g in analysis.prunable:
+        step = min(max(steps[g.id], 1), g.channels - 1)
+        if step < 1:
+            out[g.id] = 0.0
+            continue
+        shapes = predict_shapes(analysis, {g.id: g.channels - step})
+        out[g.id] = max(0.0, now - latency.predict(count(model, shapes), shapes)) / step
+    return out

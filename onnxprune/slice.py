@@ -46,6 +46,39 @@ def check_keep(analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]) -> dict[
     return checked
 
 
+def zero_channels(
+    model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]
+) -> onnx.ModelProto:
+    """Soft pruning: a copy whose dropped channels are switched off but still there to regrow.
+
+    The producers' weights and biases and BatchNormalization's scale and shift of every channel
+    outside the keep-sets are set to zero (Soft Filter Pruning, He et al. 2018); shapes do not
+    change. ``slice_model`` removes them for good at the end.
+    """
+    keep = check_keep(analysis, keep)
+    zeroed = onnx.ModelProto()
+    zeroed.CopyFrom(model)
+    inits = {init.name: init for init in zeroed.graph.initializer}
+    bn_affine = {n.input[i] for n in zeroed.graph.node if n.op_type == "BatchNormalization" for i in (1, 2)}
+    arrays: dict[str, np.ndarray] = {}
+    for slot in analysis.slots:
+        if not set(slot.segments) & keep.keys():
+            continue
+        if slot.role != "producer" and slot.initializer not in bn_affine:
+            continue
+        array = arrays.get(slot.initializer)
+        if array is None:
+            array = numpy_helper.to_array(inits[slot.initializer]).copy()
+        kept = axis_indices(slot.segments, slot.sizes, slot.outer, slot.inner, keep)
+        index = [slice(None)] * array.ndim
+        index[slot.axis] = np.setdiff1d(np.arange(array.shape[slot.axis]), kept)
+        array[tuple(index)] = 0
+        arrays[slot.initializer] = array
+    for name, array in arrays.items():
+        inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), name))
+    return zeroed
+
+
 def slice_model(
     model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]
 ) -> onnx.ModelProto:

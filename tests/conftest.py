@@ -31,3 +31,13 @@ def zoo_model(zoo_dir: Path):
         return path
 
     return get
+
+
+@pytest.fixture(scope="session", autouse=True)
+def latency_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Measured latency tables go to a per-session folder, never the user's ~/.cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("latency-cache")
+    os.environ["ONNXPRUNE_CACHE_DIR"] = str(path)
+    return path

@@ -80,6 +80,11 @@ def test_models_that_cannot_be_pruned_are_refused(work: Path, make, message: str
     (["--device", "tpu"], "is not one of", 2),
     (["--target-flops", "0.01"], "cannot be reached", 1),
     (["--batch-size", "0"], "--batch-size must be at least 1", 1),
+    (["--round-to", "eight"], "whole number or 'auto'", 2),
+    (["--round-to", "0"], "must be at least 1", 2),
+    (["--target-latency", "1.5"], "--target-latency must be in (0, 1]", 1),
+    (["--target-latency", "0.001"], "cannot be reached", 1),
+    (["--schedule", "oneshot"], "is not one of", 2),
 ])
 def test_bad_settings_are_refused(work: Path, extra: list[str], message: str, code: int) -> None:
     result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), *FAST, *extra)

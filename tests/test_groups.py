@@ -196,3 +196,20 @@ def test_random_keep_set_slices_zoo_models_exactly(zoo_model, name: str, exporte
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121"])
 def test_most_flops_are_prunable_on_standard_cnns(zoo_model, name: str, exporter: str) -> None:
     assert analyze_groups(load(zoo_model(name, exporter))).prunable_flops_share() >= 0.95
+
+
+def test_soft_pruning_switches_channels_off_exactly_like_slicing_them() -> None:
+    from onnxprune.runtime import run_model
+    from onnxprune.slice import slice_model, zero_channels
+
+    loaded = load(SAMPLES / "digits_vgg.onnx")  # BN folded, ReLU: a zeroed producer gives exact zeros
+    analysis = analyze_groups(loaded)
+    rng = np.random.default_rng(0)
+    keep = {g.id: np.sort(rng.choice(g.channels, g.channels // 2, replace=False)) for g in analysis.prunable}
+    zeroed = zero_channels(loaded.model, analysis, keep)
+    shapes = {i.name: tuple(i.dims) for i in zeroed.graph.initializer}
+    assert shapes == {i.name: tuple(i.dims) for i in loaded.model.graph.initializer}
+    x = {loaded.image.name: rng.standard_normal(loaded.image.shape(4)).astype(np.float32)}
+    soft = run_model(zeroed, x)[0]
+    hard = run_model(slice_model(loaded.model, analysis, keep), x)[0]
+    np.testing.assert_allclose(soft, hard, rtol=1e-4, atol=1e-4 * np.abs(hard).max())

@@ -61,3 +61,22 @@ def test_zoo_models_prune_to_half_their_flops(zoo_model, name: str) -> None:
     onnx.checker.check_model(result.model, full_check=True)
     assert result.report["flops"]["after"] <= 0.5 * result.report["flops"]["before"]
     assert run_model(result.model, {"input": x[:2]})[0].shape == (2, 1000)
+
+
+def test_soft_filter_pruning_reaches_the_target_and_verifies() -> None:
+    result = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", 0.5, schedule="sfp", rounds=3, round_steps=2,
+                   epochs=0.2, calibration_batches=1, bench=False)
+    fractions = [row["flops_fraction"] for row in result.report["trajectory"]]
+    assert result.report["flops"]["after"] == _flops(result.model) <= 0.5 * result.report["flops"]["before"]
+    assert fractions[-1] <= 0.5 and fractions == sorted(fractions, reverse=True)
+
+
+def test_augmented_fine_tuning_is_seeded() -> None:
+    import torch
+
+    from onnxprune.finetune import shift
+
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32)
+    a = shift(x, (2, 3), 1 / 16, torch.Generator().manual_seed(0))
+    b = shift(x, (2, 3), 1 / 16, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape and torch.equal(a.sort(-1).values.sum(), x.sum())

@@ -1,0 +1,328 @@
+"""How latency moves with channel counts, measured on the device that will run the model.
+
+Two measurements, both in onnxruntime with the benchmark's session options and cached per device:
+
+- the width granularity (``--round-to auto``): two 3×3 convs at 64 channels timed against the
+  same at 62, 60, 56 and 48. A width that realizes less than half of its ideal saving is
+  misaligned for this device's kernels (onnxruntime's CPU kernels block channels by 8 or 16,
+  CUDA's tensor cores want multiples of 8); the granularity is twice the largest power of two
+  that such a width is a multiple of.
+- a latency table per layer: each prunable Conv timed alone at its own shape on a grid of
+  100/50/25 % of its output × input channels (depthwise: 100/75/50/25 %), aligned to the
+  granularity, interpolated in between. Memory-bound layers (late 3×3 convs at batch 1,
+  depthwise convs) show that they save more time per MAC than compute-bound ones, and lopsided
+  shapes that they run slower than balanced ones at equal MACs.
+
+The whole model's latency is predicted as rest + scale × (the layers' latency): both fitted to
+the whole model timed at the same uniform widths, so the prediction is anchored on real graphs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .bench import device_name, time_interleaved
+from .flops import ModelCost, count
+from .groups import GroupAnalysis, predict_shapes
+from .load import ImageInput
+from .slice import slice_model
+
+__all__ = ["LayerTable", "LatencyModel", "measure_granularity", "measure_latency", "cache_dir"]
+
+log = logging.getLogger(__name__)
+
+_FRACTIONS = (1.0, 0.75, 0.5, 0.25)  # depthwise tables and the whole-graph calibration
+_GRID = (1.0, 0.5, 0.25)  # per axis of a conv's (out, in) table
+_PROBE_WIDTHS = (64, 62, 60, 56, 48)
+_BUDGET_S = 0.25  # timing per layer variant, so a table costs about a second per distinct layer
+
+
+def cache_dir() -> Path:
+    """Where measured tables are kept: $ONNXPRUNE_CACHE_DIR, else ~/.cache/onnxprune."""
+    return Path(os.environ.get("ONNXPRUNE_CACHE_DIR") or Path.home() / ".cache" / "onnxprune")
+
+
+class _Cache:
+    """A JSON file of measurements keyed by what they depend on; unreadable or unwritable is fine."""
+
+    def __init__(self) -> None:
+        self.path = cache_dir() / "latency.json"
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.dirty = False
+
+    def get_or_measure(self, key: dict, measure: Callable[[], object]):
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        if digest not in self.entries:
+            self.entries[digest] = measure()
+            self.dirty = True
+        return self.entries[digest]
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.entries))
+            os.replace(tmp, self.path)
+        except OSError as err:
+            log.debug("latency cache not saved: %s", err)
+
+
+def _device_key(device: str, threads: int, batch: int) -> dict:
+    import onnxruntime
+
+    return {"device": device_name(device), "provider": device, "ort": onnxruntime.__version__,
+            "threads": threads, "batch": batch}
+
+
+def _conv_model(attrs: list[onnx.AttributeProto], x_shape: tuple[int, ...], cout: int, cin: int,
+                kernel: tuple[int, ...], group: int, bias: bool, seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((cout, cin // group, *kernel)).astype(np.float32)
+    inits = [numpy_helper.from_array(weight, "w")]
+    inputs = ["x", "w"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b"))
+        inputs.append("b")
+    kept = [a for a in attrs if a.name != "group"]
+    node = helper.make_node("Conv", inputs, ["y"], group=group)
+    node.attribute.extend(kept)
+    graph = helper.make_graph(
+        [node], "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [x_shape[0], cin, *x_shape[2:]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def _feed(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    return {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+
+
+def _runs_for(ms_estimate: float) -> int:
+    return int(np.clip(_BUDGET_S * 1e3 / max(ms_estimate, 1e-3), 5, 60))
+
+
+def _time(entries, device: str, threads: int) -> list[float]:
+    first = time_interleaved(entries[:1], device, threads, warmup=1, runs=3)[0]
+    runs = _runs_for(float(np.median(first)))
+    return [float(np.median(ms)) for ms in time_interleaved(entries, device, threads, warmup=2, runs=runs)]
+
+
+def measure_granularity(device: str, threads: int, batch: int = 1, cache: _Cache | None = None) -> int:
+    """The channel step this device's conv kernels run fastest at (see the module docstring)."""
+    own = cache is None
+    cache = cache or _Cache()
+
+    def measure() -> int:
+        entries = []
+        for width in _PROBE_WIDTHS:
+            conv = _conv_model([helper.make_attribute("pads", [1, 1, 1, 1])], (batch, width, 28, 28),
+                               width, width, (3, 3), 1, True)
+            graph = conv.graph
+            second = helper.make_node("Conv", ["y", "w"], ["z"], pads=[1, 1, 1, 1])
+            graph.node.append(second)
+            del graph.output[:]
+            graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+            entries.append((conv, _feed((batch, width, 28, 28))))
+        medians = np.median([_time(entries, device, threads) for _ in range(3)], axis=0)
+        base = medians[0]
+        step = 1
+        for width, ms in zip(_PROBE_WIDTHS[1:], medians[1:]):
+            ideal_saving = 1 - (width / _PROBE_WIDTHS[0]) ** 2
+            if base - ms < 0.5 * ideal_saving * base:  # misaligned: most of the saving is lost
+                power = width & -width
+                step = max(step, min(2 * power, 16))
+        log.info("width granularity on %s: %d (probe %s ms)", device_name(device), step,
+                 ", ".join(f"{w}:{m:.3f}" for w, m in zip(_PROBE_WIDTHS, medians)))
+        return step
+
+    step = int(cache.get_or_measure({"probe": "granularity", **_device_key(device, threads, batch)}, measure))
+    if own:
+        cache.save()
+    return step
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """A conv's latency on a grid of (output, input) channel counts.
+
+    Two axes, not MACs alone: at equal MACs a conv from 256 to 16 channels runs 1.6× longer than
+    one from 64 to 64 here, and pruning one side of a layer makes exactly such shapes. Depthwise
+    convs have one axis (input = output = group). Outside the grid, latency scales with MACs.
+    """
+
+    node: str
+    weight: str  # the initializer whose shape says the widths: (out, in / group, kh, kw)
+    depthwise: bool
+    outs: tuple[int, ...]  # ascending
+    ins: tuple[int, ...]  # ascending; () for depthwise
+    ms: tuple[tuple[float, ...], ...]  # ms[o][i]; depthwise: ms[o][0]
+
+    def at(self, out: int, inp: int) -> float:
+        o = float(np.clip(out, self.outs[0], self.outs[-1]))
+        row = [r[0] for r in self.ms]
+        if self.depthwise:
+            return float(np.interp(o, self.outs, row)) * out / o
+        i = float(np.clip(inp, self.ins[0], self.ins[-1]))
+        column = [float(np.interp(i, self.ins, r)) for r in self.ms]
+        return float(np.interp(o, self.outs, column)) * (out * inp) / (o * i)
+
+    def widths(self, shapes: dict[str, tuple[int, ...]], group: int) -> tuple[int, int]:
+        w = shapes[self.weight]
+        return w[0], w[0] if self.depthwise else w[1] * group
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Predicted latency of the model at any widths: offset + scale × (the layers' tables)."""
+
+    device: str
+    threads: int
+    batch: int
+    granularity: int
+    layers: dict[str, LayerTable]
+    groups: dict[str, int]  # a conv's ``group`` attribute, for the widths of grouped ones
+    rate_ms_per_mac: float  # for MAC nodes without a table (Gemm, MatMul, blocked grouped convs)
+    scale: float
+    rest_ms: float  # may be negative, see _fit
+    original_ms: float
+
+    def predict(self, cost: ModelCost, shapes: dict[str, tuple[int, ...]]) -> float:
+        """Latency of the model whose node costs and shapes these are (``groups.predict_shapes``)."""
+        total = 0.0
+        for node in cost.nodes:
+            table = self.layers.get(node.name)
+            if table is not None:
+                total += table.at(*table.widths(shapes, self.groups.get(node.name, 1)))
+            elif node.macs:
+                total += self.rate_ms_per_mac * node.macs
+        return max(self.rest_ms + self.scale * total, 1e-3 * self.original_ms)
+
+
+def _scaled(channels: int, fraction: float, step: int) -> int:
+    if fraction == 1.0 or channels <= step:
+        return channels
+    return max(step, int(round(channels * fraction / step)) * step)
+
+
+def _conv_points(node: onnx.NodeProto, analysis: GroupAnalysis, step: int, batch: int):
+    """((out, in), model, feed) for each size the layer's table is measured at, and the axes."""
+    shapes = analysis.shapes
+    x_shape = (batch, *shapes[node.input[0]][1:])
+    w_shape = shapes[node.input[1]]
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    cout, cin, kernel = w_shape[0], x_shape[1], tuple(w_shape[2:])
+    depthwise = group > 1 and group == cin and w_shape[1] == 1
+    bias = len(node.input) > 2
+    if depthwise:
+        outs = sorted({_scaled(cout, f, step) for f in _FRACTIONS})
+        grid = [(o, o) for o in outs]
+        ins: list[int] = []
+    elif group > 1:  # grouped convs are not pruned through; one point is enough
+        outs, ins, grid = [cout], [cin], [(cout, cin)]
+    else:
+        outs = sorted({_scaled(cout, f, step) for f in _GRID})
+        ins = sorted({_scaled(cin, f, step) for f in _GRID})
+        grid = [(o, i) for o in outs for i in ins]
+    points = []
+    for out, inp in grid:
+        g = out if depthwise else group
+        model = _conv_model(list(node.attribute), x_shape, out, inp, kernel, g, bias)
+        points.append(((out, inp), model, _feed((batch, inp, *x_shape[2:]))))
+    return points, outs, ins, depthwise, group
+
+
+def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInput, device: str,
+                    threads: int, batch: int = 1, granularity: int = 1,
+                    progress: Callable[[int, int], None] | None = None) -> LatencyModel:
+    """Latency tables for every Conv that a prunable group reaches, calibrated on the whole graph."""
+    cache = _Cache()
+    prunable = {g.id for g in analysis.prunable}
+    touched = {s.node for s in analysis.slots if set(s.segments) & prunable}
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name in touched
+             and len(analysis.shapes.get(n.input[0], ())) == 4]
+    layers: dict[str, LayerTable] = {}
+    groups: dict[str, int] = {}
+    device_key = _device_key(device, threads, batch)
+    for i, node in enumerate(convs):
+        points, outs, ins, depthwise, group = _conv_points(node, analysis, granularity, batch)
+        key = {"grid": [p[0] for p in points], "x": list(analysis.shapes[node.input[0]][1:]),
+               "w": list(analysis.shapes[node.input[1]][2:]), "bias": len(node.input) > 2,
+               "attrs": sorted(str(helper.get_attribute_value(a)) + a.name for a in node.attribute),
+               **device_key}
+        ms = cache.get_or_measure(key, lambda: _time([(p[1], p[2]) for p in points], device, threads))
+        by_size = {p[0]: m for p, m in zip(points, ms)}
+        if depthwise:
+            grid = tuple((by_size[(o, o)],) for o in outs)
+        else:
+            grid = tuple(tuple(by_size[(o, i)] for i in ins) for o in outs)
+        layers[node.name] = LayerTable(node.name, node.input[1], depthwise, tuple(outs), tuple(ins), grid)
+        groups[node.name] = group
+        if progress:
+            progress(i + 1, len(convs))
+    cost, shapes = analysis.cost, analysis.shapes
+    table_macs = sum(n.macs for n in cost.nodes if n.name in layers)
+    raw = LatencyModel(device, threads, batch, granularity, layers, groups, 0.0, 1.0, 0.0, 0.0)
+    rate = raw.predict(cost, shapes) / table_macs if table_macs else 0.0
+    raw = LatencyModel(device, threads, batch, granularity, layers, groups, rate, 1.0, 0.0, 0.0)
+    # Calibrate on the whole graph: the model sliced to uniform widths, timed side by side.
+    # Layers timed alone pay call overhead and layout reorders that a whole graph does not;
+    # a least-squares fit of offset + scale × (the layers' sum) to these timings removes both.
+    fractions_widths = [{g.id: _scaled(g.channels, f, granularity) for g in analysis.prunable} for f in _FRACTIONS]
+    predicted = []
+    for widths in fractions_widths:
+        sliced_shapes = predict_shapes(analysis, widths)
+        predicted.append(raw.predict(count(model, sliced_shapes), sliced_shapes))
+
+    def measure_whole() -> list[float]:
+        variants = [model] + [slice_model(model, analysis, {gid: np.arange(w) for gid, w in widths.items()})
+                              for widths in fractions_widths[1:]]
+        feed = {image.name: np.random.default_rng(0).standard_normal(image.shape(batch)).astype(np.float32)}
+        return _time([(m, feed) for m in variants], device, threads)
+
+    # cached by the model's bytes, so the same model and cache give the same selection
+    digest = _model_digest(model)
+    measured = cache.get_or_measure({"model": digest, "granularity": granularity, **device_key}, measure_whole)
+    cache.save()
+    scale, rest = _fit(np.asarray(predicted), np.asarray(measured))
+    log.info("latency tables for %d layers on %s: model %.2f ms; whole-graph fit: %.2f ms + %.2f × layers",
+             len(layers), device_name(device), measured[0], rest, scale)
+    return LatencyModel(device, threads, batch, granularity, layers, groups, rate, scale, rest, measured[0])
+
+
+def _model_digest(model: onnx.ModelProto) -> str:
+    """A hash of the graph and its weights, piece by piece (a whole model may exceed 2 GiB)."""
+    h = hashlib.sha1()
+    for node in model.graph.node:
+        h.update(node.SerializeToString(deterministic=True))
+    for init in model.graph.initializer:
+        h.update(init.SerializeToString(deterministic=True))
+    return h.hexdigest()
+
+
+def _fit(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    """scale > 0 and offset with measured ≈ offset + scale × predicted, exact at the original.
+
+    The offset may be negative: it then takes off the per-call overhead that each layer timed
+    alone carries.
+    """
+    proportional = (measured[0] / predicted[0] if predicted[0] else 1.0), 0.0
+    if len(predicted) < 2 or np.ptp(predicted) <= 0:
+        return proportional
+    scale, _ = np.polyfit(predicted, measured, 1)
+    if scale <= 0:
+        return proportional
+    return float(scale), float(measured[0] - scale * predicted[0])
