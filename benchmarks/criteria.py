@@ -100,7 +100,7 @@ def main() -> None:
         accs, started = [], time.perf_counter()
         for m in MODELS:
             report = prune(SAMPLES / m, SAMPLES / "digits", args.target_flops, labels="imagefolder",
-                           criterion=crit, seed=args.seed).report
+                           criterion=crit, seed=args.seed, bench=False).report
             accs.append(report["quality"]["after"]["accuracy"])
         print(f"{crit:<16}" + "".join(f"{a:>12.3f}" for a in accs) + f"{np.mean(accs):>10.3f}"
               f"{time.perf_counter() - started:>9.0f}", flush=True)

@@ -178,8 +178,8 @@ def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
 @click.option("--schedule", type=click.Choice(["iterative", "sfp"]), default="iterative", show_default=True,
               help="iterative: slice every round; sfp: zero the dropped channels and keep training them, "
                    "slice once at the end (Soft Filter Pruning).")
-@click.option("--no-augment", is_flag=True,
-              help="Fine-tune on the images as they are (default: shifted by up to 1/16, teacher sees the same).")
+@click.option("--augment", is_flag=True,
+              help="Shift fine-tuning batches by up to 1/16 of H and W, the original model as teacher on the same shift.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where fine-tuning runs.")
@@ -191,7 +191,8 @@ def prune(ctx: click.Context, model: str, data: str, target_flops: float | None,
           val_split: float, val_data: str | None, input_size, mean: str | None, std: str | None, bgr: bool,
           criterion: str, rounds: int | None, round_steps: int | None, epochs: float, lr: float,
           batch_size: int, round_to: str, min_channels: int, flops_weight: float,
-          calibration_batches: int, no_lossless: bool, schedule: str, no_augment: bool, seed: int, device: str, no_bench: bool,
+          calibration_batches: int, no_lossless: bool, schedule: str, augment: bool, seed: int, device: str,
+          no_bench: bool,
           as_json: bool) -> None:
     """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
     from pathlib import Path
@@ -219,7 +220,8 @@ def prune(ctx: click.Context, model: str, data: str, target_flops: float | None,
             input_size=_input_size(input_size), preprocess=prep, criterion=criterion, rounds=rounds,
             round_steps=round_steps, epochs=epochs, lr=lr, batch_size=batch_size, round_to=_round_to(round_to),
             min_channels=min_channels, flops_weight=flops_weight, calibration_batches=calibration_batches,
-            lossless=not no_lossless, schedule=schedule, augment=not no_augment, seed=seed, device=device, bench=not no_bench,
+            lossless=not no_lossless, schedule=schedule, augment=augment, seed=seed, device=device,
+            bench=not no_bench,
         )
     finally:
         bars.close()

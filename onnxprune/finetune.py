@@ -5,9 +5,9 @@ cross-entropy when labels are given; other outputs use MSE scaled by the teacher
 BatchNorm layers train (batch statistics, running statistics follow the pruned network, which
 is what lets a pruned model recover); dropout stays off so fine-tuning is deterministic.
 
-With a teacher function, each batch is shifted by a few pixels (seeded) and the teacher is run
-on the very same shifted batch: consistent distillation on views the data set does not hold,
-which matters when a user brings a few hundred images. Shifts keep labels and work for any
+With a teacher function (``--augment``), each batch is shifted by a few pixels (seeded) and the
+teacher is run on the very same shifted batch: consistent distillation on views the data set
+does not hold. Shifts keep labels and work for any
 output (a detector's or segmenter's teacher sees the same shift).
 """
 

@@ -64,7 +64,7 @@ class PruneOptions:
     calibration_batches: int = 4
     lossless: bool = True
     schedule: str = "iterative"  # or "sfp": zero channels each round, slice once at the end
-    augment: bool = True  # shift fine-tuning batches, the teacher seeing the same shift
+    augment: bool = False  # shift fine-tuning batches, the teacher seeing the same shift
     labels: str | None = None
     val_split: float = 0.15
     val_data: str | None = None

@@ -44,9 +44,14 @@ def floor_for(original_channels: int, min_channels: int, round_to: int) -> int:
 
 
 def group_step(channels: int, step: int) -> int:
-    """The measured width step, halved until the group has at least four steps of it: 16-channel
-    steps would cut a 32-channel layer in half, too coarse to land near a FLOPs target."""
-    while step > 1 and channels < 4 * step:
+    """The measured width step, halved only for groups narrower than one step of it.
+
+    Finer steps for every narrow group (say, 4 for 24 channels) land nearer a FLOPs target but
+    make misaligned widths: measured on MobileNetV2 at 224×224 that took its speed-up from 2.1×
+    to 1.8× at the same FLOPs. So 24- and 32-channel groups keep steps of 16 (a 16-channel group
+    stays whole); coarse landings are mended by the selector's fill-back.
+    """
+    while step > 1 and channels < step:
         step //= 2
     return step
 

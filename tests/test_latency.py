@@ -102,8 +102,8 @@ def test_target_latency_alone_prunes_and_is_confirmed_by_measuring() -> None:
     assert report["latency"]["target"] == 0.8 and isinstance(report["latency"]["target_met"], bool)
 
 
-def test_group_step_halves_for_narrow_groups() -> None:
-    assert [group_step(c, 16) for c in (512, 64, 48, 32, 16, 3)] == [16, 16, 8, 8, 4, 1]
+def test_group_step_halves_only_for_groups_narrower_than_one_step() -> None:
+    assert [group_step(c, 16) for c in (512, 64, 32, 24, 16, 12, 3)] == [16, 16, 16, 16, 16, 8, 2]
 
 
 def test_auto_widths_stay_multiples_of_the_measured_step_even_after_the_lossless_pass() -> None:
