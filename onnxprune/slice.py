@@ -46,13 +46,16 @@ def check_keep(analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]) -> dict[
     return checked
 
 
+_ZEROABLE = frozenset({"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul"})
+
+
 def zero_channels(
     model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]
 ) -> onnx.ModelProto:
     """Soft pruning: a copy whose dropped channels are switched off but still there to regrow.
 
-    The producers' weights and biases and BatchNormalization's scale and shift of every channel
-    outside the keep-sets are set to zero (Soft Filter Pruning, He et al. 2018); shapes do not
+    The producers' weights and biases, per-channel additive and multiplicative constants and
+    BatchNormalization's scale and shift of every channel outside the keep-sets are set to zero (Soft Filter Pruning, He et al. 2018); shapes do not
     change. ``slice_model`` removes them for good at the end.
     """
     keep = check_keep(analysis, keep)
@@ -60,11 +63,16 @@ def zero_channels(
     zeroed.CopyFrom(model)
     inits = {init.name: init for init in zeroed.graph.initializer}
     bn_affine = {n.input[i] for n in zeroed.graph.node if n.op_type == "BatchNormalization" for i in (1, 2)}
+    op_of = {n.name: n.op_type for n in zeroed.graph.node}
     arrays: dict[str, np.ndarray] = {}
     for slot in analysis.slots:
         if not set(slot.segments) & keep.keys():
             continue
-        if slot.role != "producer" and slot.initializer not in bn_affine:
+        # biases (a Gemm's C is per channel), additive and multiplicative constants, BN's γ and β;
+        # never BN statistics or a divisor
+        off = slot.role == "producer" or (slot.role == "per_channel" and (
+            slot.initializer in bn_affine or op_of.get(slot.node) in _ZEROABLE))
+        if not off:
             continue
         array = arrays.get(slot.initializer)
         if array is None:
