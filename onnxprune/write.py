@@ -38,8 +38,12 @@ def check_output_path(output: Path, model_path: Path | None) -> None:
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
         raise OnnxpruneError(f"-o {output}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OnnxpruneError(f"-o {output}: folder {folder} is not writable")
+    try:  # try it: permission bits say nothing for root, nor for read-only or special file systems
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OnnxpruneError(f"-o {output}: folder {folder} is not writable ({err.strerror}); "
+                             "choose another output folder") from None
     if output.is_dir():
         raise OnnxpruneError(f"-o {output} is a directory; give a file name ending in .onnx")
 

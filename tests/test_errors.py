@@ -131,6 +131,27 @@ def test_output_paths_that_would_lose_data_are_refused(work: Path) -> None:
                                str(work / "nowhere" / "x.onnx"), *FAST), work, "does not exist")
 
 
+def _unwritable_folder(work: Path) -> Path:
+    import tempfile
+
+    locked = work / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    for folder in (locked, Path("/proc")):  # root ignores permission bits; /proc takes no files
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError:
+            return folder
+    pytest.skip("no unwritable folder on this machine")
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(work: Path) -> None:
+    folder = _unwritable_folder(work)
+    result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "-o", str(folder / "x.onnx"), *FAST)
+    _assert_clean_failure(result, work, "is not writable")
+
+
 def test_corrupt_and_small_images_are_counted_in_warnings(work: Path) -> None:
     data = work / "imgs"
     shutil.copytree(SAMPLES / "digits", data)
