@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -37,16 +39,47 @@ class _Context:
     quiet = False
 
 
+class _Interrupt:
+    """Ctrl-C during a prune: noted at once, acted on at the next progress step or before writing.
+
+    Raising KeyboardInterrupt straight from the signal can land in a finalizer (``__del__``)
+    whose exceptions Python prints and swallows, and the run would go on to write its output.
+    A second Ctrl-C stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __enter__(self) -> _Interrupt:
+        self.previous = signal.signal(signal.SIGINT, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 class _ProgressBars:
     """``prune(progress=…)`` shown as one click progress bar per stage, on stderr."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, interrupt: _Interrupt | None = None):
         self.enabled = enabled
+        self.interrupt = interrupt
         self.bar = None
         self.stage: str | None = None
         self.done = 0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.interrupt:
+            self.interrupt.check()
         if not self.enabled:
             return
         if stage != self.stage:
@@ -195,12 +228,8 @@ def prune(ctx: click.Context, model: str, data: str, target_flops: float | None,
           no_bench: bool,
           as_json: bool) -> None:
     """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
-    from pathlib import Path
-
     from onnxprune.data import Preprocess
-    from onnxprune.errors import OnnxpruneError
-    from onnxprune.prune import prune as run_prune
-    from onnxprune.write import check_output_path, default_output, report_folder, write_model, write_report
+    from onnxprune.write import check_output_path, default_output
 
     model_path = Path(model)
     if target_flops is not None and not 0 < target_flops <= 1:
@@ -212,23 +241,33 @@ def prune(ctx: click.Context, model: str, data: str, target_flops: float | None,
     check_output_path(out, model_path if model_path.exists() else None)
     prep = Preprocess()
     prep = Preprocess(_floats(mean, "--mean") or prep.mean, _floats(std, "--std") or prep.std, bgr)
-    bars = _ProgressBars(enabled=not ctx.obj.quiet)
-    try:
-        result = run_prune(
-            model, data, target_flops, progress=bars, target_latency=target_latency, labels=labels,
-            val_split=val_split, val_data=val_data,
+    with _Interrupt() as interrupt:
+        _prune_and_write(model, data, target_flops, target_latency, out, as_json, ctx.obj.quiet, interrupt, dict(
+            labels=labels, val_split=val_split, val_data=val_data,
             input_size=_input_size(input_size), preprocess=prep, criterion=criterion, rounds=rounds,
             round_steps=round_steps, epochs=epochs, lr=lr, batch_size=batch_size, round_to=_round_to(round_to),
             min_channels=min_channels, flops_weight=flops_weight, calibration_batches=calibration_batches,
             lossless=not no_lossless, schedule=schedule, augment=augment, seed=seed, device=device,
             bench=not no_bench,
-        )
+        ))
+
+
+def _prune_and_write(model: str, data: str, target_flops: float | None, target_latency: float | None,
+                     out: Path, as_json: bool, quiet: bool, interrupt: _Interrupt, options: dict[str, Any]) -> None:
+    from onnxprune.prune import prune as run_prune
+    from onnxprune.write import report_folder, write_model, write_report
+
+    bars = _ProgressBars(enabled=not quiet, interrupt=interrupt)
+    try:
+        result = run_prune(model, data, target_flops, progress=bars, target_latency=target_latency, **options)
     finally:
         bars.close()
+    interrupt.check()
     report = dict(result.report, output=str(out), report_folder=str(report_folder(out)))
     from onnxprune.report import render_markdown, render_plots
 
     extra = {"report.md": render_markdown(report).encode(), **render_plots(report)}
+    interrupt.check()
     write_model(result.model, out, external_data=report.get("external_data", False))
     write_report(report, report_folder(out), extra)
     if as_json:
