@@ -24,12 +24,32 @@ from .shapes import random_feed
 
 __all__ = [
     "Link", "Imported", "import_model", "module_names", "write_back", "torch_outputs", "compare_with_onnxruntime",
-    "TOLERANCE",
+    "TOLERANCE", "max_difference",
 ]
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-4  # max abs error allowed, relative to the largest reference output value
+# Below this output scale, float32 noise of a deep graph, not the outputs, sets the bar: a
+# detector's sigmoid map on random inputs peaks near 6e-6 and differs by 1e-7 between exact
+# implementations (PaddleOCR's det model).
+SCALE_FLOOR = 1e-2
+
+
+def max_difference(ours, reference) -> tuple[float, float, bool]:
+    """(max abs difference, largest reference value, within the tolerance) over output pairs.
+
+    The one rule for "computes the same" that importing, the lossless pass and verification share.
+    """
+    diff = scale = 0.0
+    for a, b in zip(ours, reference):
+        diff = max(diff, float(np.abs(np.asarray(a, dtype=np.float64) - b).max(initial=0.0)))
+        scale = max(scale, float(np.abs(b).max(initial=0.0)))
+    return diff, scale, within_tolerance(diff, scale)
+
+
+def within_tolerance(diff: float, scale: float) -> bool:
+    return diff <= TOLERANCE * max(scale, SCALE_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -163,15 +183,13 @@ def compare_with_onnxruntime(
     (x,) = feed.values()
     with torch.no_grad():
         ours = torch_outputs(module, model, torch.from_numpy(x))
-    diff, scale = 0.0, 0.0
-    for a, b in zip(ours, reference):
-        a_np = a.detach().cpu().numpy().astype(np.float64)
+    outputs = [a.detach().cpu().numpy() for a in ours]
+    for a_np, b in zip(outputs, reference):
         if a_np.shape != b.shape:
             raise OnnxpruneError(
                 f"torch import gives an output of shape {a_np.shape} where onnxruntime gives {b.shape}"
             )
-        diff = max(diff, float(np.abs(a_np - b).max(initial=0.0)))
-        scale = max(scale, float(np.abs(b).max(initial=0.0)))
+    diff, scale, _ = max_difference(outputs, reference)
     return diff, scale
 
 
@@ -183,7 +201,7 @@ def import_model(loaded: LoadedModel, check: bool = True, seed: int = 0) -> Impo
     if check:
         feed = random_feed(loaded.image, batch=loaded.image.batch_or(2), seed=seed)
         diff, scale = compare_with_onnxruntime(module, loaded.model, feed)
-        if not diff <= TOLERANCE * max(scale, 1e-3):
+        if not within_tolerance(diff, scale):
             raise OnnxpruneError(
                 f"the torch import differs from onnxruntime by {diff:.3g} (outputs up to {scale:.3g}); "
                 "an operator converts inexactly — please report the model's operator list"

@@ -8,7 +8,7 @@ import onnx
 import torch
 
 from .errors import OnnxpruneError
-from .importer import TOLERANCE, torch_outputs
+from .importer import max_difference, torch_outputs
 from .runtime import run_model
 
 __all__ = ["verify", "run_batched"]
@@ -43,9 +43,8 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
         a = a.numpy()
         if a.shape != b.shape:
             raise OnnxpruneError(f"pruned model output shape {b.shape} differs from torch's {a.shape}")
-        diff = float(np.abs(a - b).max(initial=0.0))
-        scale = max(float(np.abs(b).max(initial=0.0)), 1e-3)
-        if not diff <= TOLERANCE * scale:
+        diff, scale, close = max_difference([a], [b])
+        if not close:
             raise OnnxpruneError(
                 f"onnxruntime and the pruned torch model differ by {diff:.3g} (outputs up to {scale:.3g}); "
                 "nothing was written — please report this model"
