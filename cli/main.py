@@ -198,7 +198,7 @@ def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
 @click.option("--epochs", type=float, default=10.0, show_default=True, help="Final fine-tuning epochs.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Fine-tuning learning rate (Adam).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--round-to", default="auto", show_default=True,
+@click.option("--round-to", default="auto", show_default=True, metavar="N|auto",
               help="Keep widths multiples of N, or 'auto': measure this device's width step and each "
                    "layer's latency, and remove channels where latency falls most.")
 @click.option("--min-channels", type=int, default=1, show_default=True,
@@ -232,11 +232,6 @@ def prune(ctx: click.Context, model: str, data: str, target_flops: float | None,
     from onnxprune.write import check_output_path, default_output
 
     model_path = Path(model)
-    if target_flops is not None and not 0 < target_flops <= 1:
-        raise OnnxpruneError(f"--target-flops must be in (0, 1] (the share of FLOPs to keep), got {target_flops}")
-    if target_latency is not None and not 0 < target_latency <= 1:
-        raise OnnxpruneError(
-            f"--target-latency must be in (0, 1] (the share of the measured latency to keep), got {target_latency}")
     out = Path(output) if output else default_output(model_path)
     check_output_path(out, model_path if model_path.exists() else None)
     prep = Preprocess()

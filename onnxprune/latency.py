@@ -121,10 +121,9 @@ def _time(entries, device: str, threads: int) -> list[float]:
     return [float(np.median(ms)) for ms in time_interleaved(entries, device, threads, warmup=2, runs=runs)]
 
 
-def measure_granularity(device: str, threads: int, batch: int = 1, cache: _Cache | None = None) -> int:
+def measure_granularity(device: str, threads: int, batch: int = 1) -> int:
     """The channel step this device's conv kernels run fastest at (see the module docstring)."""
-    own = cache is None
-    cache = cache or _Cache()
+    cache = _Cache()
 
     def measure() -> int:
         entries = []
@@ -150,8 +149,7 @@ def measure_granularity(device: str, threads: int, batch: int = 1, cache: _Cache
         return step
 
     step = int(cache.get_or_measure({"probe": "granularity", **_device_key(device, threads, batch)}, measure))
-    if own:
-        cache.save()
+    cache.save()
     return step
 
 
@@ -159,8 +157,8 @@ def measure_granularity(device: str, threads: int, batch: int = 1, cache: _Cache
 class LayerTable:
     """A conv's latency on a grid of (output, input) channel counts.
 
-    Two axes, not MACs alone: at equal MACs a conv from 256 to 16 channels runs 1.6× longer than
-    one from 64 to 64 here, and pruning one side of a layer makes exactly such shapes. Depthwise
+    Two axes, not MACs alone: at equal MACs a lopsided conv (256 to 16 channels) runs slower than
+    a balanced one (64 to 64), and pruning one side of a layer makes exactly such shapes. Depthwise
     convs have one axis (input = output = group). Outside the grid, latency scales with MACs.
     """
 

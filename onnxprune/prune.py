@@ -30,13 +30,13 @@ from .errors import OnnxpruneError
 from .finetune import Targets, TrainSettings
 from .flops import count
 from .groups import GroupAnalysis, analyze_groups, predict_shapes
-from .importer import TOLERANCE
+from .importer import max_difference
 from .latency import measure_granularity, measure_latency
 from .load import LoadedModel, load
 from .metrics import compare_outputs
 from .runtime import cuda_available
 from .report import SCHEMA_VERSION
-from .select import floor_for, group_step, select
+from .select import floor_for, group_step, round_up, select
 from .session import TorchView
 from .slice import slice_model, zero_channels
 from .verify import run_batched, verify
@@ -135,13 +135,6 @@ def _widths(analysis: GroupAnalysis) -> dict[str, int]:
     return {" + ".join(g.producers) or f"group {g.id}": g.channels for g in analysis.groups if g.producers}
 
 
-def _round_up(width: int, channels: int, round_to: int) -> int:
-    """The smallest multiple of ``round_to`` ≥ width (groups narrower than round_to stay as they are)."""
-    if round_to <= 1 or channels < round_to:
-        return width
-    return min(channels, ceil(width / round_to) * round_to)
-
-
 def _lossless(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, o: PruneOptions,
               steps: dict[int, int]) -> tuple[onnx.ModelProto, int]:
     """Remove channels that are zero wherever they are read, on all calibration data."""
@@ -153,7 +146,7 @@ def _lossless(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, o: P
     peaks = score_groups(recipe, view.model, analysis, observed)
     for gid, peak in peaks.items():
         alive = np.flatnonzero(peak > 0)
-        width = _round_up(max(len(alive), 1), len(peak), steps.get(gid, 1))
+        width = round_up(max(len(alive), 1), len(peak), steps.get(gid, 1))
         if width < len(peak):
             # keep a few dead channels where needed so widths stay multiples of round_to
             dead_first = np.flatnonzero(peak <= 0)
@@ -263,8 +256,7 @@ def prune(
             check = run_batched(pruned, image.name, calib)
             ref = run_batched(loaded.model, image.name, calib)
             # exact up to summation order: the same tolerance as verification
-            if not all(np.abs(a - b).max(initial=0) <= TOLERANCE * max(np.abs(b).max(initial=0), 1e-3)
-                       for a, b in zip(check, ref)):
+            if not max_difference(check, ref)[2]:
                 raise OnnxpruneError("removing dead channels changed the outputs; please report this model")
             view = TorchView.of(pruned, image)
             log.info("lossless pass: removed %d channels that are zero on all calibration data", dead)

@@ -23,7 +23,7 @@ from .flops import count
 from .groups import GroupAnalysis, predict_shapes
 from .latency import LatencyModel
 
-__all__ = ["Selection", "select", "floor_for", "group_step"]
+__all__ = ["Selection", "select", "floor_for", "group_step", "round_up"]
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,17 @@ class Selection:
     latency_ms: float | None = None  # predicted, when a latency model was given
 
 
+def round_up(width: int, channels: int, round_to: int) -> int:
+    """The smallest multiple of ``round_to`` ≥ width, at most ``channels`` (groups narrower
+    than round_to stay as they are)."""
+    if round_to <= 1 or channels < round_to:
+        return width
+    return min(channels, ceil(width / round_to) * round_to)
+
+
 def floor_for(original_channels: int, min_channels: int, round_to: int) -> int:
     """The fewest channels a group may keep: ≥ min_channels, ≥ 10 % of its original width."""
-    floor = max(1, min_channels, ceil(0.1 * original_channels))
-    if round_to > 1 and original_channels >= round_to:
-        floor = max(round_to, ceil(floor / round_to) * round_to)
-    return floor
+    return round_up(max(1, min_channels, ceil(0.1 * original_channels)), original_channels, round_to)
 
 
 def group_step(channels: int, step: int) -> int:
