@@ -1,10 +1,9 @@
 """Latency in onnxruntime: several models timed interleaved, in one process, same options.
 
 Runs alternate between the models (and their order rotates every run) so that drift of a shared
-machine hits all of them alike. Worker threads do not spin while idle: with spinning, the idle
-sessions' threads busy-wait and steal the cores of the one being timed (measured here: the same
-ResNet-18 timed at 29 ms with spinning beside two other sessions, 12.6 ms without). CUDA uses IO
-binding, so host↔device copies are not timed.
+machine hits all of them alike. Worker threads do not spin while idle, so idle sessions cannot
+busy-wait on the cores of the one being timed (`benchmarks/spinning.py` compares both ways).
+CUDA uses IO binding, so host↔device copies are not timed.
 Speed-ups are reported with the spread, and flagged when the spread is larger than the gain.
 """
 
