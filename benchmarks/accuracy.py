@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.3])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch-pruning", action="store_true")
+    parser.add_argument("--flops-weight", type=float, default=None, help="onnxprune's λ (default: its own)")
     args = parser.parse_args()
     print("# Held-out accuracy before → after pruning (sample models, default settings, "
           f"{len(split(load_data(SAMPLES / 'digits', load(SAMPLES / 'digits_vgg.onnx').image), PruneOptions().val_split, args.seed)[1])}"
@@ -92,7 +93,8 @@ def main() -> None:
             for labels in (True, False):
                 started = time.perf_counter()
                 result = prune(SAMPLES / f"{name}.onnx", SAMPLES / "digits", target,
-                               labels="imagefolder" if labels else None, seed=args.seed)
+                               labels="imagefolder" if labels else None, seed=args.seed,
+                               **({} if args.flops_weight is None else {"flops_weight": args.flops_weight}))
                 ours_s = time.perf_counter() - started
                 report = result.report
                 loaded = load(SAMPLES / f"{name}.onnx")

@@ -105,8 +105,10 @@ def render_summary(r: dict[str, Any]) -> str:
     if hw:
         lines.append(f"widths  multiples of {hw['round_to']} (measured on {hw['device']}), "
                      f"predicted latency {hw['predicted_fraction']:.1%}")
-    if r["lossless"]["dead_channels_removed"]:
-        lines.append(f"dead channels removed for free  {r['lossless']['dead_channels_removed']}")
+    free = r["lossless"]
+    if free["dead_channels_removed"] or free["constant_channels_folded"]:
+        lines.append(f"removed for free  {free['dead_channels_removed']} dead and "
+                     f"{free['constant_channels_folded']} constant channel(s)")
     lines.append(f"time  {r['time_s']:.1f} s")
     return "\n".join(lines)
 

@@ -23,8 +23,8 @@ import onnx
 import torch
 
 from . import __version__
-from .bench import benchmark
-from .criteria import Recipe, get
+from .bench import BenchResult, benchmark
+from .criteria import get
 from .data import Dataset, Preprocess, load_data, split
 from .errors import OnnxpruneError
 from .finetune import Targets, TrainSettings
@@ -33,10 +33,11 @@ from .groups import GroupAnalysis, analyze_groups, predict_shapes
 from .importer import max_difference
 from .latency import measure_granularity, measure_latency
 from .load import LoadedModel, load
+from .lossless import LosslessResult, lossless_pass
 from .metrics import compare_outputs
 from .runtime import cuda_available
 from .report import SCHEMA_VERSION
-from .select import floor_for, group_step, round_up, select
+from .select import Selection, floor_for, group_step, select
 from .session import TorchView
 from .slice import slice_model, zero_channels
 from .verify import run_batched, verify
@@ -135,28 +136,6 @@ def _widths(analysis: GroupAnalysis) -> dict[str, int]:
     return {" + ".join(g.producers) or f"group {g.id}": g.channels for g in analysis.groups if g.producers}
 
 
-def _lossless(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, o: PruneOptions,
-              steps: dict[int, int]) -> tuple[onnx.ModelProto, int]:
-    """Remove channels that are zero wherever they are read, on all calibration data."""
-    recipe = Recipe("activation", "peak_abs", normalize="none")
-    observed = view.observe(analysis, recipe, inputs, o.batch_size, None, o.seed)
-    keep: dict[int, np.ndarray] = {}
-    from .criteria.score import score_groups
-
-    peaks = score_groups(recipe, view.model, analysis, observed)
-    for gid, peak in peaks.items():
-        alive = np.flatnonzero(peak > 0)
-        width = round_up(max(len(alive), 1), len(peak), steps.get(gid, 1))
-        if width < len(peak):
-            # keep a few dead channels where needed so widths stay multiples of round_to
-            dead_first = np.flatnonzero(peak <= 0)
-            keep[gid] = np.sort(np.concatenate([alive, dead_first[: width - len(alive)]]))
-    if not keep:
-        return view.model, 0
-    dead = sum(analysis.group(g).channels - len(k) for g, k in keep.items())
-    return slice_model(view.model, analysis, keep), dead
-
-
 def prune(
     model: str | Path | onnx.ModelProto,
     data: str | Path | Dataset | np.ndarray,
@@ -249,42 +228,41 @@ def prune(
          "agreement": 1.0 if teacher_val[0].ndim == 2 and teacher_val[0].shape[1] > 1 else None}
     ]
 
-    dead = 0
+    freed = LosslessResult(view.model, 0, 0, 0)
     if o.lossless:
-        pruned, dead = _lossless(view, analysis, calib, o, _steps(analysis, original_width, round_to, auto))
-        if dead:
-            check = run_batched(pruned, image.name, calib)
+        freed = lossless_pass(view, analysis, calib, o.batch_size, o.seed,
+                              _steps(analysis, original_width, round_to, auto))
+        if freed.dead or freed.folded:
+            check = run_batched(freed.model, image.name, calib)
             ref = run_batched(loaded.model, image.name, calib)
             # exact up to summation order: the same tolerance as verification
             if not max_difference(check, ref)[2]:
-                raise OnnxpruneError("removing dead channels changed the outputs; please report this model")
-            view = TorchView.of(pruned, image)
-            log.info("lossless pass: removed %d channels that are zero on all calibration data", dead)
+                raise OnnxpruneError("removing dead or constant channels changed the outputs; please report this model")
+            view = TorchView.of(freed.model, image)
+            log.info("lossless pass: removed %d channels that are zero and folded %d that are constant on all "
+                     "calibration data", freed.dead, freed.folded)
+        if freed.constant_kept:
+            log.info("lossless pass: kept %d constant channels whose consumers cannot absorb them (padding)",
+                     freed.constant_kept)
 
     strictest = min(o.target_flops, 1.0 if o.target_latency is None else o.target_latency)
     rounds = o.rounds or max(1, ceil((1 - strictest) / 0.1 - 1e-9))
     per_round = o.round_steps if o.round_steps is not None else min(20, ceil(len(train) / o.batch_size))
-    reached = True
-    for r in range(1, rounds + 1):
-        analysis = analyze_groups(LoadedModel(view.model, image, None))
-        share = r / rounds
-        goal = int(base.flops * (1 - (1 - o.target_flops) * share)) if r < rounds else target_abs
-        goal_ms = None if o.target_latency is None else base_ms * (1 - (1 - o.target_latency) * share)
-        if analysis.cost.flops <= goal and (goal_ms is None or latency.predict(analysis.cost, analysis.shapes) <= goal_ms):
-            continue
-        tick(f"round {r}/{rounds}: scoring", 0, 1)
+
+    def prune_round(r: int, label: str, analysis: GroupAnalysis, goal: int, goal_ms: float | None,
+                    soft: bool) -> Selection:
+        """Score, choose, slice (or zero, ``soft``) and fine-tune: one round."""
+        nonlocal view
+        tick(f"{label}: scoring", 0, 1)
         scores = view.scores(analysis, recipe, calib, o.batch_size, calib_targets, o.seed + r)
-        tick(f"round {r}/{rounds}: scoring", 1, 1)
+        tick(f"{label}: scoring", 1, 1)
         steps = _steps(analysis, original_width, round_to, auto)
         chosen = select(view.model, analysis, scores, goal, _floors(analysis, original_width, o, steps),
                         steps, o.flops_weight, latency, goal_ms)
-        reached = chosen.reached
-        if o.schedule == "sfp" and r < rounds:
-            view = TorchView.of(zero_channels(view.model, analysis, chosen.keep), image)
-        else:
-            view = TorchView.of(slice_model(view.model, analysis, chosen.keep), image)
+        cut = zero_channels if soft else slice_model
+        view = TorchView.of(cut(view.model, analysis, chosen.keep), image)
         losses = view.finetune(train.inputs, targets, per_round, settings,
-                               lambda step, _: tick(f"round {r}/{rounds}: fine-tuning", step + 1, per_round))
+                               lambda step, _: tick(f"{label}: fine-tuning", step + 1, per_round))
         agreement = compare_outputs(run_batched(view.model, image.name, val.inputs), teacher_val, None)
         trajectory.append({
             "round": r, "flops": chosen.flops, "params": chosen.params,
@@ -293,9 +271,39 @@ def prune(
             "loss": float(np.mean(losses[-5:])) if losses else None,
             "agreement": agreement.get("top1_agreement"),
         })
-        log.info("round %d/%d: %.1f%% of FLOPs left%s", r, rounds, 100 * chosen.flops / base.flops,
+        log.info("%s: %.1f%% of FLOPs left%s", label, 100 * chosen.flops / base.flops,
                  f", fine-tune loss {trajectory[-1]['loss']:.4f}" if losses else "")
+        return chosen
+
+    reached = True
+    for r in range(1, rounds + 1):
+        analysis = analyze_groups(LoadedModel(view.model, image, None))
+        share = r / rounds
+        goal = int(base.flops * (1 - (1 - o.target_flops) * share)) if r < rounds else target_abs
+        goal_ms = None if o.target_latency is None else base_ms * (1 - (1 - o.target_latency) * share)
+        if analysis.cost.flops <= goal and (goal_ms is None or latency.predict(analysis.cost, analysis.shapes) <= goal_ms):
+            continue
+        reached = prune_round(r, f"round {r}/{rounds}", analysis, goal, goal_ms,
+                              soft=o.schedule == "sfp" and r < rounds).reached
         if not reached:
+            break
+
+    # The prediction chose; the device decides. Where the measured latency is above the target,
+    # the goal is scaled by how far the prediction was off and one more round runs (twice at most).
+    # The median decides here, not median + noise: a noisy check must not let a miss through.
+    for attempt in range(1, 3 if o.target_latency is not None and reached else 1):
+        check = benchmark([("original", loaded.model), ("pruned", view.model)], image, device=ort_device,
+                          threads=threads, runs=o.bench_runs)
+        measured = check.timings[1].median_ms / check.timings[0].median_ms
+        if measured <= o.target_latency:
+            break
+        analysis = analyze_groups(LoadedModel(view.model, image, None))
+        predicted = latency.predict(analysis.cost, analysis.shapes) / base_ms
+        log.info("measured latency %.1f%% of the original against %.1f%% predicted: pruning once more",
+                 100 * measured, 100 * predicted)
+        goal_ms = base_ms * o.target_latency * predicted / measured
+        if not prune_round(rounds + attempt, f"latency correction {attempt}", analysis, target_abs, goal_ms,
+                           soft=False).reached:
             break
 
     final_steps = ceil(o.epochs * ceil(len(train) / o.batch_size))
@@ -321,13 +329,12 @@ def prune(
     timing = None
     if o.bench or o.target_latency is not None:  # a latency target is confirmed by measuring
         log.info("timing original and pruned model in onnxruntime (%d interleaved runs)", o.bench_runs)
-        timing = benchmark([("original", loaded.model), ("pruned", final)], image, device=ort_device,
-                           threads=threads, runs=o.bench_runs).as_dict()
+        result = benchmark([("original", loaded.model), ("pruned", final)], image, device=ort_device,
+                           threads=threads, runs=o.bench_runs)
+        timing = result.as_dict()
         if o.target_latency is not None:
-            measured = 1 / timing["timings"][1]["speedup"]
-            noise = max(t["spread"] for t in timing["timings"])
+            measured, timing["target_met"] = _latency_met(result, o.target_latency)
             timing["target"] = o.target_latency
-            timing["target_met"] = measured <= o.target_latency * (1 + noise)
             if not timing["target_met"]:
                 log.warning("measured latency is %.1f%% of the original, above the --target-latency of %.1f%% "
                             "by more than the timing noise (predicted %.1f%%); lower the target a little",
@@ -350,7 +357,8 @@ def prune(
         "macs": {"before": base.macs, "after": after.macs},
         "params": {"before": base.params, "after": after.params, "fraction": after.params / max(base.params, 1)},
         "widths": {"before": widths_before, "after": _widths(final_analysis)},
-        "lossless": {"dead_channels_removed": dead},
+        "lossless": {"dead_channels_removed": freed.dead, "constant_channels_folded": freed.folded,
+                     "constant_channels_kept": freed.constant_kept},
         "quality": {"before": before_metrics, "after": after_metrics, "validation_inputs": len(val)},
         "verification": {"max_abs_error": max_err, "validation_inputs": len(val)},
         "latency": timing,
@@ -361,6 +369,14 @@ def prune(
         "time_s": round(time.perf_counter() - started, 2),
     }
     return PruneResult(final, report)
+
+
+def _latency_met(result: BenchResult, target: float) -> tuple[float, bool]:
+    """The pruned model's measured share of the original's latency, and whether it is within the
+    target give or take the timing noise (the report's verdict)."""
+    original, pruned = result.timings
+    measured = pruned.median_ms / original.median_ms
+    return measured, measured <= target * (1 + max(original.spread, pruned.spread))
 
 
 def _teacher(loaded: LoadedModel, image) -> Callable[[torch.Tensor], list[torch.Tensor]]:

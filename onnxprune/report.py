@@ -56,7 +56,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += ["", f"Hardware-aware widths: measured width step {hw['round_to']} on {hw['device']} "
                       f"({hw['threads']} thread(s)), latency tables for {hw['layers_measured']} layer(s); predicted "
                       f"latency {hw['predicted_fraction']:.1%} of the original's {hw['original_ms_measured']:.2f} ms."]
-    lines += ["", f"Lossless pass: {r['lossless']['dead_channels_removed']} dead channel(s) removed for free.", "",
+    free = r["lossless"]
+    kept = (f" {free['constant_channels_kept']} constant channel(s) stay: a padded consumer cannot absorb them."
+            if free["constant_channels_kept"] else "")
+    lines += ["", f"Lossless pass: {free['dead_channels_removed']} dead channel(s) removed and "
+                  f"{free['constant_channels_folded']} constant channel(s) folded into their consumers' biases, "
+                  f"for free.{kept}", "",
               "## Rounds", "", "| round | FLOPs kept | agreement | fine-tune loss |", "| ---: | ---: | ---: | ---: |"]
     for t in r["trajectory"]:
         frac = t["flops"] / f["before"]

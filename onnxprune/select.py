@@ -2,8 +2,12 @@
 
 Channels (or, with ``round_to``, blocks of channels that keep widths multiples of N) are ranked
 by score − λ · (cost of one channel / the most any channel costs), Molchanov et al.'s FLOPs
-regularization; the cost is FLOPs, or measured latency when a latency model is given (so
-channels of memory-bound layers, which save more time per FLOP, go first). The lowest go
+regularization. The cost is FLOPs; with a latency model it is the predicted milliseconds one
+channel's removal saves *per FLOP it saves* under a FLOPs target (the FLOPs must go anyway: take
+them where they are slowest, in memory-bound layers), and the milliseconds themselves under a
+latency target alone. (Ranking by absolute milliseconds under a FLOPs target pinned ResNet-18's
+residual streams at their floor and kept its late layers, cheap per FLOP, nearly whole; see
+benchmarks/results/speedup-*.txt for both.) The lowest go
 first, in score order within each group, until the exact predicted FLOPs (and the predicted
 latency, with a latency target) reach the target; a binary search over that ranking makes it
 exact. Then the last-ranked removals that still fit are given back, since coarse steps (16 of a
@@ -85,8 +89,10 @@ def select(
     """Keep-sets that bring the model to at most ``target_flops`` (as close as granularity allows)
     and, with ``target_latency_ms``, to at most that predicted latency."""
     steps = {g.id: round_to.get(g.id, 1) if isinstance(round_to, Mapping) else round_to for g in analysis.prunable}
-    per_channel = _cost_per_channel(model, analysis, latency, steps)
-    max_cost = max(per_channel.values(), default=1.0) or 1.0
+    per_channel = _cost_per_channel(model, analysis, latency, steps, per_flop=target_latency_ms is None)
+    # the scale: groups that may still lose channels (one at its floor must not set it)
+    movable = [per_channel[g.id] for g in analysis.prunable if _widths_down(g.channels, floors.get(g.id, 1), steps[g.id])]
+    max_cost = max(movable, default=1.0) or 1.0
     units = []  # (key, step, group id, width after this step, width before it)
     orders: dict[int, np.ndarray] = {}
     for group in analysis.prunable:
@@ -162,8 +168,9 @@ def _fill_back(applied: list, widths: dict[int, int], analysis: GroupAnalysis, f
 
 
 def _cost_per_channel(model: onnx.ModelProto, analysis: GroupAnalysis, latency: LatencyModel | None,
-                      steps: dict[int, int]) -> dict[int, float]:
-    """What one channel of each prunable group costs: FLOPs, or predicted milliseconds."""
+                      steps: dict[int, int], per_flop: bool) -> dict[int, float]:
+    """What one channel of each prunable group costs: FLOPs, or the predicted milliseconds its
+    removal saves (per FLOP saved, with ``per_flop``)."""
     if latency is None:
         return {g.id: float(g.flops_per_channel) for g in analysis.prunable}
     now = latency.predict(analysis.cost, analysis.shapes)
@@ -174,5 +181,6 @@ def _cost_per_channel(model: onnx.ModelProto, analysis: GroupAnalysis, latency: 
             out[g.id] = 0.0
             continue
         shapes = predict_shapes(analysis, {g.id: g.channels - step})
-        out[g.id] = max(0.0, now - latency.predict(count(model, shapes), shapes)) / step
+        saved_ms = max(0.0, now - latency.predict(count(model, shapes), shapes)) / step
+        out[g.id] = saved_ms / max(g.flops_per_channel, 1) if per_flop else saved_ms
     return out

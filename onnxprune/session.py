@@ -41,9 +41,10 @@ class TorchView:
 
     def observe(
         self, analysis: GroupAnalysis, recipe: Recipe, inputs: np.ndarray, batch_size: int,
-        targets: Targets | None, seed: int, reduction: str | None = None,
+        targets: Targets | None, seed: int, reduction: str | None = None, combine: str = "mean",
     ) -> dict[str, np.ndarray]:
-        """The criterion's signal on each observed tensor, reduced per channel."""
+        """The criterion's signal on each observed tensor, reduced per channel (``combine``: see
+        ``observe``)."""
         first_input = {n.name: n.input[0] for n in self.model.graph.node if n.input}
         batches = [
             (i, torch.from_numpy(inputs[start : start + batch_size]))
@@ -54,7 +55,7 @@ class TorchView:
             loss_fn = _scoring_loss(targets, batch_size, seed)
         return observe(
             self.imported.module, analysis, first_input, self.imported.module_of, batches,
-            recipe.signal, REDUCTIONS[reduction or recipe.reduction], loss_fn, self.run,
+            recipe.signal, REDUCTIONS[reduction or recipe.reduction], loss_fn, self.run, combine,
         )
 
     def scores(self, analysis: GroupAnalysis, recipe: Recipe, inputs: np.ndarray, batch_size: int,

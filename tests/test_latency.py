@@ -102,6 +102,28 @@ def test_target_latency_alone_prunes_and_is_confirmed_by_measuring() -> None:
     assert report["latency"]["target"] == 0.8 and isinstance(report["latency"]["target_met"], bool)
 
 
+def test_a_latency_target_the_device_misses_gets_correction_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from onnxprune.bench import BenchResult, Timing
+
+    prune_module = importlib.import_module("onnxprune.prune")  # the package's `prune` is the function
+
+    def slow_device(models, *args, **kwargs) -> BenchResult:  # the pruned model always measures 95 %
+        timings = (Timing("original", 10.0, 10.0, 0.01, 5, 1.0, False),
+                   Timing("pruned", 9.5, 9.5, 0.01, 5, 10 / 9.5, False))
+        return BenchResult("CPUExecutionProvider", "test", 1, 1, 1, 5, timings)
+
+    monkeypatch.setattr(prune_module, "benchmark", slow_device)
+    report = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", target_latency=0.8, rounds=2, round_steps=1,
+                   epochs=0, calibration_batches=1, bench=False).report
+    rounds = [t["round"] for t in report["trajectory"]]
+    predicted = [t["latency_fraction_predicted"] for t in report["trajectory"][1:]]
+    assert rounds == [0, 1, 2, 3, 4]  # two rounds, then two corrections
+    assert predicted[3] < predicted[2] < predicted[1] <= 0.8
+    assert report["latency"]["target_met"] is False
+
+
 def test_group_step_halves_only_for_groups_narrower_than_one_step() -> None:
     assert [group_step(c, 16) for c in (512, 64, 32, 24, 16, 12, 3)] == [16, 16, 16, 16, 16, 8, 2]
 

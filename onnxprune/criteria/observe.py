@@ -39,8 +39,10 @@ def observe(
     reduction: Reduction,
     loss_fn: LossFn | None,
     run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
+    combine: str = "mean",
 ) -> dict[str, np.ndarray]:
-    """Per observed tensor, the reduced signal per channel (averaged over batches).
+    """Per observed tensor, the reduced signal per channel, averaged over batches (or their
+    maximum with ``combine="max"``, for extremes over all the data).
 
     ``signal`` is "activation", "gradient" or "taylor" (activation × gradient); the latter two
     back-propagate ``loss_fn`` and leave parameter gradients untouched afterwards.
@@ -91,10 +93,14 @@ def observe(
                     g = as_channels(grads.get(tensor, torch.zeros_like(captured[tensor])), layout)
                     s = g if signal == "gradient" else a * g
                 value = reduction(s.double())
-                sums[tensor] = sums[tensor] + value if tensor in sums else value
+                if tensor not in sums:
+                    sums[tensor] = value
+                else:
+                    sums[tensor] = torch.maximum(sums[tensor], value) if combine == "max" else sums[tensor] + value
             count += 1
     finally:
         for handle in handles:
             handle.remove()
         module.zero_grad(set_to_none=True)
-    return {tensor: (total / max(count, 1)).cpu().numpy() for tensor, total in sums.items()}
+    divisor = 1 if combine == "max" else max(count, 1)
+    return {tensor: (total / divisor).cpu().numpy() for tensor, total in sums.items()}

@@ -45,13 +45,13 @@ def nonzero_fraction(s: torch.Tensor) -> torch.Tensor:
     return (s != 0).float().mean(dim=(0, 2))
 
 
-def peak_abs(s: torch.Tensor) -> torch.Tensor:
-    """max |value| over batch and positions: zero only for a channel that is dead on the batch."""
-    return s.abs().amax(dim=(0, 2))
+def extremes(s: torch.Tensor) -> torch.Tensor:
+    """[max, −min] per channel, side by side: a channel is constant where they cancel."""
+    return torch.cat([s.amax(dim=(0, 2)), (-s).amax(dim=(0, 2))])
 
 
 REDUCTIONS: dict[str, Reduction] = {
-    "peak_abs": peak_abs,
+    "extremes": extremes,
     "abs_of_mean": abs_of_mean,
     "mean": mean,
     "mean_of_abs": mean_of_abs,
