@@ -18,8 +18,12 @@ def compare_outputs(
         if labels is not None:
             result["accuracy"] = float((out.argmax(1) == labels).mean())
     flat_out, flat_ref = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
-    denom = np.linalg.norm(flat_out, axis=1) * np.linalg.norm(flat_ref, axis=1)
-    cosine = (flat_out * flat_ref).sum(1) / np.maximum(denom, 1e-12)
+    norm_out, norm_ref = np.linalg.norm(flat_out, axis=1), np.linalg.norm(flat_ref, axis=1)
+    denom = norm_out * norm_ref
+    # no floor on the denominator: a detector's near-empty maps (norms ~1e-7) are still directions;
+    # two all-zero outputs are the same output (1), one all-zero against another is not (0)
+    both_zero = (norm_out == 0) & (norm_ref == 0)
+    cosine = np.where(denom > 0, (flat_out * flat_ref).sum(1) / np.where(denom > 0, denom, 1.0), both_zero)
     result["cosine"] = float(cosine.mean())
     result["mse"] = float(((flat_out - flat_ref) ** 2).mean())
     return result
