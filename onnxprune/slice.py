@@ -6,14 +6,14 @@ rewrite go through ``slice_model``; the torch view is re-imported from its resul
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from .errors import OnnxpruneError
-from .groups import GroupAnalysis, axis_indices
+from .groups import GroupAnalysis, Slot, axis_indices
 
 __all__ = ["take", "slice_model", "keep_all", "check_keep"]
 
@@ -55,36 +55,51 @@ def zero_channels(
     """Soft pruning: a copy whose dropped channels are switched off but still there to regrow.
 
     The producers' weights and biases, per-channel additive and multiplicative constants and
-    BatchNormalization's scale and shift of every channel outside the keep-sets are set to zero (Soft Filter Pruning, He et al. 2018); shapes do not
-    change. ``slice_model`` removes them for good at the end.
+    BatchNormalization's scale and shift of every channel outside the keep-sets are set to zero
+    (Soft Filter Pruning, He et al. 2018); shapes do not change. ``slice_model`` removes them for
+    good at the end.
     """
     keep = check_keep(analysis, keep)
     zeroed = onnx.ModelProto()
     zeroed.CopyFrom(model)
-    inits = {init.name: init for init in zeroed.graph.initializer}
     bn_affine = {n.input[i] for n in zeroed.graph.node if n.op_type == "BatchNormalization" for i in (1, 2)}
     op_of = {n.name: n.op_type for n in zeroed.graph.node}
-    arrays: dict[str, np.ndarray] = {}
-    for slot in analysis.slots:
-        if not set(slot.segments) & keep.keys():
-            continue
+
+    def switch_off(slot: Slot, array: np.ndarray, kept: np.ndarray) -> np.ndarray:
         # biases (a Gemm's C is per channel), additive and multiplicative constants, BN's γ and β;
         # never BN statistics or a divisor
         off = slot.role == "producer" or (slot.role == "per_channel" and (
             slot.initializer in bn_affine or op_of.get(slot.node) in _ZEROABLE))
         if not off:
-            continue
-        array = arrays.get(slot.initializer)
-        if array is None:
-            array = numpy_helper.to_array(inits[slot.initializer]).copy()
-        kept = axis_indices(slot.segments, slot.sizes, slot.outer, slot.inner, keep)
+            return array
+        array = array.copy()
         index = [slice(None)] * array.ndim
         index[slot.axis] = np.setdiff1d(np.arange(array.shape[slot.axis]), kept)
         array[tuple(index)] = 0
-        arrays[slot.initializer] = array
+        return array
+
+    _edit_slots(zeroed, analysis, keep, switch_off)
+    return zeroed
+
+
+def _edit_slots(model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[int, np.ndarray],
+                edit: Callable[[Slot, np.ndarray, np.ndarray], np.ndarray]) -> None:
+    """Apply ``edit(slot, array, kept indices along the slot's axis)`` to every initializer axis of
+    the groups in ``keep``, once per axis, and store the results in ``model``."""
+    inits = {init.name: init for init in model.graph.initializer}
+    arrays: dict[str, np.ndarray] = {}
+    done: set[tuple[str, int]] = set()
+    for slot in analysis.slots:
+        if (slot.initializer, slot.axis) in done or not set(slot.segments) & keep.keys():
+            continue
+        done.add((slot.initializer, slot.axis))
+        array = arrays.get(slot.initializer)
+        if array is None:
+            array = numpy_helper.to_array(inits[slot.initializer])
+        kept = axis_indices(slot.segments, slot.sizes, slot.outer, slot.inner, keep)
+        arrays[slot.initializer] = edit(slot, array, kept)
     for name, array in arrays.items():
         inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), name))
-    return zeroed
 
 
 def slice_model(
@@ -100,27 +115,19 @@ def slice_model(
     keep = check_keep(analysis, keep)
     sliced = onnx.ModelProto()
     sliced.CopyFrom(model)
+    _edit_slots(sliced, analysis, keep, lambda slot, array, kept: take(array, kept, slot.axis))
     inits = {init.name: init for init in sliced.graph.initializer}
-    arrays: dict[str, np.ndarray] = {}
-    done: set[tuple[str, int]] = set()
-    for slot in analysis.slots:
-        if (slot.initializer, slot.axis) in done or not set(slot.segments) & keep.keys():
-            continue
-        done.add((slot.initializer, slot.axis))
-        array = arrays.get(slot.initializer)
-        if array is None:
-            array = numpy_helper.to_array(inits[slot.initializer])
-        indices = axis_indices(slot.segments, slot.sizes, slot.outer, slot.inner, keep)
-        arrays[slot.initializer] = take(array, indices, slot.axis)
+    constants: dict[str, np.ndarray] = {}
     for const in analysis.shape_constants:
         if not set(const.segments) & keep.keys():
             continue
-        array = arrays.get(const.initializer)
-        array = (array if array is not None else numpy_helper.to_array(inits[const.initializer])).copy()
+        array = constants.get(const.initializer)
+        if array is None:
+            array = numpy_helper.to_array(inits[const.initializer]).copy()
         kept = sum(len(keep[g]) if g in keep else n for g, n in zip(const.segments, const.sizes))
         array.reshape(-1)[const.index] = const.factor * kept
-        arrays[const.initializer] = array
-    for name, array in arrays.items():
+        constants[const.initializer] = array
+    for name, array in constants.items():
         inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), name))
     nodes = {node.name: node for node in sliced.graph.node}
     for attr in analysis.attributes:
