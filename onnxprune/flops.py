@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from math import prod
 
 import onnx
+
+from .nodes import attribute
 from onnx import TensorProto
 
 __all__ = ["NodeCost", "ModelCost", "count", "MAC_OPS", "ARITHMETIC_OPS"]
@@ -83,13 +85,6 @@ class ModelCost:
         return table
 
 
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
 def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
     """Multiply-accumulates of a Conv, ConvTranspose, Gemm or MatMul; 0 for other ops."""
     op = node.op_type
@@ -102,7 +97,7 @@ def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
         return prod(shapes[node.input[0]]) * prod(weight[1:]) + bias * prod(shapes[node.output[0]])
     if op == "Gemm":
         a = shapes[node.input[0]]
-        k = a[0] if _attr(node, "transA", 0) else a[1]
+        k = a[0] if attribute(node, "transA", 0) else a[1]
         return prod(shapes[node.output[0]]) * (k + bias)
     if op == "MatMul":
         a = shapes[node.input[0]]

@@ -15,6 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from .groups import GroupAttribute, ShapeConstant, Slot, Spaces, TensorChannels
+from .nodes import attribute
 
 __all__ = ["trace"]
 
@@ -31,13 +32,6 @@ _SPATIAL_POOL = {"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "Globa
 _RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 _NO_CHANNELS = {"Shape", "Size", "Constant", "ConstantOfShape", "Range", "EyeLike", "RandomNormal",
                 "RandomUniform"}
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
 
 
 class _Tracer:
@@ -136,7 +130,7 @@ class _Tracer:
         layout, weight = self.tensors.get(x), self.const(w)
         if weight is None or (bias and self.const(bias) is None):
             return self.opaque(node, "has weights computed at run time")
-        group = _attr(node, "group", 1)
+        group = attribute(node, "group", 1)
         c_in, c_out = self.shapes[x][1], weight.shape[0]
         flat_ok = layout is not None and layout.axis == 1 and layout.outer == layout.inner == 1
         if group == 1:
@@ -166,7 +160,7 @@ class _Tracer:
         x, w = node.input[0], node.input[1]
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
         layout = self.tensors.get(x)
-        if self.const(w) is None or _attr(node, "group", 1) != 1 or layout is None or layout.axis != 1:
+        if self.const(w) is None or attribute(node, "group", 1) != 1 or layout is None or layout.axis != 1:
             return self.opaque(node, "is grouped, reads an unexpected axis or has run-time weights")
         self.slot(w, 0, layout, "consumer", node)
         self.fresh(node.output[0], 1, None, producer=node.name)
@@ -180,9 +174,9 @@ class _Tracer:
         a, b = node.input[0], node.input[1]
         c = node.input[2] if len(node.input) > 2 and node.input[2] else None
         layout, weight = self.tensors.get(a), self.const(b)
-        if weight is None or _attr(node, "transA", 0) or (c and self.const(c) is None):
+        if weight is None or attribute(node, "transA", 0) or (c and self.const(c) is None):
             return self.opaque(node, "has run-time weights or a transposed input")
-        k_axis, n_axis = (1, 0) if _attr(node, "transB", 0) else (0, 1)
+        k_axis, n_axis = (1, 0) if attribute(node, "transB", 0) else (0, 1)
         if layout is not None and layout.axis == 1 and layout.channels * layout.outer * layout.inner == weight.shape[k_axis]:
             self.slot(b, k_axis, layout, "consumer", node)
         else:
@@ -222,7 +216,7 @@ class _Tracer:
         layout, rank = self.tensors.get(x), self.rank(x)
         if layout is None:
             return self.opaque(node, "has no channel layout")
-        first = _attr(node, "axis", -1) % rank
+        first = attribute(node, "axis", -1) % rank
         for name in node.input[1:3]:
             if name and (self.const(name) is None or not self.per_channel_constant(name, layout, rank, node)):
                 return self.opaque(node, "has parameters of unexpected shape")
@@ -304,7 +298,7 @@ class _Tracer:
 
     def pad(self, node: onnx.NodeProto) -> None:
         layout = self.tensors.get(node.input[0])
-        pads = self.const(node.input[1]) if len(node.input) > 1 else np.asarray(_attr(node, "pads", []))
+        pads = self.const(node.input[1]) if len(node.input) > 1 else np.asarray(attribute(node, "pads", []))
         rank = self.rank(node.input[0])
         if layout is None or pads is None or (len(node.input) > 3 and node.input[3]):
             return self.opaque(node, "pads with run-time or per-axis settings")
@@ -317,7 +311,7 @@ class _Tracer:
     def reduce(self, node: onnx.NodeProto) -> None:
         x = node.input[0]
         layout, rank = self.tensors.get(x), self.rank(x)
-        axes = _attr(node, "axes")
+        axes = attribute(node, "axes")
         if axes is None and len(node.input) > 1 and node.input[1]:
             value = self.const(node.input[1])
             if value is None:
@@ -328,7 +322,7 @@ class _Tracer:
         axes = sorted(a % rank for a in axes)
         if layout.axis in axes:
             return self.opaque(node, "reduces over the channel axis")
-        keep = _attr(node, "keepdims", 1)
+        keep = attribute(node, "keepdims", 1)
         axis = layout.axis if keep else layout.axis - sum(a < layout.axis for a in axes)
         self.tensors[node.output[0]] = self.with_axis(layout, axis)
         return None
@@ -336,7 +330,7 @@ class _Tracer:
     def softmax(self, node: onnx.NodeProto) -> None:
         layout = self.tensors.get(node.input[0])
         rank = self.rank(node.input[0])
-        axis = _attr(node, "axis", -1 if self.opset >= 13 else 1) % rank
+        axis = attribute(node, "axis", -1 if self.opset >= 13 else 1) % rank
         hits = layout is not None and (layout.axis == axis or (self.opset < 13 and layout.axis >= axis))
         if layout is None or hits:
             return self.opaque(node, "normalizes across channels")
@@ -347,7 +341,7 @@ class _Tracer:
         layout = self.tensors.get(node.input[0])
         if layout is None:
             return None
-        perm = _attr(node, "perm") or list(reversed(range(self.rank(node.input[0]))))
+        perm = attribute(node, "perm") or list(reversed(range(self.rank(node.input[0]))))
         self.tensors[node.output[0]] = self.with_axis(layout, list(perm).index(layout.axis))
         return None
 
@@ -376,7 +370,7 @@ class _Tracer:
 
     def concat(self, node: onnx.NodeProto) -> None:
         out = node.output[0]
-        axis = _attr(node, "axis", 0) % self.rank(out)
+        axis = attribute(node, "axis", 0) % self.rank(out)
         layouts = [self.tensors.get(n) for n in node.input]
         if any(lay is None for lay in layouts):
             return self.opaque(node, "concatenates channels with constants or untracked tensors")
@@ -398,7 +392,7 @@ class _Tracer:
         layout = self.tensors.get(x)
         if layout is None:
             return None
-        axis = _attr(node, "axis", 0) % self.rank(x)
+        axis = attribute(node, "axis", 0) % self.rank(x)
         outs = [o for o in node.output]
         if axis != layout.axis:
             for o in outs:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from .criteria import Recipe
 from .groups import GroupAnalysis, Slot, analyze_groups
 from .load import LoadedModel
+from .nodes import attribute
 from .select import round_up
 from .session import TorchView
 from .slice import slice_model
@@ -37,9 +38,12 @@ class LosslessResult:
     constant_kept: int  # constant, but a consumer cannot absorb it (padding, MatMul, ...)
 
 
-def _extremes(analysis: GroupAnalysis, observed: dict[str, np.ndarray]) -> dict[int, list[tuple[str, int, np.ndarray, np.ndarray]]]:
+Place = tuple[str, int, np.ndarray, np.ndarray]  # tensor read, offset of the group there, max, min
+
+
+def _extremes(analysis: GroupAnalysis, observed: dict[str, np.ndarray]) -> dict[int, list[Place]]:
     """Per group, every place it is read: (tensor, offset of its channels there, max, min)."""
-    places: dict[int, list] = {}
+    places: dict[int, list[Place]] = {}
     for tensor, values in observed.items():
         layout = analysis.tensors[tensor]
         hi, lo = values[: layout.channels], -values[layout.channels :]
@@ -56,12 +60,12 @@ def _absorbs(node: onnx.NodeProto, slot: Slot, inits: dict[str, onnx.TensorProto
         return False
     if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
         return False  # a bias computed by the graph: nothing to fold into
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if node.op_type == "Conv":
-        pads_free = not any(attrs.get("pads", [])) and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
-        return pads_free and attrs.get("group", 1) == 1
+        unpadded = attribute(node, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
+        pads_free = unpadded and not any(attribute(node, "pads", []))
+        return pads_free and attribute(node, "group", 1) == 1
     if node.op_type == "Gemm":
-        return not attrs.get("transA", 0) and attrs.get("beta", 1.0) != 0
+        return not attribute(node, "transA", 0) and attribute(node, "beta", 1.0) != 0
     return False
 
 
@@ -89,9 +93,8 @@ def _fold(model: onnx.ModelProto, analysis: GroupAnalysis, constants: dict[tuple
         along_axis = np.tile(np.repeat(v, slot.inner), slot.outer)
         contribution = np.tensordot(weight, along_axis, axes=([slot.axis], [0]))
         delta = contribution.reshape(contribution.shape[0], -1).sum(1)
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Gemm":
-            delta = delta * attrs.get("alpha", 1.0) / attrs.get("beta", 1.0)
+            delta = delta * attribute(node, "alpha", 1.0) / attribute(node, "beta", 1.0)
         if len(node.input) > 2 and node.input[2]:
             bias = numpy_helper.to_array(inits[node.input[2]])
             created |= bias.size != delta.size  # a broadcast Gemm C becomes one value per channel
