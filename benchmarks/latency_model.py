@@ -12,24 +12,17 @@ under-predicted is kept wider than it should be.
 from __future__ import annotations
 
 import argparse
-import sys
-import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
+from torchvision_onnx import torchvision_onnx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from zoo import build_torch_model, export_onnx  # noqa: E402
-
-from onnxprune.bench import benchmark  # noqa: E402
-from onnxprune.flops import count  # noqa: E402
-from onnxprune.groups import analyze_groups, predict_shapes  # noqa: E402
-from onnxprune.latency import measure_granularity, measure_latency  # noqa: E402
-from onnxprune.load import load  # noqa: E402
-from onnxprune.slice import slice_model  # noqa: E402
+from onnxprune.bench import benchmark
+from onnxprune.flops import count
+from onnxprune.groups import analyze_groups, predict_shapes
+from onnxprune.latency import measure_granularity, measure_latency
+from onnxprune.load import load
+from onnxprune.slice import slice_model
 
 
 def main() -> None:
@@ -38,10 +31,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=60)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.onnx"
-        export_onnx(build_torch_model(args.model), path, "torchscript", size=224)
-        loaded = load(path)
+    loaded = load(torchvision_onnx(args.model))
     analysis = analyze_groups(loaded)
     step = measure_granularity("cpu", 2)
     latency = measure_latency(loaded.model, analysis, loaded.image, "cpu", 2, granularity=step)

@@ -14,25 +14,19 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
+from speedup import FAST
+from torchvision_onnx import random_images, torchvision_onnx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from speedup import FAST  # noqa: E402
-from zoo import build_torch_model, export_onnx  # noqa: E402
-
-from onnxprune.flops import count  # noqa: E402
-from onnxprune.load import load  # noqa: E402
-from onnxprune.prune import prune  # noqa: E402
-from onnxprune.shapes import probe_shapes  # noqa: E402
+from onnxprune.flops import count
+from onnxprune.load import load
+from onnxprune.prune import prune
+from onnxprune.shapes import probe_shapes
 
 
 _ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "BatchNormalization"}
@@ -91,18 +85,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    exported = torchvision_onnx(args.model)
+    x = random_images(32)
+    pruned = prune(exported, x, args.target_flops, **FAST).model
+    original = load(exported).model
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        path = folder / "original.onnx"
-        export_onnx(build_torch_model(args.model), path, "torchscript", size=224)
-        x = np.random.default_rng(0).standard_normal((32, 3, 224, 224)).astype(np.float32)
-        pruned = prune(path, x, args.target_flops, **FAST).model
-        original = load(path).model
-        prof_dir = folder / "profiles"
-        prof_dir.mkdir()
-        (times_a, run_a), (times_b, run_b) = _profile_interleaved([original, pruned], x[:1], args.runs, prof_dir)
-        macs_a = {n.name: n.macs for n in count(original, probe_shapes(original, load(original).image)).nodes}
-        macs_b = {n.name: n.macs for n in count(pruned, probe_shapes(pruned, load(pruned).image)).nodes}
+        (times_a, run_a), (times_b, run_b) = _profile_interleaved([original, pruned], x[:1], args.runs, Path(tmp))
+    macs_a = {n.name: n.macs for n in count(original, probe_shapes(original, load(original).image)).nodes}
+    macs_b = {n.name: n.macs for n in count(pruned, probe_shapes(pruned, load(pruned).image)).nodes}
     mac_share = sum(macs_b.values()) / sum(macs_a.values())
     print(f"# node_times.py: {args.model} 224×224 pruned to {args.target_flops:.0%} FLOPs (default widths), "
           f"onnxruntime CPU, 2 threads, batch 1, medians of {args.runs} profiled runs, interleaved\n")

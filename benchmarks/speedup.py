@@ -18,7 +18,6 @@ import argparse
 import datetime
 import io
 import platform
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,19 +26,18 @@ import numpy as np
 import onnx
 import torch
 
+from peer import taylor_prune_to
+from torchvision_onnx import random_images, torchvision_onnx
+from zoo import build_torch_model, export_onnx  # torchvision_onnx puts tests/ on the path
+
+from onnxprune.bench import benchmark, device_name
+from onnxprune.flops import count
+from onnxprune.load import load
+from onnxprune.prune import prune
+from onnxprune.runtime import cuda_available
+from onnxprune.shapes import probe_shapes
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from peer import taylor_prune_to  # noqa: E402
-from zoo import build_torch_model, export_onnx  # noqa: E402
-
-from onnxprune.bench import benchmark, device_name  # noqa: E402
-from onnxprune.flops import count  # noqa: E402
-from onnxprune.load import load  # noqa: E402
-from onnxprune.prune import prune  # noqa: E402
-from onnxprune.runtime import cuda_available  # noqa: E402
-from onnxprune.shapes import probe_shapes  # noqa: E402
 
 FAST = dict(round_steps=1, epochs=0.0, calibration_batches=1, batch_size=8, bench=False)
 
@@ -89,44 +87,42 @@ def main() -> None:
     say(f"{'model':<14}{'method':<32}{'MACs kept':>10}{'MAC red.':>9}" + "".join(
         f"{f'{d} t{t or 1} b{b}':>22}" for d, t, b in settings))
     for name in args.models:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{name}.onnx"
-            export_onnx(build_torch_model(name), path, "torchscript", size=args.size)
-            original = load(path)
-            x = np.random.default_rng(0).standard_normal((args.images, 3, args.size, args.size)).astype(np.float32)
-            variants = {"original": original.model}
-            for label, extra in (("onnxprune --round-to 1", {"round_to": 1}), ("onnxprune --round-to 16", {"round_to": 16}),
-                                 ("onnxprune (auto)", {})):
-                variants[label] = prune(path, x, args.target_flops, **FAST, **extra).model
-            base_macs = _macs(original.model)
-            ours = _macs(variants["onnxprune (auto)"]) / base_macs
-            label = f"onnxprune --target-latency {ours:.2f}"
+        exported = torchvision_onnx(name, args.size)
+        original = load(exported)
+        x = random_images(args.images, args.size)
+        variants = {"original": original.model}
+        for label, extra in (("onnxprune --round-to 1", {"round_to": 1}), ("onnxprune --round-to 16", {"round_to": 16}),
+                             ("onnxprune (auto)", {})):
+            variants[label] = prune(exported, x, args.target_flops, **FAST, **extra).model
+        base_macs = _macs(original.model)
+        ours = _macs(variants["onnxprune (auto)"]) / base_macs
+        label = f"onnxprune --target-latency {ours:.2f}"
+        try:
+            variants[label] = prune(exported, x, None, target_latency=round(ours, 2), **FAST).model
+        except Exception as err:
+            say(f"{name:<14}{label:<32} failed: {str(err).splitlines()[0][:100]}")
+        for label, rt in (("torch-pruning", None), ("torch-pruning round_to=16", 16)):
             try:
-                variants[label] = prune(path, x, None, target_latency=round(ours, 2), **FAST).model
+                variants[label] = _torch_pruning(name, args.size, ours, rt, x)
             except Exception as err:
-                say(f"{name:<14}{label:<32} failed: {str(err).splitlines()[0][:100]}")
-            for label, rt in (("torch-pruning", None), ("torch-pruning round_to=16", 16)):
-                try:
-                    variants[label] = _torch_pruning(name, args.size, ours, rt, x)
-                except Exception as err:
-                    say(f"{name:<14}{label:<32} failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
-            medians: dict[tuple, dict[str, list[float]]] = {}
+                say(f"{name:<14}{label:<32} failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
+        medians: dict[tuple, dict[str, list[float]]] = {}
+        for setting in settings:
+            device, threads, batch = setting
+            for _ in range(args.repeats):
+                result = benchmark(list(variants.items()), original.image, device=device, threads=threads,
+                                   batch=batch, runs=args.runs)
+                for t in result.timings:
+                    medians.setdefault(setting, {}).setdefault(t.name, []).append(t.median_ms)
+        for label, model in variants.items():
+            macs = _macs(model) / base_macs
+            cells = []
             for setting in settings:
-                device, threads, batch = setting
-                for _ in range(args.repeats):
-                    result = benchmark(list(variants.items()), original.image, device=device, threads=threads,
-                                       batch=batch, runs=args.runs)
-                    for t in result.timings:
-                        medians.setdefault(setting, {}).setdefault(t.name, []).append(t.median_ms)
-            for label, model in variants.items():
-                macs = _macs(model) / base_macs
-                cells = []
-                for setting in settings:
-                    base_ms = np.median(medians[setting]["original"])
-                    ms = np.median(medians[setting][label])
-                    speedup = base_ms / ms
-                    cells.append(f"{ms:>8.2f}ms {speedup:>4.2f}x e{speedup * macs:>4.2f}")
-                say(f"{name:<14}{label:<32}{macs:>10.3f}{1 / macs:>8.2f}x" + "".join(f"{c:>22}" for c in cells))
+                base_ms = np.median(medians[setting]["original"])
+                ms = np.median(medians[setting][label])
+                speedup = base_ms / ms
+                cells.append(f"{ms:>8.2f}ms {speedup:>4.2f}x e{speedup * macs:>4.2f}")
+            say(f"{name:<14}{label:<32}{macs:>10.3f}{1 / macs:>8.2f}x" + "".join(f"{c:>22}" for c in cells))
     say("\n# per setting: median latency, speed-up vs original, efficiency e = speed-up ÷ MAC reduction")
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)

@@ -10,20 +10,14 @@ With spinning, the idle sessions' threads busy-wait and take the cores from the 
 from __future__ import annotations
 
 import argparse
-import sys
-import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
+from torchvision_onnx import torchvision_onnx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import onnxprune.bench as bench  # noqa: E402
-from onnxprune.load import load  # noqa: E402
-from onnxprune.runtime import make_session  # noqa: E402
-from zoo import build_torch_model, export_onnx  # noqa: E402
+import onnxprune.bench as bench
+from onnxprune.load import load
+from onnxprune.runtime import make_session
 
 
 def main() -> None:
@@ -33,10 +27,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.onnx"
-        export_onnx(build_torch_model(args.model), path, "torchscript", size=224)
-        loaded = load(path)
+    loaded = load(torchvision_onnx(args.model))
     feed = {loaded.image.name: np.random.default_rng(0).standard_normal(loaded.image.shape(1)).astype(np.float32)}
     print(f"# {args.model} 224×224, 3 sessions interleaved, 2 threads each, median ms of the first over "
           f"{args.runs} runs, {args.repeats} repeats")

@@ -9,19 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
+from torchvision_onnx import random_images, torchvision_onnx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from zoo import build_torch_model, export_onnx  # noqa: E402
-
-from onnxprune.prune import prune  # noqa: E402
+from onnxprune.prune import prune
 
 
 def main() -> None:
@@ -32,13 +24,10 @@ def main() -> None:
     parser.add_argument("--target-flops", type=float, default=0.3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="  %(relativeCreated)7.0f ms  %(message)s")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{args.model}.onnx"
-        export_onnx(build_torch_model(args.model), path, "torchscript", size=args.size)
-        x = np.random.default_rng(0).standard_normal((args.images, 3, args.size, args.size)).astype(np.float32)
-        started = time.perf_counter()
-        report = prune(path, x, args.target_flops).report
-        elapsed = time.perf_counter() - started
+    model, x = torchvision_onnx(args.model, args.size), random_images(args.images, args.size)
+    started = time.perf_counter()
+    report = prune(model, x, args.target_flops).report
+    elapsed = time.perf_counter() - started
     print(f"{args.model} {args.size}×{args.size}, {args.images} images, defaults, {os.cpu_count()} CPU cores: "
           f"{elapsed:.0f} s ({elapsed / 60:.1f} min); FLOPs kept {report['flops']['fraction']:.3f}, "
           f"latency speed-up {report['latency']['timings'][1]['speedup']:.2f}x on {report['latency']['threads']} threads")
