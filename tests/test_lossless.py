@@ -74,6 +74,19 @@ def test_constant_channels_before_a_padded_conv_stay() -> None:
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
 
 
+def test_constant_channels_before_a_matmul_head_stay_and_dead_ones_go() -> None:
+    # other frameworks export a classifier head as MatMul + Add: no bias input to fold into
+    g = GraphBuilder(input_shape=("N", 3, 8, 8), seed=6)
+    h = g.conv(g.input.name, 3, 8)
+    h = g.node("Relu", [_bn(g, h, *_switched_off(g, 8, {2: 0.7, 5: -1.0}))])
+    h = g.node("Flatten", [g.node("GlobalAveragePool", [h])])
+    y = g.node("Add", [g.node("MatMul", [h, g.rand(8, 3)]), g.rand(3)])
+    result, before, after = _run(g.build([y]))
+
+    assert (result.dead, result.folded, result.constant_kept) == (1, 0, 1)
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+
+
 def test_removable_channels_stay_where_the_width_step_needs_them() -> None:
     g = GraphBuilder(input_shape=("N", 3, 8, 8), seed=5)
     h = g.conv(g.input.name, 3, 8)
