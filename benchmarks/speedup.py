@@ -9,7 +9,7 @@ and round_to=16) at the same MACs, all exported to ONNX and timed interleaved in
 Efficiency = speed-up ÷ MAC reduction. Pruning quality is not the point here (random weights,
 one fine-tuning step per round); widths are.
 
-    python benchmarks/speedup.py [--models resnet18 mobilenet_v2 resnet50] [--size 224]
+    python benchmarks/speedup.py [--models resnet18 mobilenet_v2 resnet50] [--size 224] [--output FILE]
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", type=Path, help="where the table is saved "
+                        "(default benchmarks/results/speedup-<date>.txt)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     settings = [("cpu", 2, 1), ("cpu", 2, 8)]
@@ -124,9 +126,9 @@ def main() -> None:
                 cells.append(f"{ms:>8.2f}ms {speedup:>4.2f}x e{speedup * macs:>4.2f}")
             say(f"{name:<14}{label:<32}{macs:>10.3f}{1 / macs:>8.2f}x" + "".join(f"{c:>22}" for c in cells))
     say("\n# per setting: median latency, speed-up vs original, efficiency e = speed-up ÷ MAC reduction")
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"speedup-{datetime.date.today()}.txt").write_text(out.getvalue())
+    output = args.output or ROOT / "benchmarks" / "results" / f"speedup-{datetime.date.today()}.txt"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(out.getvalue())
 
 
 if __name__ == "__main__":
