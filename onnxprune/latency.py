@@ -197,6 +197,7 @@ class LatencyModel:
     scale: float
     rest_ms: float  # may be negative, see _fit
     original_ms: float
+    narrowest: float = 0.0  # the layers' sum at the narrowest widths the fit was measured at
 
     def predict(self, cost: ModelCost, shapes: dict[str, tuple[int, ...]]) -> float:
         """Latency of the model whose node costs and shapes these are (``groups.predict_shapes``)."""
@@ -207,6 +208,10 @@ class LatencyModel:
                 total += table.at(*table.widths(shapes, self.groups.get(node.name, 1)))
             elif node.macs:
                 total += self.rate_ms_per_mac * node.macs
+        if total < self.narrowest:
+            # below the measured range a negative offset would run the line to zero (a fresh
+            # machine's fit once called 0.1 % of the latency reachable): scale down from its end
+            return (self.rest_ms + self.scale * self.narrowest) * total / self.narrowest
         return max(self.rest_ms + self.scale * total, 1e-3 * self.original_ms)
 
 
@@ -298,7 +303,8 @@ def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: Imag
     scale, rest = _fit(np.asarray(predicted), np.asarray(measured))
     log.info("latency tables for %d layers on %s: model %.2f ms; whole-graph fit: %.2f ms + %.2f × layers",
              len(layers), device_name(device), measured[0], rest, scale)
-    return LatencyModel(device, threads, batch, granularity, layers, groups, rate, scale, rest, measured[0])
+    return LatencyModel(device, threads, batch, granularity, layers, groups, rate, scale, rest, measured[0],
+                        min(predicted))
 
 
 def _model_digest(model: onnx.ModelProto) -> str:
@@ -321,6 +327,10 @@ def _fit(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
     if len(predicted) < 2 or np.ptp(predicted) <= 0:
         return proportional
     scale, _ = np.polyfit(predicted, measured, 1)
-    if scale <= 0:
+    offset = measured[0] - scale * predicted[0]
+    narrowest = int(np.argmin(predicted))
+    # a line that grows as layers shrink, or that runs below half of what the narrowest model
+    # measured, is noise, not a fit
+    if scale <= 0 or offset + scale * predicted[narrowest] < 0.5 * measured[narrowest]:
         return proportional
-    return float(scale), float(measured[0] - scale * predicted[0])
+    return float(scale), float(offset)

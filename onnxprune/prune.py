@@ -205,14 +205,14 @@ def prune(
     best = count(loaded.model, best_shapes)
     if best.flops > target_abs:
         raise OnnxpruneError(
-            f"the target of {o.target_flops:.0%} FLOPs cannot be reached: with every prunable group at its "
+            f"the target of {100 * o.target_flops:g}% FLOPs cannot be reached: with every prunable group at its "
             f"floor the model keeps {best.flops / base.flops:.1%} ({analysis.prunable_flops_share():.0%} of "
             "its FLOPs are in prunable layers); raise --target-flops or lower --min-channels"
         )
     base_ms = latency.predict(base, analysis.shapes) if latency else None
     if o.target_latency is not None and latency.predict(best, best_shapes) > o.target_latency * base_ms:
         raise OnnxpruneError(
-            f"the target of {o.target_latency:.0%} latency cannot be reached: with every prunable group at its "
+            f"the target of {100 * o.target_latency:g}% latency cannot be reached: with every prunable group at its "
             f"floor the model is predicted to take {latency.predict(best, best_shapes) / base_ms:.0%} of its "
             f"{latency.original_ms:.2f} ms; raise --target-latency or lower --min-channels"
         )
@@ -321,7 +321,7 @@ def prune(
     if after.flops > target_abs:
         blocked = ", ".join(sorted({r for g in final_analysis.groups for r in g.blocked})[:2])
         raise OnnxpruneError(
-            f"the target of {o.target_flops:.0%} FLOPs cannot be reached: the best is "
+            f"the target of {100 * o.target_flops:g}% FLOPs cannot be reached: the best is "
             f"{after.flops / base.flops:.1%} (every group is at its floor or blocked: {blocked}); "
             "raise --target-flops or lower --min-channels"
         )

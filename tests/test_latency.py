@@ -155,3 +155,22 @@ def test_a_latency_correction_follows_the_line_through_what_was_measured() -> No
     assert _corrected_goal([(0.30, 0.39), (0.25, 0.40)], 0.30) == pytest.approx(0.25 * 0.30 / 0.40)
     # a nearly flat line may not cut below half of that scaling
     assert _corrected_goal([(1.0, 1.0), (0.8, 0.95)], 0.8) == pytest.approx(0.8 * 0.8 / 0.95 / 2)
+
+
+def test_below_the_measured_widths_the_prediction_scales_down_and_stays_positive() -> None:
+    table = LayerTable("conv", "w", False, (8, 16), (8, 16), ((1.0, 2.0), (2.0, 4.0)))
+    # fitted on layers' sums 4.0 (original) … 1.0 (narrowest measured); the line alone is 0 at 0.5
+    model = LatencyModel("cpu", 1, 1, 1, {"conv": table}, {}, 0.0, 2.0, -1.0, 7.0, narrowest=1.0)
+
+    def at(out: int, inp: int) -> float:
+        cost = type("Cost", (), {"nodes": [type("Node", (), {"name": "conv", "macs": 1})()]})()
+        return model.predict(cost, {"w": (out, inp, 3, 3)})
+
+    assert at(16, 16) == pytest.approx(7.0) and at(8, 8) == pytest.approx(1.0)  # on the line
+    assert at(4, 4) == pytest.approx(0.25)  # a quarter of the narrowest's layers: a quarter of its time
+    assert at(4, 2) == pytest.approx(0.125)  # the line would say -0.75
+
+
+def test_a_fit_that_runs_below_the_narrowest_measurement_falls_back_to_proportional() -> None:
+    # anchored at the original (8 → 5 ms), the least-squares slope says 0.27 ms where 0.6 was measured
+    assert latency._fit(np.array([8.0, 4.0, 2.0]), np.array([5.0, 0.5, 0.6])) == (5.0 / 8.0, 0.0)
