@@ -62,10 +62,15 @@ def test_dead_channels_go_and_constant_ones_fold_into_unpadded_consumers() -> No
     onnx.checker.check_model(result.model, full_check=True)
 
 
-def test_constant_channels_before_a_padded_conv_stay() -> None:
-    g = GraphBuilder(input_shape=("N", 3, 8, 8), seed=4)
+def _one_constant_one_dead(seed: int) -> tuple[GraphBuilder, str]:
+    """conv → BN → ReLU, 8 channels: channel 2 constant (0.7), channel 5 dead."""
+    g = GraphBuilder(input_shape=("N", 3, 8, 8), seed=seed)
     h = g.conv(g.input.name, 3, 8)
-    h = g.node("Relu", [_bn(g, h, *_switched_off(g, 8, {2: 0.7, 5: -1.0}))])
+    return g, g.node("Relu", [_bn(g, h, *_switched_off(g, 8, {2: 0.7, 5: -1.0}))])
+
+
+def test_constant_channels_before_a_padded_conv_stay() -> None:
+    g, h = _one_constant_one_dead(seed=4)
     h = g.conv(h, 8, 4)  # 3×3 with zero padding: a constant input is not constant at the border
     y = g.node("Flatten", [g.node("GlobalAveragePool", [h])])
     result, before, after = _run(g.build([y]))
@@ -76,9 +81,7 @@ def test_constant_channels_before_a_padded_conv_stay() -> None:
 
 def test_constant_channels_before_a_matmul_head_stay_and_dead_ones_go() -> None:
     # other frameworks export a classifier head as MatMul + Add: no bias input to fold into
-    g = GraphBuilder(input_shape=("N", 3, 8, 8), seed=6)
-    h = g.conv(g.input.name, 3, 8)
-    h = g.node("Relu", [_bn(g, h, *_switched_off(g, 8, {2: 0.7, 5: -1.0}))])
+    g, h = _one_constant_one_dead(seed=6)
     h = g.node("Flatten", [g.node("GlobalAveragePool", [h])])
     y = g.node("Add", [g.node("MatMul", [h, g.rand(8, 3)]), g.rand(3)])
     result, before, after = _run(g.build([y]))
