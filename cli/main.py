@@ -217,6 +217,10 @@ def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where fine-tuning runs.")
 @click.option("--no-bench", is_flag=True, help="Skip timing original and pruned model in onnxruntime.")
+@click.option("--max-drop", type=float, default=3.0, show_default=True, metavar="PTS",
+              help="Quality points the pruned model may lose on the held-out data (accuracy with labels, "
+                   "else top-1 agreement, else explained variance); beyond it nothing is written but the "
+                   "report, exit 1. 100 turns it off.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.pass_context
 def prune(ctx: click.Context, model: str, data: str, target_flops: float | None, target_latency: float | None,
@@ -225,7 +229,7 @@ def prune(ctx: click.Context, model: str, data: str, target_flops: float | None,
           criterion: str, rounds: int | None, round_steps: int | None, epochs: float, lr: float,
           batch_size: int, round_to: str, min_channels: int, flops_weight: float,
           calibration_batches: int, no_lossless: bool, schedule: str, augment: bool, seed: int, device: str,
-          no_bench: bool,
+          no_bench: bool, max_drop: float,
           as_json: bool) -> None:
     """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
     from onnxprune.data import Preprocess
@@ -243,7 +247,7 @@ def prune(ctx: click.Context, model: str, data: str, target_flops: float | None,
             round_steps=round_steps, epochs=epochs, lr=lr, batch_size=batch_size, round_to=_round_to(round_to),
             min_channels=min_channels, flops_weight=flops_weight, calibration_batches=calibration_batches,
             lossless=not no_lossless, schedule=schedule, augment=augment, seed=seed, device=device,
-            bench=not no_bench,
+            bench=not no_bench, max_drop=max_drop,
         ))
 
 
@@ -252,15 +256,22 @@ def _prune_and_write(model: str, data: str, target_flops: float | None, target_l
     from onnxprune.prune import prune as run_prune
     from onnxprune.write import report_folder, write_model, write_report
 
+    from onnxprune.errors import QualityBudgetExceeded
+    from onnxprune.report import render_markdown, render_plots
+
     bars = _ProgressBars(enabled=not quiet, interrupt=interrupt)
     try:
         result = run_prune(model, data, target_flops, progress=bars, target_latency=target_latency, **options)
+    except QualityBudgetExceeded as err:  # no model, but the report says why
+        interrupt.check()
+        report = dict(err.report, output=None, report_folder=str(report_folder(out)))
+        write_report(report, report_folder(out), {"report.md": render_markdown(report).encode(),
+                                                  **render_plots(report)})
+        raise
     finally:
         bars.close()
     interrupt.check()
     report = dict(result.report, output=str(out), report_folder=str(report_folder(out)))
-    from onnxprune.report import render_markdown, render_plots
-
     extra = {"report.md": render_markdown(report).encode(), **render_plots(report)}
     interrupt.check()
     write_model(result.model, out, external_data=report.get("external_data", False))

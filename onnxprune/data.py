@@ -206,4 +206,6 @@ def split(data: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Datas
     if n - n_val < 1:
         raise OnnxpruneError(f"--data has {n} sample(s); give at least 2 so some can be held out")
     order = np.random.default_rng(seed).permutation(n)
-    return data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
+    # training keeps the shuffled order: its first batches calibrate (scores, BatchNorm
+    # statistics), and a folder read class by class would calibrate on the first classes only
+    return data.subset(order[n_val:]), data.subset(np.sort(order[:n_val]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["OnnxpruneError"]
+__all__ = ["OnnxpruneError", "QualityBudgetExceeded"]
 
 
 class OnnxpruneError(Exception):
@@ -11,3 +11,12 @@ class OnnxpruneError(Exception):
     The library raises only this for user-facing problems and never prints or exits;
     the CLI turns it into one line on stderr and a non-zero exit code.
     """
+
+
+class QualityBudgetExceeded(OnnxpruneError):
+    """The pruned model lost more quality than ``--max-drop`` allows: no model, but the report
+    (``report``) so the user can see why."""
+
+    def __init__(self, message: str, report: dict) -> None:
+        super().__init__(message)
+        self.report = report

@@ -8,6 +8,8 @@ What is counted (the README repeats this):
   (A bias add counts as one MAC per output element, as onnx-tool and most counters do.)
 - FLOPs = 2 × MACs for those four, plus one FLOP per output element of every other arithmetic op
   (activations, elementwise math, normalization, pooling, reductions, Softmax, Resize).
+- BatchNormalization that onnxprune inserted for fine-tuning costs nothing (batchnorm.py: it is
+  folded into its conv before writing).
 - Data movement (Reshape, Transpose, Concat, Slice, Pad, Gather, …) costs nothing.
 - Params: elements of the float initializers a node reads (shape constants, Clip bounds and
   Resize scales are settings, not parameters).
@@ -21,7 +23,7 @@ from math import prod
 
 import onnx
 
-from .nodes import attribute
+from .nodes import INSERTED_MARK, attribute, is_inserted
 from onnx import TensorProto
 
 __all__ = ["NodeCost", "ModelCost", "count", "MAC_OPS", "ARITHMETIC_OPS"]
@@ -116,10 +118,13 @@ def count(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> ModelCo
     float_inits = {
         init.name: prod(shapes.get(init.name, tuple(init.dims)))
         for init in model.graph.initializer
-        if init.data_type in _FLOAT_TYPES and init.name not in settings
+        if init.data_type in _FLOAT_TYPES and init.name not in settings and INSERTED_MARK not in init.name
     }
     costs = []
     for node in model.graph.node:
+        if is_inserted(node):  # folded into its conv before writing: free
+            costs.append(NodeCost(node.name, node.op_type, 0, 0, 0))
+            continue
         macs = node_macs(node, shapes)
         if node.op_type in MAC_OPS:
             flops = 2 * macs

@@ -7,12 +7,13 @@ Normalization folds constants and Identity nodes with onnxslim but keeps BatchNo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto
 
+from .batch import BATCH_NAME, free_batch
 from .errors import OnnxpruneError
 
 __all__ = [
@@ -62,6 +63,7 @@ class LoadedModel:
     image: ImageInput
     source: Path | None
     external_data: bool = False  # the file kept its weights in external data files
+    fixed_batch: int | None = None  # the batch the file fixed (freed in ``model``; see batch.py)
 
 
 def read_model(path: str | Path) -> onnx.ModelProto:
@@ -313,7 +315,12 @@ def load(
     _refuse_unsupported(proto, name)
     image = _image_input(proto, name, input_size)
     external = source is not None and _uses_external_data(source)
-    return LoadedModel(normalize(proto), image, source, external)
+    normalized = normalize(proto)
+    fixed = image.static_batch
+    if fixed is not None:
+        normalized = free_batch(normalized, image, name)
+        image = replace(image, batch_dim=BATCH_NAME)
+    return LoadedModel(normalized, image, source, external, fixed)
 
 
 def _uses_external_data(path: Path) -> bool:

@@ -1,10 +1,13 @@
-"""How good a model is on held-out data: accuracy with labels, agreement with the original."""
+"""How good a model is on held-out data: accuracy with labels, agreement with the original, and
+the quality budget (``--max-drop``) that a pruned model must stay within."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["compare_outputs"]
+__all__ = ["compare_outputs", "explained_variance", "QualityDrop", "quality_drop"]
 
 
 def compare_outputs(
@@ -26,4 +29,59 @@ def compare_outputs(
     cosine = np.where(denom > 0, (flat_out * flat_ref).sum(1) / np.where(denom > 0, denom, 1.0), both_zero)
     result["cosine"] = float(cosine.mean())
     result["mse"] = float(((flat_out - flat_ref) ** 2).mean())
+    result["explained_variance"] = float(np.mean([explained_variance(o, r) for o, r in zip(outputs, reference)]))
     return result
+
+
+def explained_variance(output: np.ndarray, reference: np.ndarray) -> float:
+    """How much of the original output's variation the pruned one reproduces, in [0, 1]: the R²
+    of each feature, averaged over features.
+
+    Features are the channels of a map (N, C, …) and, for a rank-3 output, its shorter axis (a
+    YOLO head's 4 + classes rows beside its thousands of anchors; YOLOX's the other way round),
+    so class scores count as much as box coordinates hundreds of times their size. A feature the
+    original holds constant counts as reproduced when the pruned model holds it too.
+    """
+    out, ref = np.asarray(output, np.float64), np.asarray(reference, np.float64)
+    if ref.ndim < 2 or ref.size == 0:
+        return 1.0 if np.allclose(out, ref) else 0.0
+    axis = 1 if ref.ndim != 3 or ref.shape[1] <= ref.shape[2] else 2
+    ref_f = np.moveaxis(ref, axis, 0).reshape(ref.shape[axis], -1)
+    out_f = np.moveaxis(out, axis, 0).reshape(ref.shape[axis], -1)
+    residual = ((out_f - ref_f) ** 2).sum(1)
+    spread = ((ref_f - ref_f.mean(1, keepdims=True)) ** 2).sum(1)
+    scale = max(float(np.abs(ref_f).max()), 1e-12)
+    constant = spread <= (1e-12 * scale) ** 2 * ref_f.shape[1]
+    r2 = np.where(constant, (residual <= (1e-6 * scale) ** 2 * ref_f.shape[1]).astype(np.float64),
+                  1 - residual / np.where(constant, 1.0, spread))
+    return float(np.clip(r2, 0.0, 1.0).mean())
+
+
+@dataclass(frozen=True)
+class QualityDrop:
+    """Points of quality lost on the held-out data, by the measure that fits the model."""
+
+    metric: str  # "accuracy", "top1_agreement" or "explained_variance"
+    points: float  # 100 × (before − after)
+    max_points: float
+
+    @property
+    def within(self) -> bool:
+        return self.points <= self.max_points + 1e-9
+
+    def as_dict(self) -> dict[str, object]:
+        return {"metric": self.metric, "points": self.points, "max": self.max_points, "within": self.within}
+
+    def message(self) -> str:
+        return (f"the pruned model loses {self.points:.1f} points of {self.metric.replace('_', ' ')} on the held-out "
+                f"data, more than --max-drop {self.max_points:g}; no model was written (the report was) — "
+                "try a higher target, more data or more --epochs, or allow more with --max-drop")
+
+
+def quality_drop(before: dict[str, float], after: dict[str, float], max_points: float) -> QualityDrop:
+    """The drop that ``--max-drop`` limits: accuracy with labels, else top-1 agreement with the
+    original (classifiers), else the explained variance of the original's outputs."""
+    for metric in ("accuracy", "top1_agreement", "explained_variance"):
+        if metric in after:
+            return QualityDrop(metric, 100 * (before[metric] - after[metric]), max_points)
+    raise ValueError("no quality measure in the outputs")  # compare_outputs always gives one

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from math import ceil
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from . import __version__
 from .bench import BenchResult, benchmark
 from .criteria import get
 from .data import Dataset, Preprocess, load_data, split
-from .errors import OnnxpruneError
+from .errors import OnnxpruneError, QualityBudgetExceeded
 from .finetune import Targets, TrainSettings
 from .flops import count
 from .groups import GroupAnalysis, analyze_groups, predict_shapes
@@ -34,13 +34,15 @@ from .importer import max_difference
 from .latency import measure_granularity, measure_latency
 from .load import LoadedModel, load
 from .lossless import LosslessResult, lossless_pass
-from .metrics import compare_outputs
 from .runtime import cuda_available
 from .report import SCHEMA_VERSION
 from .select import Selection, floor_for, group_step, select
 from .session import TorchView
 from .slice import slice_model, zero_channels
 from .verify import run_batched, verify
+from .batch import restore_batch
+from .batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm, output_statistics
+from .metrics import compare_outputs, quality_drop
 
 __all__ = ["PruneOptions", "PruneResult", "prune"]
 
@@ -76,6 +78,7 @@ class PruneOptions:
     bench: bool = True  # time original and pruned in onnxruntime after verification
     bench_runs: int = 30
     bench_threads: int | None = None
+    max_drop: float = 3.0  # quality points the pruned model may lose (quality.py); 100 turns it off
 
 
 @dataclass
@@ -109,6 +112,8 @@ def _check_options(o: PruneOptions) -> None:
             raise OnnxpruneError(f"--{name} must be at least 1, got {value}")
     if o.rounds is not None and o.rounds < 1:
         raise OnnxpruneError(f"--rounds must be at least 1, got {o.rounds}")
+    if not 0 <= o.max_drop <= 100:
+        raise OnnxpruneError(f"--max-drop must be between 0 and 100 points, got {o.max_drop}")
     if o.lr <= 0 or o.epochs < 0:
         raise OnnxpruneError("--lr must be positive and --epochs not negative")
     get(o.criterion)
@@ -181,6 +186,11 @@ def prune(
                              spatial_dims=(2, 3) if image.layout == "NCHW" else (1, 2))
 
     analysis = analyze_groups(loaded)
+    n_calib = min(len(train), o.calibration_batches * o.batch_size)
+    calib = train.inputs[:n_calib]
+    work = _with_batchnorm(loaded, analysis, calib)  # the model the rounds prune
+    if work is not loaded:
+        analysis = analyze_groups(work)
     base = analysis.cost
     target_abs = int(o.target_flops * base.flops)
     original_width = {frozenset(g.producers): g.channels for g in analysis.groups}
@@ -197,7 +207,7 @@ def prune(
         if o.round_to == "auto":
             log.info("measuring how latency moves with channel counts on this device (cached)")
             round_to = measure_granularity(ort_device, threads)
-        latency = measure_latency(loaded.model, analysis, image, ort_device, threads, granularity=round_to,
+        latency = measure_latency(work.model, analysis, image, ort_device, threads, granularity=round_to,
                                   progress=lambda d, t: tick("measuring layer latency", d, t))
     auto = o.round_to == "auto"
     floors = _floors(analysis, original_width, o, _steps(analysis, original_width, round_to, auto))
@@ -218,11 +228,9 @@ def prune(
         )
 
     recipe = get(o.criterion)
-    n_calib = min(len(train), o.calibration_batches * o.batch_size)
-    calib = train.inputs[:n_calib]
     calib_targets = Targets([t[:n_calib] for t in teacher_train],
                             None if train.labels is None else train.labels[:n_calib])
-    view = TorchView.of(loaded.model, image)
+    view = TorchView.of(work.model, image)
     trajectory: list[dict[str, Any]] = [
         {"round": 0, "flops": base.flops, "params": base.params, "flops_fraction": 1.0, "loss": None,
          "agreement": 1.0 if teacher_val[0].ndim == 2 and teacher_val[0].shape[1] > 1 else None}
@@ -314,8 +322,9 @@ def prune(
     view.finetune(train.inputs, targets, final_steps, settings,
                   lambda step, _: tick("final fine-tuning", step + 1, final_steps))
 
-    final = view.model
-    max_err = verify(final, view.imported.module, image.name, val.inputs)
+    final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
+    written = restore_batch(final, loaded.fixed_batch)  # the user's signature
+    max_err = verify(written, view.imported.module, image.name, val.inputs, loaded.fixed_batch)
     final_analysis = analyze_groups(LoadedModel(final, image, None))
     after = final_analysis.cost
     if after.flops > target_abs:
@@ -328,6 +337,7 @@ def prune(
     pruned_val = run_batched(final, image.name, val.inputs)
     before_metrics = compare_outputs(teacher_val, teacher_val, val.labels)
     after_metrics = compare_outputs(pruned_val, teacher_val, val.labels)
+    budget = quality_drop(before_metrics, after_metrics, o.max_drop)
 
     timing = None
     if o.bench or o.target_latency is not None:  # a latency target is confirmed by measuring
@@ -362,7 +372,10 @@ def prune(
         "widths": {"before": widths_before, "after": _widths(final_analysis)},
         "lossless": {"dead_channels_removed": freed.dead, "constant_channels_folded": freed.folded,
                      "constant_channels_kept": freed.constant_kept},
-        "quality": {"before": before_metrics, "after": after_metrics, "validation_inputs": len(val)},
+        "quality": {"before": before_metrics, "after": after_metrics, "validation_inputs": len(val),
+                    "drop": budget.as_dict()},
+        "batchnorm_inserted": len(work.model.graph.node) - len(loaded.model.graph.node),
+        "fixed_batch": loaded.fixed_batch,
         "verification": {"max_abs_error": max_err, "validation_inputs": len(val)},
         "latency": timing,
         "hardware_aware": hardware,
@@ -371,7 +384,9 @@ def prune(
         "external_data": loaded.external_data,
         "time_s": round(time.perf_counter() - started, 2),
     }
-    return PruneResult(final, report)
+    if not budget.within:
+        raise QualityBudgetExceeded(budget.message(), report)
+    return PruneResult(written, report)
 
 
 def _corrected_goal(points: list[tuple[float, float]], target: float) -> float:
@@ -410,6 +425,17 @@ def _teacher(loaded: LoadedModel, image) -> Callable[[torch.Tensor], list[torch.
         return view.run(module, x)
 
     return run
+
+
+def _with_batchnorm(loaded: LoadedModel, analysis: GroupAnalysis, calib: np.ndarray) -> LoadedModel:
+    """``loaded`` with an identity BatchNorm after each conv that lost it to folding (see
+    batchnorm.py), or ``loaded`` itself when the model keeps its BatchNorm."""
+    convs = needs_batchnorm(loaded.model, analysis.shapes)
+    if not convs:
+        return loaded
+    names = [c.output[0] for c in convs]
+    mean, var = output_statistics(loaded.model, names, loaded.image.name, calib)
+    return replace(loaded, model=insert_batchnorm(loaded.model, convs, mean, var))
 
 
 def _dataset(data: str | Path | Dataset | np.ndarray, loaded: LoadedModel, o: PruneOptions) -> Dataset:

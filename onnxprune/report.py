@@ -41,6 +41,13 @@ def render_markdown(r: dict[str, Any]) -> str:
     if "top1_agreement" in after:
         lines.append(f"| top-1 agreement with the original | 100% | {after['top1_agreement']:.2%} | |")
     lines.append(f"| output cosine similarity | 1 | {after['cosine']:.4f} | |")
+    if "explained_variance" in after:
+        lines.append(f"| explained variance of the original's outputs | 1 | {after['explained_variance']:.4f} | |")
+    drop = q.get("drop")
+    if drop:
+        verdict = "within" if drop["within"] else "**beyond** (no model written)"
+        lines += ["", f"Quality budget: {drop['points']:.1f} points of {drop['metric'].replace('_', ' ')} lost, "
+                      f"{verdict} --max-drop {drop['max']:g}."]
     lat = r.get("latency")
     if lat:
         base, pruned = lat["timings"]

@@ -9,15 +9,13 @@ import torch
 
 from .errors import OnnxpruneError
 from .importer import max_difference, torch_outputs
-from .runtime import run_model
+from .runtime import make_session
 
 __all__ = ["verify", "run_batched"]
 
 
 def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray, batch: int = 64) -> list[np.ndarray]:
     """onnxruntime outputs for many inputs, in batches (one session)."""
-    from .runtime import make_session
-
     session = make_session(model)
     chunks: list[list[np.ndarray]] = []
     for start in range(0, len(inputs), batch):
@@ -25,17 +23,27 @@ def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray, batch: in
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inputs: np.ndarray) -> float:
-    """Raise unless the model is valid and matches the torch module; returns the max abs error."""
+def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inputs: np.ndarray,
+           fixed_batch: int | None = None) -> float:
+    """Raise unless the model is valid and matches the torch module; returns the max abs error.
+
+    A model with a ``fixed_batch`` (the user's signature) is run in batches of that size.
+    """
     try:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as err:
         raise OnnxpruneError(f"the pruned model fails the ONNX checker ({err}); nothing was written") from err
+    if fixed_batch:
+        inputs = inputs[: max(fixed_batch, len(inputs) // fixed_batch * fixed_batch)]
+    step = fixed_batch or len(inputs)
     try:
-        reference = run_model(model, {input_name: inputs})
-    except OnnxpruneError as err:
-        raise OnnxpruneError(f"{err}; nothing was written") from err
+        session = make_session(model)
+        chunks = [session.run(None, {input_name: inputs[i : i + step]}) for i in range(0, len(inputs), step)]
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OnnxpruneError(f"onnxruntime cannot run the pruned model ({first}); nothing was written") from err
+    reference = [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
     with torch.no_grad():
         ours = torch_outputs(module.eval(), model, torch.from_numpy(inputs))
     worst = 0.0

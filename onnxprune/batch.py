@@ -1,0 +1,158 @@
+"""Free a fixed batch dimension, and put it back for the written model.
+
+Both torch exporters fix the batch at 1 unless told otherwise, and constant folding then bakes
+it into shape constants (a Reshape to [1, 144, -1]). Teacher runs, scoring, fine-tuning and
+verification need any batch, so the graph is given a symbolic one internally: the image input,
+the outputs that carry it, and the shape constants that name it. The freed graph must compute
+what the original computes, sample by sample, or the model is refused; the written model gets
+the user's signature back (``restore_batch``), so batch 1 in stays batch 1 out.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import OnnxpruneError
+
+if TYPE_CHECKING:
+    from .load import ImageInput
+
+__all__ = ["BATCH_NAME", "free_batch", "restore_batch"]
+
+log = logging.getLogger(__name__)
+
+BATCH_NAME = "onnxprune_batch"  # a name no exporter uses, so restore_batch finds only ours
+
+
+def free_batch(model: onnx.ModelProto, image: ImageInput, name: str) -> onnx.ModelProto:
+    """A copy of ``model`` whose batch is symbolic; checked sample by sample against the original.
+
+    Reshape targets that name the batch become 0 (copy the input's) or -1 (infer it); Expand
+    targets that repeat a batch B > 1 become 1 (broadcast). Anything else that fixes the batch
+    shows up in the check, which refuses the model with one line.
+    """
+    from .runtime import run_model
+    from .shapes import probe_shapes
+
+    fixed = image.static_batch
+    if fixed is None:
+        return model
+    shapes = probe_shapes(model, image, batch=fixed)
+    freed = onnx.ModelProto()
+    freed.CopyFrom(model)
+    graph = freed.graph
+    _set_batch_dim(graph.input, {image.name}, fixed)
+    _set_batch_dim(graph.output, {o.name for o in graph.output if shapes.get(o.name, (0,))[:1] == (fixed,)},
+                   fixed)
+    del graph.value_info[:]  # they hold the fixed shapes; shape inference writes them anew
+    edited = _free_shape_constants(freed, shapes, fixed)
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(image.shape(2 * fixed)).astype(np.float32)
+    try:
+        together = run_model(freed, {image.name: x})
+    except OnnxpruneError as err:
+        raise _refusal(name, fixed, str(err)) from err
+    halves = [run_model(model, {image.name: x[i * fixed:(i + 1) * fixed]}) for i in range(2)]
+    from .importer import max_difference
+
+    for k, out in enumerate(graph.output):
+        expected = [h[k] for h in halves]
+        got = together[k]
+        if expected[0].ndim == 0 or got.shape[:1] != (2 * fixed,) or expected[0].shape[:1] != (fixed,):
+            raise _refusal(name, fixed, f"output {out.name!r} does not follow the batch")
+        if not max_difference([got], [np.concatenate(expected)])[2]:
+            raise _refusal(name, fixed, f"output {out.name!r} mixes the samples of a batch")
+    log.info("the model fixes its batch at %d: freed internally (%d shape constants), written back as %d",
+             fixed, edited, fixed)
+    return freed
+
+
+def restore_batch(model: onnx.ModelProto, fixed: int | None) -> onnx.ModelProto:
+    """``model`` with the batch the user's file fixed back on its input and outputs (their
+    signature); unchanged when the file had a free batch."""
+    if fixed is None:
+        return model
+    restored = onnx.ModelProto()
+    restored.CopyFrom(model)
+    for vi in list(restored.graph.input) + list(restored.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) and dims[0].dim_param == BATCH_NAME:
+            dims[0].Clear()
+            dims[0].dim_value = fixed
+    del restored.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(restored)
+
+
+def _refusal(name: str, fixed: int, reason: str) -> OnnxpruneError:
+    return OnnxpruneError(
+        f"{name} fixes its batch at {fixed} and onnxprune could not free it ({reason}); export it with a "
+        "dynamic batch (torch: dynamic_axes={input: {0: 'batch'}} or dynamic_shapes)"
+    )
+
+
+def _set_batch_dim(values, names: set[str], fixed: int) -> None:
+    for vi in values:
+        if vi.name not in names:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) and dims[0].HasField("dim_value") and dims[0].dim_value == fixed:
+            dims[0].Clear()
+            dims[0].dim_param = BATCH_NAME
+
+
+def _free_shape_constants(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], fixed: int) -> int:
+    """Rewrite the Reshape and Expand targets that name the batch; returns how many changed."""
+    inits = {init.name: init for init in model.graph.initializer}
+    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    edited = 0
+    for node in model.graph.node:
+        if node.op_type not in ("Reshape", "Expand") or len(node.input) < 2:
+            continue
+        data_shape = shapes.get(node.input[0], ())
+        if not data_shape or data_shape[0] != fixed:
+            continue  # its first axis is not the batch
+        target = _constant(node.input[1], inits, constants)
+        if target is None or target.ndim != 1 or not len(target):
+            continue
+        new = target.copy()
+        if node.op_type == "Reshape":
+            allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+            if -1 not in new and new[0] % fixed == 0 and new[0] > 0:
+                new[0] = -1  # infer it: also right where the batch is flattened into the first axis
+            elif new[0] == fixed and not allowzero:
+                new[0] = 0  # copy the input's first axis
+        elif node.op_type == "Expand" and fixed > 1 and new[0] == fixed:
+            new[0] = 1
+        if not np.array_equal(new, target):
+            _set_constant(node, 1, new, inits, constants, model)
+            edited += 1
+    return edited
+
+
+def _constant(name: str, inits: dict, constants: dict) -> np.ndarray | None:
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    node = constants.get(name)
+    if node is not None:
+        for attr in node.attribute:
+            if attr.name == "value":
+                return numpy_helper.to_array(attr.t)
+    return None
+
+
+def _set_constant(node: onnx.NodeProto, index: int, value: np.ndarray, inits: dict, constants: dict,
+                  model: onnx.ModelProto) -> None:
+    """Give the node its own constant holding ``value`` (the old one may have other users)."""
+    new_name = f"{node.input[index]}__free_batch"
+    while new_name in inits:
+        new_name += "_"
+    tensor = numpy_helper.from_array(value.astype(np.int64), new_name)
+    model.graph.initializer.append(tensor)
+    inits[new_name] = tensor
+    node.input[index] = new_name

@@ -1,0 +1,167 @@
+"""BatchNorm for fine-tuning models whose exporter folded it into the Conv weights.
+
+Why: pruning a channel removes its mean contribution to the next layer. Where BatchNorm is kept
+and trains during fine-tuning, its batch statistics re-centre and re-scale the next layer at
+once; where the exporter folded it away (both torch exporters by default), nothing does, each
+round's shift adds to the last, and fine-tuning for a few steps cannot catch up (measured on
+the MobileNet sample: 97.8 → 50 % at 30 % of the FLOPs; a lower learning rate is worse).
+
+So a model without BatchNorm on most of its convs gets one after each conv that lacks it,
+initialized from the calibration data so that it computes the identity (running mean and
+variance are the conv output's, scale and shift undo them). Channel groups, slicing and
+fine-tuning treat it as any BatchNorm; ``fold_inserted`` folds it back into the conv before
+the model is verified and written, so the output has the original's structure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .nodes import INSERTED_MARK, is_inserted
+
+__all__ = ["needs_batchnorm", "output_statistics", "insert_batchnorm", "fold_inserted"]
+
+log = logging.getLogger(__name__)
+
+EPSILON = 1e-5
+_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def needs_batchnorm(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> list[onnx.NodeProto]:
+    """The convs that get a BatchNorm: none unless most convs lack one (BN was folded), then
+    each conv without one whose output is spatial and feeds another weighted layer.
+
+    Convs of a model that keeps BN elsewhere lack it on purpose (heads, squeeze-excite); a head
+    conv (nothing weighted after it) and a 1×1 output (its batch statistics are a handful of
+    numbers) get none either.
+    """
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    with_bn = [n for n in convs if any(c.op_type == "BatchNormalization" for c in consumers.get(n.output[0], []))]
+    if not convs or len(with_bn) >= len(convs) / 2:
+        return []
+    outputs = {o.name for o in model.graph.output}
+    feeds_weighted = _feeds_weighted(model, consumers)
+    chosen = []
+    for node in convs:
+        out = node.output[0]
+        shape = shapes.get(out, ())
+        if (node in with_bn or out in outputs or len(shape) != 4 or shape[2] * shape[3] <= 1
+                or not feeds_weighted.get(out, False)):
+            continue
+        chosen.append(node)
+    return chosen
+
+
+def _feeds_weighted(model: onnx.ModelProto, consumers: dict[str, list[onnx.NodeProto]]) -> dict[str, bool]:
+    """For each tensor: does a Conv, Gemm or MatMul read something computed from it?"""
+    result: dict[str, bool] = {}
+    for node in reversed(model.graph.node):  # topological order reversed: consumers first
+        for out in node.output:
+            result[out] = any(c.op_type in _WEIGHTED or any(result.get(o, False) for o in c.output)
+                              for c in consumers.get(out, []))
+    return result
+
+
+def output_statistics(model: onnx.ModelProto, names: list[str], input_name: str, inputs: np.ndarray,
+                      batch: int = 16) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-channel mean and variance (axis 1) of the named tensors over ``inputs``, accumulated
+    batch by batch so no activation of the whole set is held."""
+    from .runtime import make_session
+    from .shapes import expose_all
+
+    session = make_session(expose_all(model, names))
+    sums: dict[str, np.ndarray] = {}
+    squares: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for start in range(0, len(inputs), batch):
+        values = session.run(names, {input_name: inputs[start : start + batch]})
+        for name, v in zip(names, values):
+            v = np.moveaxis(v.astype(np.float64), 1, 0).reshape(v.shape[1], -1)
+            sums[name] = sums.get(name, 0) + v.sum(1)
+            squares[name] = squares.get(name, 0) + (v * v).sum(1)
+            counts[name] = counts.get(name, 0) + v.shape[1]
+    mean = {k: sums[k] / counts[k] for k in names}
+    var = {k: np.maximum(squares[k] / counts[k] - mean[k] ** 2, 0.0) for k in names}
+    return mean, var
+
+
+def insert_batchnorm(model: onnx.ModelProto, convs: list[onnx.NodeProto],
+                     mean: dict[str, np.ndarray], var: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy with an identity BatchNorm after each of ``convs``, given their output statistics
+    (per channel, keyed by output name) on the calibration data."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    wanted = {n.name for n in convs}
+    nodes = []
+    for node in out.graph.node:
+        nodes.append(node)
+        if node.name not in wanted:
+            continue
+        name = node.output[0]
+        raw = f"{name}/{INSERTED_MARK}_input"
+        node.output[0] = raw
+        m = mean[name].astype(np.float32)
+        v = np.maximum(var[name], 0).astype(np.float32)
+        prefix = f"{node.name}/{INSERTED_MARK}"
+        tensors = {"scale": np.sqrt(v + EPSILON), "bias": m, "mean": m, "var": v}
+        for key, value in tensors.items():
+            out.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), f"{prefix}.{key}"))
+        nodes.append(helper.make_node(
+            "BatchNormalization", [raw] + [f"{prefix}.{k}" for k in tensors], [name], name=prefix,
+            epsilon=EPSILON,
+        ))
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    log.info("BatchNorm was folded into the convs: %d identity BatchNorm layers added for fine-tuning "
+             "(folded back before writing)", len(convs))
+    return out
+
+
+def fold_inserted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with every inserted BatchNorm folded into the conv before it: W·s, (b − μ)·s + β
+    with s = γ / √(σ² + ε)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {init.name: init for init in out.graph.initializer}
+    producer = {o: n for n in out.graph.node for o in n.output}
+    drop_nodes, drop_inits = set(), set()
+    for bn in out.graph.node:
+        if not is_inserted(bn):
+            continue
+        conv = producer[bn.input[0]]
+        gamma, beta, mu, var = (numpy_helper.to_array(inits[i]).astype(np.float64) for i in bn.input[1:5])
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), EPSILON)
+        s = gamma / np.sqrt(var + eps)
+        weight = inits[conv.input[1]]
+        w = numpy_helper.to_array(weight).astype(np.float64)
+        weight.CopyFrom(numpy_helper.from_array((w * s.reshape(-1, *[1] * (w.ndim - 1))).astype(np.float32),
+                                                weight.name))
+        if len(conv.input) > 2 and conv.input[2]:
+            bias_init = inits[conv.input[2]]
+            b = numpy_helper.to_array(bias_init).astype(np.float64)
+        else:
+            bias_init = onnx.TensorProto(name=f"{conv.name}.bias_folded")
+            out.graph.initializer.append(bias_init)
+            b = np.zeros_like(s)
+            while len(conv.input) < 3:
+                conv.input.append("")
+            conv.input[2] = bias_init.name
+        bias_init.CopyFrom(numpy_helper.from_array(((b - mu) * s + beta).astype(np.float32), bias_init.name))
+        conv.output[0] = bn.output[0]
+        drop_nodes.add(bn.name)
+        drop_inits.update(bn.input[1:5])
+    kept = [n for n in out.graph.node if n.name not in drop_nodes]
+    del out.graph.node[:]
+    out.graph.node.extend(kept)
+    kept_inits = [i for i in out.graph.initializer if i.name not in drop_inits]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(kept_inits)
+    return out
