@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    if not verbose:  # onnx2torch's converters trip torch deprecation warnings a user cannot act on
+        warnings.filterwarnings("ignore", module=r"onnx2torch(\.|$)")
 
 
 class _Context:

@@ -148,8 +148,8 @@ def fold_inserted(model: onnx.ModelProto) -> onnx.ModelProto:
             bias_init = inits[conv.input[2]]
             b = numpy_helper.to_array(bias_init).astype(np.float64)
         else:
-            bias_init = onnx.TensorProto(name=f"{conv.name}.bias_folded")
-            out.graph.initializer.append(bias_init)
+            bias_init = out.graph.initializer.add()  # a reference: append() would store a copy
+            bias_init.name = f"{conv.name}.bias_folded"
             b = np.zeros_like(s)
             while len(conv.input) < 3:
                 conv.input.append("")

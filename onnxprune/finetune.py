@@ -1,7 +1,7 @@
 """Fine-tune the torch view of a pruned model: distillation from the original by default.
 
-Classifier outputs (rank 2, several classes) use KL divergence to the teacher's softmax, plus
-cross-entropy when labels are given; other outputs use MSE scaled by the teacher's variance.
+Classifier outputs (rank 2, several classes) use KL divergence to the teacher's softmax (or to
+its own probabilities where the model ends in Softmax), plus cross-entropy when labels are given; other outputs use MSE scaled by the teacher's variance.
 BatchNorm layers train (batch statistics, running statistics follow the pruned network, which
 is what lets a pruned model recover); dropout stays off so fine-tuning is deterministic.
 
@@ -20,7 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TrainSettings", "Targets", "loss_for", "finetune", "is_classifier_output", "batches", "shift"]
+from .metrics import feature_axis
+
+__all__ = ["TrainSettings", "Targets", "loss_for", "finetune", "is_classifier_output", "batches", "shift",
+           "feature_mse", "is_distribution", "log_probabilities"]
 
 
 @dataclass(frozen=True)
@@ -56,13 +59,41 @@ def loss_for(
     total = outputs[0].new_zeros(())
     for i, (s, t) in enumerate(zip(outputs, teacher)):
         if s.dim() == 2 and s.shape[1] >= 2:
-            total = total + F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True,
-                                     reduction="batchmean")
+            log_s, log_t = log_probabilities(s, t), log_probabilities(t, t)
+            total = total + F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
             if labels is not None and i == 0:
-                total = total + label_weight * F.cross_entropy(s, labels)
+                total = total + label_weight * F.nll_loss(log_s, labels)
         else:
-            total = total + F.mse_loss(s, t) / t.var().clamp_min(1e-8)
+            total = total + feature_mse(s, t)
     return total
+
+
+def is_distribution(t: torch.Tensor) -> bool:
+    """Rows that are already probabilities: the model ends in Softmax (Keras applications do)."""
+    return bool((t >= 0).all()) and bool(torch.allclose(t.sum(1), torch.ones_like(t[:, 0]), atol=1e-3))
+
+
+def log_probabilities(x: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of a classifier output: log-softmax of logits, or the log of a softmax
+    the model computes itself (judged on the teacher, so student and teacher are read alike;
+    log-softmax of probabilities would flatten every distribution towards uniform)."""
+    if is_distribution(teacher):
+        return x.clamp_min(1e-12).log()
+    return F.log_softmax(x, 1)
+
+
+def feature_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE per feature (``metrics.feature_axis``) over the teacher's variance of that feature,
+    averaged: a detector's class scores weigh as much as its box coordinates, whose spread over
+    the anchor grid would otherwise make every other error look like zero. A feature nearly
+    constant in the batch is weighed against a hundredth of the mean variance instead."""
+    axis = feature_axis(tuple(teacher.shape)) if teacher.dim() >= 2 else 0
+    if teacher.dim() < 2:
+        return F.mse_loss(student, teacher) / teacher.var(unbiased=False).clamp_min(1e-8)
+    dims = [d for d in range(teacher.dim()) if d != axis]
+    error = (student - teacher).pow(2).mean(dims)
+    spread = teacher.var(dims, unbiased=False)
+    return (error / (spread + 1e-2 * spread.mean() + 1e-8)).mean()
 
 
 def shift(x: torch.Tensor, dims: tuple[int, int], max_shift: float, generator: torch.Generator) -> torch.Tensor:

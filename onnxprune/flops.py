@@ -8,8 +8,8 @@ What is counted (the README repeats this):
   (A bias add counts as one MAC per output element, as onnx-tool and most counters do.)
 - FLOPs = 2 × MACs for those four, plus one FLOP per output element of every other arithmetic op
   (activations, elementwise math, normalization, pooling, reductions, Softmax, Resize).
-- BatchNormalization that onnxprune inserted for fine-tuning costs nothing (batchnorm.py: it is
-  folded into its conv before writing).
+- BatchNormalization that onnxprune inserted for fine-tuning (batchnorm.py) costs what folding
+  it into its conv before writing adds: nothing, or the bias of a conv that had none.
 - Data movement (Reshape, Transpose, Concat, Slice, Pad, Gather, …) costs nothing.
 - Params: elements of the float initializers a node reads (shape constants, Clip bounds and
   Resize scales are settings, not parameters).
@@ -121,9 +121,13 @@ def count(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> ModelCo
         if init.data_type in _FLOAT_TYPES and init.name not in settings and INSERTED_MARK not in init.name
     }
     costs = []
+    producer = {o: n for n in model.graph.node for o in n.output}
     for node in model.graph.node:
-        if is_inserted(node):  # folded into its conv before writing: free
-            costs.append(NodeCost(node.name, node.op_type, 0, 0, 0))
+        if is_inserted(node):  # folded into its conv before writing: at most a bias it adds
+            conv = producer[node.input[0]]
+            has_bias = len(conv.input) > 2 and bool(conv.input[2])
+            macs = 0 if has_bias else prod(shapes[node.output[0]])
+            costs.append(NodeCost(node.name, node.op_type, macs, 2 * macs, 0))
             continue
         macs = node_macs(node, shapes)
         if node.op_type in MAC_OPS:

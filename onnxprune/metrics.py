@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["compare_outputs", "explained_variance", "QualityDrop", "quality_drop"]
+__all__ = ["compare_outputs", "explained_variance", "feature_axis", "QualityDrop", "quality_drop"]
 
 
 def compare_outputs(
@@ -33,19 +33,23 @@ def compare_outputs(
     return result
 
 
+def feature_axis(shape: tuple[int, ...]) -> int:
+    """The axis that holds an output's features: the channels of a map (N, C, …) and, for a
+    rank-3 output, its shorter axis (a YOLOv8 head's 4 + classes rows beside its thousands of
+    anchors; YOLOX's the other way round)."""
+    return 2 if len(shape) == 3 and shape[2] < shape[1] else 1
+
+
 def explained_variance(output: np.ndarray, reference: np.ndarray) -> float:
     """How much of the original output's variation the pruned one reproduces, in [0, 1]: the R²
-    of each feature, averaged over features.
-
-    Features are the channels of a map (N, C, …) and, for a rank-3 output, its shorter axis (a
-    YOLO head's 4 + classes rows beside its thousands of anchors; YOLOX's the other way round),
-    so class scores count as much as box coordinates hundreds of times their size. A feature the
-    original holds constant counts as reproduced when the pruned model holds it too.
+    of each feature (``feature_axis``), averaged over features, so a detector's class scores
+    count as much as box coordinates hundreds of times their size. A feature the original holds
+    constant counts as reproduced when the pruned model holds it too.
     """
     out, ref = np.asarray(output, np.float64), np.asarray(reference, np.float64)
     if ref.ndim < 2 or ref.size == 0:
         return 1.0 if np.allclose(out, ref) else 0.0
-    axis = 1 if ref.ndim != 3 or ref.shape[1] <= ref.shape[2] else 2
+    axis = feature_axis(ref.shape)
     ref_f = np.moveaxis(ref, axis, 0).reshape(ref.shape[axis], -1)
     out_f = np.moveaxis(out, axis, 0).reshape(ref.shape[axis], -1)
     residual = ((out_f - ref_f) ** 2).sum(1)

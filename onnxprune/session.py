@@ -16,10 +16,11 @@ from .criteria import Recipe
 from .criteria.observe import observe
 from .criteria.parts import REDUCTIONS
 from .criteria.score import score_groups
-from .finetune import Targets, TrainSettings, finetune, loss_for
+from .finetune import Targets, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
 from .groups import GroupAnalysis
 from .importer import Imported, import_model, torch_outputs, write_back
 from .load import ImageInput, LoadedModel
+from .metrics import feature_axis
 
 __all__ = ["TorchView"]
 
@@ -76,7 +77,8 @@ def _scoring_loss(targets: Targets, batch_size: int, seed: int):
     """A loss that is not zero at the start: true labels, or labels sampled from the teacher.
 
     Label-free, a classifier's labels are drawn from the teacher's softmax (as Fisher pruning
-    does); other outputs are compared with the teacher's plus Gaussian noise of its own scale.
+    does); other outputs are compared with the teacher's plus Gaussian noise of each feature's
+    own scale (``metrics.feature_axis``).
     """
 
     def loss(outputs: list[torch.Tensor], batch_index: int) -> torch.Tensor:
@@ -89,14 +91,23 @@ def _scoring_loss(targets: Targets, batch_size: int, seed: int):
                 if targets.labels is not None and i == 0:
                     labels = torch.from_numpy(targets.labels[sl])
                 else:
-                    probs = torch.softmax(t.double(), 1).numpy()
+                    probs = (t.double() if is_distribution(t) else torch.softmax(t.double(), 1)).numpy()
                     labels = torch.from_numpy(
                         np.array([rng.choice(len(p), p=p / p.sum()) for p in probs], dtype=np.int64)
                     )
-                total = total + torch.nn.functional.cross_entropy(s, labels)
+                total = total + torch.nn.functional.nll_loss(log_probabilities(s, t), labels)
             else:
-                noise = torch.from_numpy(rng.standard_normal(t.shape).astype(np.float32)) * t.std()
+                noise = torch.from_numpy(rng.standard_normal(t.shape).astype(np.float32)) * _feature_std(t)
                 total = total + loss_for([s], [t + noise], None, 0.0)
         return total
 
     return loss
+
+
+def _feature_std(t: torch.Tensor) -> torch.Tensor:
+    """Each feature's standard deviation, shaped to broadcast against ``t``."""
+    if t.dim() < 2:
+        return t.std()
+    axis = feature_axis(tuple(t.shape))
+    dims = [d for d in range(t.dim()) if d != axis]
+    return t.std(dims, keepdim=True)

@@ -9,8 +9,13 @@ Writes, next to this file:
 - digits_resnet.onnx     ResNet-style net with BatchNormalization and residual adds
 - digits_mobilenet.onnx  MobileNetV2-style net: depthwise convs, squeeze-excite, BN
 - digits_mobilenet.dynamo.onnx  the same network through torch's dynamo exporter
+- digits_*.default.onnx  each network exported with the TorchScript exporter's defaults, as
+                         most users' files are: batch fixed at 1, BatchNorm folded into the convs
 - digits/0 … digits/9    the held-out digits as 32×32 RGB PNG files (never trained on)
 - README.md              validation accuracy of each model, as measured here
+
+``python sample_models/build.py --defaults`` writes only the ``.default.onnx`` files, from the
+shipped ``.onnx`` files (imported into torch, the same weights), without training again.
 
 Images are the 8×8 digits scaled to [0, 1], upsampled to 32×32 and repeated to RGB; the models
 expect them normalized with ImageNet's mean/std, onnxprune's default preprocessing.
@@ -200,6 +205,25 @@ def export(model: nn.Module, path: Path, dynamo: bool = False, keep_bn: bool = T
             )
 
 
+def export_default(model: nn.Module, path: Path) -> None:
+    """torch.onnx.export with its defaults: the batch fixed at 1, BatchNorm folded by constant
+    folding in eval mode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(1, 3, SIZE, SIZE),), str(path), dynamo=False,
+                          input_names=["image"], output_names=["logits"])
+
+
+def defaults_from_shipped() -> None:
+    """The .default.onnx files from the shipped models, through onnxprune's own torch import."""
+    from onnxprune.importer import import_model
+    from onnxprune.load import load
+
+    for name in ("digits_vgg", "digits_resnet", "digits_mobilenet"):
+        export_default(import_model(load(HERE / f"{name}.onnx")).module, HERE / f"{name}.default.onnx")
+        print(f"wrote {name}.default.onnx", flush=True)
+
+
 def write_images(x: torch.Tensor, y: torch.Tensor, folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
@@ -225,6 +249,8 @@ def main() -> None:
         acc = accuracy(model, x_val, y_val)
         export(model, HERE / f"{name}.onnx", keep_bn=keep_bn)
         rows.append((f"{name}.onnx", "torchscript", acc))
+        export_default(model, HERE / f"{name}.default.onnx")
+        rows.append((f"{name}.default.onnx", "torchscript, defaults (batch 1, BN folded)", acc))
         if name == "digits_mobilenet":
             export(model, HERE / f"{name}.dynamo.onnx", dynamo=True)
             rows.append((f"{name}.dynamo.onnx", "dynamo", acc))
@@ -242,9 +268,15 @@ def main() -> None:
         "| --- | --- | --- |",
         *[f"| {f} | {e} | {a:.2%} |" for f, e, a in rows],
         "",
+        "The `.default.onnx` files are what most users bring: `torch.onnx.export(model.eval(), x, path)`",
+        "with nothing else set fixes the batch at 1 and folds BatchNorm into the convs. They are made",
+        "from the files above (`python sample_models/build.py --defaults`, the same weights).",
+        "",
     ]
     (HERE / "README.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    defaults_from_shipped() if "--defaults" in sys.argv[1:] else main()

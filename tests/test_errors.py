@@ -194,3 +194,19 @@ def test_interrupt_leaves_no_partial_output(work: Path) -> None:
 def test_verbose_shows_the_traceback(work: Path) -> None:
     result = _cli("-v", str(work / "nope.onnx"), "--data", str(SAMPLES / "digits"))
     assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_a_run_that_loses_more_than_max_drop_writes_the_report_but_no_model(work: Path) -> None:
+    import json
+
+    result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), *FAST, "--target-flops", "0.2",
+                  "--round-to", "1", "--max-drop", "0.5")
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and "more than --max-drop 0.5" in lines[0] and "Traceback" not in result.stderr
+    assert not (work / "m.pruned.onnx").exists()
+    report = json.loads((work / "m.pruned.report" / "report.json").read_text())
+    drop = report["quality"]["drop"]
+    assert drop["metric"] == "top1_agreement" and drop["points"] > 0.5 and not drop["within"]
+    assert report["output"] is None
+    assert not [p for p in work.iterdir() if p.name.startswith(".")], "a temporary file was left behind"

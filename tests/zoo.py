@@ -67,7 +67,11 @@ class _OutOnly(torch.nn.Module):
 def export_onnx(
     model: torch.nn.Module, path: Path, exporter: str, size: int = 64, dynamic_batch: bool = True
 ) -> Path:
-    """Export with the TorchScript exporter (opset 17) or the dynamo one (its default opset)."""
+    """Export with the TorchScript exporter (opset 17) or the dynamo one (its default opset).
+
+    Both fold BatchNorm into the convs (the TorchScript one through its default constant
+    folding); ``dynamic_batch=False`` is each exporter's default: the batch fixed at 1.
+    """
     model = _OutOnly(model).eval()
     example = torch.randn(1, 3, size, size)
     logging.getLogger("torch").setLevel(logging.CRITICAL)  # a failed dynamic-batch try logs pages
