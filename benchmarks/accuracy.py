@@ -6,7 +6,10 @@ Torch-Pruning runs on the torch module onnxprune imports from the same ONNX file
 globally with TaylorImportance in the same number of rounds until its own MAC count reaches the
 MAC share onnxprune reached, and gets the same fine-tuning (steps, loss, optimizer, lr).
 
-    python benchmarks/accuracy.py [--models digits_vgg ...] [--targets 0.5 0.3]
+    python benchmarks/accuracy.py [--models digits_vgg ...] [--targets 0.5 0.3] [--labels yes|no|both]
+
+The ``.default`` models are the same networks exported with torch's defaults (batch fixed at 1,
+BatchNorm folded): each row beside its twin shows what that form costs.
 """
 
 from __future__ import annotations
@@ -77,7 +80,10 @@ def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["digits_vgg", "digits_resnet", "digits_mobilenet"])
+    parser.add_argument("--models", nargs="+", default=["digits_vgg", "digits_vgg.default", "digits_resnet",
+                                                         "digits_resnet.default", "digits_mobilenet",
+                                                         "digits_mobilenet.default"])
+    parser.add_argument("--labels", choices=["yes", "no", "both"], default="both")
     parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.3])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch-pruning", action="store_true")
@@ -86,13 +92,15 @@ def main() -> None:
     print("# Held-out accuracy before → after pruning (sample models, default settings, "
           f"{len(split(load_data(SAMPLES / 'digits', load(SAMPLES / 'digits_vgg.onnx').image), PruneOptions().val_split, args.seed)[1])}"
           " validation images)\n")
-    print(f"{'model':<18}{'target':>7}{'labels':>8} | {'FLOPs':>7}{'MACs':>7}{'acc before':>11}{'acc after':>10}"
-          f"{'Δ pts':>7}{'agree':>7}{'time s':>8} | {'TP MACs':>8}{'TP acc':>8}{'TP agree':>9}{'TP s':>6}")
+    print(f"{'model':<26}{'target':>7}{'labels':>8} | {'FLOPs':>7}{'MACs':>7}{'acc before':>11}{'acc after':>10}"
+          f"{'Δ pts':>7}{'agree':>7}{'≤drop':>7}{'time s':>8} | {'TP MACs':>8}{'TP acc':>8}{'TP agree':>9}{'TP s':>6}")
     for name in args.models:
         for target in args.targets:
-            for labels in (True, False):
+            for labels in {"yes": (True,), "no": (False,), "both": (True, False)}[args.labels]:
                 started = time.perf_counter()
-                result = prune(SAMPLES / f"{name}.onnx", SAMPLES / "digits", target,
+                # the budget off, so every row shows its numbers; the last column says whether the
+                # default --max-drop would have let the model through
+                result = prune(SAMPLES / f"{name}.onnx", SAMPLES / "digits", target, max_drop=100,
                                labels="imagefolder" if labels else None, seed=args.seed,
                                **({} if args.flops_weight is None else {"flops_weight": args.flops_weight}))
                 ours_s = time.perf_counter() - started
@@ -104,10 +112,11 @@ def main() -> None:
                 mac_fraction = report["macs"]["after"] / report["macs"]["before"]
                 # true-label accuracy on the same held-out split, label-free runs included
                 acc_before = _accuracy(loaded.model, loaded.image.name, val)
-                acc_after = _accuracy(result.model, loaded.image.name, val)
-                row = (f"{name:<18}{target:>7.1f}{('yes' if labels else 'no'):>8} | {report['flops']['fraction']:>7.3f}"
+                acc_after = _accuracy(result.model, loaded.image.name, val, loaded.fixed_batch or 64)
+                row = (f"{name:<26}{target:>7.1f}{('yes' if labels else 'no'):>8} | {report['flops']['fraction']:>7.3f}"
                        f"{mac_fraction:>7.3f}{acc_before:>11.3f}{acc_after:>10.3f}{100 * (acc_after - acc_before):>+7.1f}"
                        f"{q['after']['top1_agreement']:>7.3f}"
+                       f"{'yes' if q['drop']['points'] <= PruneOptions().max_drop else 'NO':>7}"
                        f"{ours_s:>8.0f} |")
                 if args.no_torch_pruning:
                     print(row, flush=True)
@@ -122,8 +131,8 @@ def main() -> None:
                 print(row, flush=True)
 
 
-def _accuracy(model, input_name: str, val) -> float:
-    out = run_batched(model, input_name, val.inputs)[0]
+def _accuracy(model, input_name: str, val, batch: int = 64) -> float:
+    out = run_batched(model, input_name, val.inputs, batch)[0]
     return float((out.argmax(1) == val.labels).mean())
 
 

@@ -33,8 +33,10 @@ def free_batch(model: onnx.ModelProto, image: ImageInput, name: str) -> onnx.Mod
     """A copy of ``model`` whose batch is symbolic; checked sample by sample against the original.
 
     Reshape targets that name the batch become 0 (copy the input's) or -1 (infer it); Expand
-    targets that repeat a batch B > 1 become 1 (broadcast). Anything else that fixes the batch
-    shows up in the check, which refuses the model with one line.
+    targets that repeat a batch B > 1 become 1 (broadcast); a Resize to constant sizes takes
+    its batch and channels from its input; a strided view on a batch of 1 (Reshape to [-1] and
+    Gather) is taken per sample. Anything else that fixes the batch shows up in the
+    check, which refuses the model with one line.
     """
     from .runtime import run_model
     from .shapes import probe_shapes
@@ -111,28 +113,87 @@ def _free_shape_constants(model: onnx.ModelProto, shapes: dict[str, tuple[int, .
     inits = {init.name: init for init in model.graph.initializer}
     constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
     edited = 0
+    consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for node in list(model.graph.node):
+        if node.op_type == "Gather" and fixed == 1:
+            edited += _strided_gather_follows_batch(node, inits, constants, consumers, shapes, model)
+            continue
+        if node.op_type == "Resize":
+            edited += _resize_follows_batch(model, node, inits, constants, shapes, fixed)
+            continue
         if node.op_type not in ("Reshape", "Expand") or len(node.input) < 2:
             continue
-        data_shape = shapes.get(node.input[0], ())
-        if not data_shape or data_shape[0] != fixed:
-            continue  # its first axis is not the batch
         target = _constant(node.input[1], inits, constants)
         if target is None or target.ndim != 1 or not len(target):
             continue
+        batch_first = shapes.get(node.input[0], (0,))[:1] == (fixed,)
         new = target.copy()
         if node.op_type == "Reshape":
             allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
             if -1 not in new and new[0] % fixed == 0 and new[0] > 0:
-                new[0] = -1  # infer it: also right where the batch is flattened into the first axis
-            elif new[0] == fixed and not allowzero:
+                # infer it: the same value at the fixed batch (the other axes are constants),
+                # and right where the batch leads, flattened into the first axis or not
+                new[0] = -1
+            elif new[0] == fixed and batch_first and not allowzero:
                 new[0] = 0  # copy the input's first axis
-        elif node.op_type == "Expand" and fixed > 1 and new[0] == fixed:
+        elif node.op_type == "Expand" and fixed > 1 and new[0] == fixed and batch_first:
             new[0] = 1
         if not np.array_equal(new, target):
             _set_constant(node, 1, new, inits, constants, model)
             edited += 1
     return edited
+
+
+def _strided_gather_follows_batch(node: onnx.NodeProto, inits: dict, constants: dict,
+                                  consumers: dict[str, list[onnx.NodeProto]], shapes: dict[str, tuple[int, ...]],
+                                  model: onnx.ModelProto) -> int:
+    """torch's dynamo exporter writes ``as_strided`` on a batch of 1 as Reshape(x, [-1]) → Gather
+    with constant indices of shape (1, …). Per sample instead: Reshape(x, [0, -1]) → Gather on
+    axis 1 with the indices of that one sample. Returns 1 if changed."""
+    producer = next((n for n in model.graph.node if node.input[0] in n.output), None)
+    if (producer is None or producer.op_type != "Reshape" or len(consumers.get(node.input[0], [])) != 1
+            or shapes.get(producer.input[0], (0,))[:1] != (1,) or any(a.name == "axis" and a.i for a in node.attribute)):
+        return 0
+    target = _constant(producer.input[1], inits, constants)
+    indices = _constant(node.input[1], inits, constants)
+    if target is None or indices is None or target.tolist() != [-1] or indices.ndim < 1 or indices.shape[0] != 1:
+        return 0
+    _set_constant(producer, 1, np.array([0, -1]), inits, constants, model)
+    _set_constant(node, 1, indices.reshape(indices.shape[1:]), inits, constants, model)
+    del node.attribute[:]
+    node.attribute.append(onnx.helper.make_attribute("axis", 1))
+    return 1
+
+
+def _resize_follows_batch(model: onnx.ModelProto, node: onnx.NodeProto, inits: dict, constants: dict,
+                          shapes: dict[str, tuple[int, ...]], fixed: int) -> int:
+    """A Resize to constant ``sizes`` that name the batch takes its first two sizes from its
+    input instead (Shape → Slice → Concat), which is exact at any batch; returns 1 if changed."""
+    if len(node.input) < 4 or not node.input[3] or shapes.get(node.input[0], (0,))[:1] != (fixed,):
+        return 0
+    sizes = _constant(node.input[3], inits, constants)
+    if sizes is None or sizes.ndim != 1 or len(sizes) < 3 or sizes[0] != fixed:
+        return 0
+    base = f"{node.name}/free_batch"
+    tail = numpy_helper.from_array(sizes[2:].astype(np.int64), f"{base}/spatial")
+    starts = numpy_helper.from_array(np.array([0], np.int64), f"{base}/starts")
+    ends = numpy_helper.from_array(np.array([2], np.int64), f"{base}/ends")
+    model.graph.initializer.extend([tail, starts, ends])
+    new_nodes = [
+        onnx.helper.make_node("Shape", [node.input[0]], [f"{base}/shape"], name=f"{base}/Shape"),
+        onnx.helper.make_node("Slice", [f"{base}/shape", starts.name, ends.name], [f"{base}/leading"],
+                              name=f"{base}/Slice"),
+        onnx.helper.make_node("Concat", [f"{base}/leading", tail.name], [f"{base}/sizes"], name=f"{base}/Concat",
+                              axis=0),
+    ]
+    position = list(model.graph.node).index(node)
+    for offset, new in enumerate(new_nodes):
+        model.graph.node.insert(position + offset, new)
+    node.input[3] = f"{base}/sizes"
+    return 1
 
 
 def _constant(name: str, inits: dict, constants: dict) -> np.ndarray | None:

@@ -29,11 +29,14 @@ log = logging.getLogger(__name__)
 
 EPSILON = 1e-5
 _WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+# A network that normalizes with these was designed without BatchNorm (ConvNeXt): nothing folded.
+_OTHER_NORMS = {"LayerNormalization", "GroupNormalization", "InstanceNormalization"}
 
 
 def needs_batchnorm(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> list[onnx.NodeProto]:
-    """The convs that get a BatchNorm: none unless most convs lack one (BN was folded), then
-    each conv without one whose output is spatial and feeds another weighted layer.
+    """The convs that get a BatchNorm: none unless most convs lack one (BN was folded) and the
+    network uses no other normalization, then each conv without one whose output is spatial and
+    feeds another weighted layer.
 
     Convs of a model that keeps BN elsewhere lack it on purpose (heads, squeeze-excite); a head
     conv (nothing weighted after it) and a 1×1 output (its batch statistics are a handful of
@@ -45,7 +48,7 @@ def needs_batchnorm(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) 
             consumers.setdefault(name, []).append(node)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     with_bn = [n for n in convs if any(c.op_type == "BatchNormalization" for c in consumers.get(n.output[0], []))]
-    if not convs or len(with_bn) >= len(convs) / 2:
+    if not convs or len(with_bn) >= len(convs) / 2 or any(n.op_type in _OTHER_NORMS for n in model.graph.node):
         return []
     outputs = {o.name for o in model.graph.output}
     feeds_weighted = _feeds_weighted(model, consumers)

@@ -22,12 +22,13 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def zoo_model(zoo_dir: Path):
-    """Export a torchvision model once per session: zoo_model('resnet18', 'dynamo') -> path."""
+    """Export a torchvision model once per session: zoo_model('resnet18', 'dynamo') -> path;
+    ``dynamic_batch=False`` gives the exporter's defaults (batch 1, BatchNorm folded)."""
 
-    def get(name: str, exporter: str) -> Path:
-        path = zoo_dir / f"{name}.{exporter}.onnx"
+    def get(name: str, exporter: str, dynamic_batch: bool = True) -> Path:
+        path = zoo_dir / f"{name}.{exporter}{'' if dynamic_batch else '.default'}.onnx"
         if not path.exists():
-            export_onnx(build_torch_model(name), path, exporter)
+            export_onnx(build_torch_model(name), path, exporter, dynamic_batch=dynamic_batch)
         return path
 
     return get

@@ -60,3 +60,28 @@ def test_a_batch_fixed_above_one_is_freed_in_expand_targets_too() -> None:
     x = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
     out = run_model(loaded.model, {"x": x})[0]
     np.testing.assert_allclose(out[2:], run_model(original, {"x": x[2:]})[0], rtol=1e-5, atol=1e-5)
+
+
+def _matches_sample_by_sample(original) -> None:
+    loaded = load(original)
+    x = np.random.default_rng(2).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    together = run_model(loaded.model, {"x": x})[0]
+    for i in range(3):
+        alone = run_model(original, {"x": x[i : i + 1]})[0]
+        np.testing.assert_allclose(together[i : i + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_a_resize_to_constant_sizes_follows_the_batch() -> None:
+    g = GraphBuilder(input_shape=(1, 3, 8, 8))
+    c = g.conv("x", 3, 4)
+    sizes = g.init(np.array([1, 4, 16, 16], np.int64))
+    _matches_sample_by_sample(g.build([g.node("Resize", [c, "", "", sizes], mode="linear")]))
+
+
+def test_a_strided_view_on_a_batch_of_one_is_taken_per_sample() -> None:
+    # torch's dynamo exporter writes as_strided this way: flatten everything, gather fixed indices
+    g = GraphBuilder(input_shape=(1, 3, 8, 8))
+    pooled = g.node("ReduceMean", [g.conv("x", 3, 4)], axes=[2, 3], keepdims=1)
+    flat = g.node("Reshape", [pooled, g.init(np.array([-1], np.int64))])
+    idx = g.init(np.array([3, 1, 2, 0], np.int64).reshape(1, 4, 1, 1))
+    _matches_sample_by_sample(g.build([g.node("Gather", [flat, idx], axis=0)]))
