@@ -11,7 +11,8 @@ tf2onnx and TensorFlow clash with this project's pins, so the Keras files are ex
 another Python that has them (``--tf-python``, e.g. a venv with ``pip install tensorflow-cpu
 tf2onnx``); without it those rows say so.
 
-    python benchmarks/exports.py [--tf-python /path/to/python] [--models resnet18 ...] [--output FILE]
+    python benchmarks/exports.py [--tf-python /path/to/python] [--models resnet18 ...]
+                                 [--forms torch detectors keras] [--output FILE]
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _row(model: str, form: str, export, size: int, layout: str = "NCHW") -> str:
     started = time.perf_counter()
     try:
         report = prune(path, x, 0.5, **FAST).report
-        outcome = f"{report['flops']['fraction']:>9.3f}{'yes':>9}{report['batchnorm_inserted']:>8}"
+        outcome = f"{report['flops']['fraction']:>9.3f}{'yes':>9}{report['batchnorm_inserted']:>10}"
         fixed = report["fixed_batch"]
     except Exception as err:
         outcome = f"  failed: {type(err).__name__}: {str(err).splitlines()[0][:70]}"
@@ -91,13 +92,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(ZOO))
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--forms", nargs="+", choices=["torch", "detectors", "keras"],
+                        default=["torch", "detectors", "keras"])
     parser.add_argument("--tf-python", help="a Python with tensorflow-cpu and tf2onnx, for the Keras rows")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "exports.txt")
     args = parser.parse_args()
     lines = ["# Export forms: imports, prunable FLOPs share, pruned at 0.5 FLOPs (random weights, "
              "budget off), verified", "",
              f"{'model':<20}{'form':<28}{'imports':>8}{'batch':>7}{'prunable':>10}{'pruned':>9}{'verified':>9}"
-             f"{'BN added':>8}{'time s':>8}"]
+             f"{'BN added':>10}{'time s':>8}"]
     print("\n".join(lines), flush=True)
 
     def emit(line: str) -> None:
@@ -106,17 +109,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name in args.models:
+        for name in args.models if "torch" in args.forms else ():
             for form, export, size in _torch_forms(name, folder, args.size):
                 emit(_row(name, form, export, size))
-        opset11 = folder / "resnet18.opset11.onnx"
-        emit(_row("resnet18", "torchscript default opset 11", lambda: _export_opset(opset11, 11, args.size), args.size))
-        for name in ("yolov8n", "yolox_style"):
+        if "torch" in args.forms:
+            opset11 = folder / "resnet18.opset11.onnx"
+            emit(_row("resnet18", "torchscript default opset 11", lambda: _export_opset(opset11, 11, args.size),
+                      args.size))
+        for name in ("yolov8n", "yolox_style") if "detectors" in args.forms else ():
             for exporter in ("torchscript", "dynamo"):
                 path = folder / f"{name}.{exporter}.onnx"
                 emit(_row(name, f"{exporter} default", lambda p=path, n=name, e=exporter: export_detector(
                     build_detector(n), p, e, size=128), 128))
-        for name, size, opset in KERAS:
+        for name, size, opset in KERAS if "keras" in args.forms else ():
             path = folder / f"{name}.{opset}.onnx"
             if not args.tf_python:
                 emit(f"{name:<20}{f'tf2onnx opset {opset}':<28}  skipped: pass --tf-python (TensorFlow + tf2onnx)")

@@ -92,6 +92,16 @@ def render_summary(r: dict[str, Any]) -> str:
     if "top1_agreement" in after:
         lines.append(f"top-1 agreement with the original  {after['top1_agreement']:.2%}")
     lines.append(f"output cosine similarity  {after['cosine']:.4f}")
+    if "top1_agreement" not in after:
+        lines.append(f"explained variance of the original's outputs  {after['explained_variance']:.4f}")
+    drop = q["drop"]
+    lines.append(f"quality lost  {drop['points']:.1f} points of {drop['metric'].replace('_', ' ')} "
+                 f"(--max-drop {drop['max']:g})")
+    if r.get("fixed_batch"):
+        lines.append(f"batch  fixed at {r['fixed_batch']} in the input file: freed while pruning, kept in the output")
+    if r.get("batchnorm_inserted"):
+        lines.append(f"BatchNorm  {r['batchnorm_inserted']} layer(s) added for fine-tuning (it was folded), "
+                     "folded back into the convs")
     lat = r.get("latency")
     if lat:
         base, pruned = lat["timings"]

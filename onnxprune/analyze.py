@@ -9,6 +9,7 @@ import onnx
 
 from .flops import ModelCost
 from .groups import GroupAnalysis, analyze_groups
+from .batch import restore_batch
 from .load import LoadedModel, graph_inputs, load
 
 __all__ = ["analyze", "describe", "describe_groups"]
@@ -56,7 +57,7 @@ def describe_groups(analysis: GroupAnalysis) -> dict[str, Any]:
 
 def describe(loaded: LoadedModel, cost: ModelCost) -> dict[str, Any]:
     """The analysis as one JSON-ready dict (the ``--json`` output), without groups."""
-    model = loaded.model
+    model = restore_batch(loaded.model, loaded.fixed_batch)  # the file's own signature
     opsets = {op.domain or "ai.onnx": op.version for op in model.opset_import}
     top = sorted(cost.nodes, key=lambda n: n.flops, reverse=True)[:10]
     return {
@@ -74,6 +75,7 @@ def describe(loaded: LoadedModel, cost: ModelCost) -> dict[str, Any]:
             "width": loaded.image.width,
         },
         "counted_at": {"batch": 1, "height": loaded.image.height, "width": loaded.image.width},
+        "fixed_batch": loaded.fixed_batch,
         "nodes": len(model.graph.node),
         "params": cost.params,
         "macs": cost.macs,

@@ -70,8 +70,8 @@ def free_batch(model: onnx.ModelProto, image: ImageInput, name: str) -> onnx.Mod
             raise _refusal(name, fixed, f"output {out.name!r} does not follow the batch")
         if not max_difference([got], [np.concatenate(expected)])[2]:
             raise _refusal(name, fixed, f"output {out.name!r} mixes the samples of a batch")
-    log.info("the model fixes its batch at %d: freed internally (%d shape constants), written back as %d",
-             fixed, edited, fixed)
+    log.info("the file fixes its batch at %d: onnxprune works on a free batch (%d shape constant(s) "
+             "rewritten) and writes the model back with batch %d", fixed, edited, fixed)
     return freed
 
 
@@ -209,8 +209,13 @@ def _constant(name: str, inits: dict, constants: dict) -> np.ndarray | None:
 
 def _set_constant(node: onnx.NodeProto, index: int, value: np.ndarray, inits: dict, constants: dict,
                   model: onnx.ModelProto) -> None:
-    """Give the node its own constant holding ``value`` (the old one may have other users)."""
-    new_name = f"{node.input[index]}__free_batch"
+    """Make the node's constant input hold ``value``: its initializer in place (``normalize``
+    gave every use its own), or a new one where a Constant node held it."""
+    old = node.input[index]
+    if old in inits:
+        inits[old].CopyFrom(numpy_helper.from_array(value.astype(np.int64), old))
+        return
+    new_name = f"{old}__free_batch"
     while new_name in inits:
         new_name += "_"
     tensor = numpy_helper.from_array(value.astype(np.int64), new_name)

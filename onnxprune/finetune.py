@@ -86,14 +86,14 @@ def feature_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """MSE per feature (``metrics.feature_axis``) over the teacher's variance of that feature,
     averaged: a detector's class scores weigh as much as its box coordinates, whose spread over
     the anchor grid would otherwise make every other error look like zero. A feature nearly
-    constant in the batch is weighed against a hundredth of the mean variance instead."""
+    constant in the batch is weighed against a hundredth of the median feature's variance."""
     axis = feature_axis(tuple(teacher.shape)) if teacher.dim() >= 2 else 0
     if teacher.dim() < 2:
         return F.mse_loss(student, teacher) / teacher.var(unbiased=False).clamp_min(1e-8)
     dims = [d for d in range(teacher.dim()) if d != axis]
     error = (student - teacher).pow(2).mean(dims)
     spread = teacher.var(dims, unbiased=False)
-    return (error / (spread + 1e-2 * spread.mean() + 1e-8)).mean()
+    return (error / (spread + 1e-2 * spread.median() + 1e-8)).mean()
 
 
 def shift(x: torch.Tensor, dims: tuple[int, int], max_shift: float, generator: torch.Generator) -> torch.Tensor:

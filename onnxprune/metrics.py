@@ -43,8 +43,7 @@ def feature_axis(shape: tuple[int, ...]) -> int:
 def explained_variance(output: np.ndarray, reference: np.ndarray) -> float:
     """How much of the original output's variation the pruned one reproduces, in [0, 1]: the R²
     of each feature (``feature_axis``), averaged over features, so a detector's class scores
-    count as much as box coordinates hundreds of times their size. A feature the original holds
-    constant counts as reproduced when the pruned model holds it too.
+    count as much as box coordinates hundreds of times their size.
     """
     out, ref = np.asarray(output, np.float64), np.asarray(reference, np.float64)
     if ref.ndim < 2 or ref.size == 0:
@@ -54,10 +53,10 @@ def explained_variance(output: np.ndarray, reference: np.ndarray) -> float:
     out_f = np.moveaxis(out, axis, 0).reshape(ref.shape[axis], -1)
     residual = ((out_f - ref_f) ** 2).sum(1)
     spread = ((ref_f - ref_f.mean(1, keepdims=True)) ** 2).sum(1)
-    scale = max(float(np.abs(ref_f).max()), 1e-12)
-    constant = spread <= (1e-12 * scale) ** 2 * ref_f.shape[1]
-    r2 = np.where(constant, (residual <= (1e-6 * scale) ** 2 * ref_f.shape[1]).astype(np.float64),
-                  1 - residual / np.where(constant, 1.0, spread))
+    # a feature (nearly) constant on the data, e.g. the score of a class no image shows, is
+    # judged against a hundredth of the median feature's variation, not its own noise
+    floor = 1e-2 * float(np.median(spread)) + 1e-24 * ref_f.shape[1]
+    r2 = 1 - residual / np.maximum(spread, floor)
     return float(np.clip(r2, 0.0, 1.0).mean())
 
 

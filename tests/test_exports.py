@@ -71,3 +71,14 @@ def test_the_default_export_of_a_sample_keeps_its_batch_and_structure() -> None:
     assert sorted(n.op_type for n in result.model.graph.node) == sorted(n.op_type for n in original.graph.node)
     convs = sum(n.op_type == "Conv" for n in original.graph.node)
     assert result.report["batchnorm_inserted"] == convs
+
+
+def test_a_keras_application_from_tf2onnx_prunes_to_half() -> None:
+    # NHWC input behind a Transpose, BatchNorm folded by tf2onnx, a Softmax head (sample_models/keras_export.py)
+    path = SAMPLES / "keras_mobilenetv2.onnx"
+    x = np.random.default_rng(0).random((24, 96, 96, 3)).astype(np.float32)
+    result = prune(path, x, 0.5, **FAST)
+    assert result.report["flops"]["fraction"] <= 0.5 and result.report["batchnorm_inserted"] > 0
+    assert _signature(result.model) == _signature(onnx.load(str(path)))
+    probabilities = run_model(result.model, {"input": x[:3]})[0]
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)

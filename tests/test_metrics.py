@@ -24,3 +24,28 @@ def test_cosine_of_all_zero_outputs_is_one_when_both_are_zero_and_zero_otherwise
     assert compare_outputs([zero], [zero], None)["cosine"] == 1.0
     assert compare_outputs([zero], [ones], None)["cosine"] == 0.0
     assert compare_outputs([-ones], [ones], None)["cosine"] == pytest.approx(-1.0)
+
+
+def test_explained_variance_weighs_class_scores_like_box_coordinates() -> None:
+    from onnxprune.metrics import explained_variance
+
+    rng = np.random.default_rng(0)
+    ref = np.concatenate([rng.uniform(0, 640, (4, 4, 500)), rng.uniform(0, 1, (4, 80, 500))], 1)  # YOLOv8 (N, 84, A)
+    out = ref.copy()
+    out[:, 4:] = rng.uniform(0, 1, (4, 80, 500))  # boxes kept, class scores lost
+    assert compare_outputs([out], [ref], None)["cosine"] > 0.99  # the boxes hide it from cosine
+    assert explained_variance(out, ref) < 0.1
+    assert explained_variance(ref, ref) == 1.0
+
+
+def test_the_budget_measures_accuracy_then_agreement_then_explained_variance() -> None:
+    from onnxprune.metrics import quality_drop
+
+    before = {"accuracy": 0.9, "top1_agreement": 1.0, "explained_variance": 1.0}
+    after = {"accuracy": 0.85, "top1_agreement": 0.9, "explained_variance": 0.7}
+    drop = quality_drop(before, after, 3.0)
+    assert drop.metric == "accuracy" and round(drop.points, 6) == 5.0 and not drop.within
+    without_labels = ("top1_agreement", "explained_variance")
+    drop = quality_drop({k: before[k] for k in without_labels}, {k: after[k] for k in without_labels}, 10.0)
+    assert drop.metric == "top1_agreement" and drop.within
+    assert quality_drop({"explained_variance": 1.0}, {"explained_variance": 0.99}, 3.0).within
