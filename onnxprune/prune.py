@@ -23,6 +23,8 @@ import onnx
 import torch
 
 from . import __version__
+from .batch import restore_batch
+from .batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm, output_statistics
 from .bench import BenchResult, benchmark
 from .criteria import get
 from .data import Dataset, Preprocess, load_data, split
@@ -34,15 +36,14 @@ from .importer import max_difference
 from .latency import measure_granularity, measure_latency
 from .load import LoadedModel, load
 from .lossless import LosslessResult, lossless_pass
+from .metrics import compare_outputs, quality_drop
+from .nodes import is_inserted
 from .runtime import cuda_available
 from .report import SCHEMA_VERSION
 from .select import Selection, floor_for, group_step, select
 from .session import TorchView
 from .slice import slice_model, zero_channels
 from .verify import run_batched, verify
-from .batch import restore_batch
-from .batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm, output_statistics
-from .metrics import compare_outputs, quality_drop
 
 __all__ = ["PruneOptions", "PruneResult", "prune"]
 
@@ -78,7 +79,7 @@ class PruneOptions:
     bench: bool = True  # time original and pruned in onnxruntime after verification
     bench_runs: int = 30
     bench_threads: int | None = None
-    max_drop: float = 3.0  # quality points the pruned model may lose (quality.py); 100 turns it off
+    max_drop: float = 3.0  # quality points the pruned model may lose (metrics.quality_drop); 100: off
 
 
 @dataclass
@@ -374,7 +375,7 @@ def prune(
                      "constant_channels_kept": freed.constant_kept},
         "quality": {"before": before_metrics, "after": after_metrics, "validation_inputs": len(val),
                     "drop": budget.as_dict()},
-        "batchnorm_inserted": len(work.model.graph.node) - len(loaded.model.graph.node),
+        "batchnorm_inserted": sum(is_inserted(n) for n in work.model.graph.node),
         "fixed_batch": loaded.fixed_batch,
         "verification": {"max_abs_error": max_err, "validation_inputs": len(val)},
         "latency": timing,
