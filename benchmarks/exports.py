@@ -66,7 +66,7 @@ def _row(model: str, form: str, export, size: int, layout: str = "NCHW") -> str:
     try:
         path = export()
     except Exception as err:  # an exporter failing is a result too
-        return f"{model:<20}{form:<28}  export failed: {str(err).splitlines()[0][:70]}"
+        return f"{model:<26}{form:<28}  export failed: {str(err).splitlines()[0][:70]}"
     shape = (24, 3, size, size) if layout == "NCHW" else (24, size, size, 3)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     try:
@@ -74,7 +74,7 @@ def _row(model: str, form: str, export, size: int, layout: str = "NCHW") -> str:
         import_model(loaded)
         share = analyze_groups(loaded).prunable_flops_share()
     except Exception as err:
-        return f"{model:<20}{form:<28}{'no':>8}  {type(err).__name__}: {str(err).splitlines()[0][:80]}"
+        return f"{model:<26}{form:<28}{'no':>8}  {type(err).__name__}: {str(err).splitlines()[0][:80]}"
     started = time.perf_counter()
     try:
         report = prune(path, x, 0.5, **FAST).report
@@ -84,7 +84,7 @@ def _row(model: str, form: str, export, size: int, layout: str = "NCHW") -> str:
         outcome = f"  failed: {type(err).__name__}: {str(err).splitlines()[0][:70]}"
         fixed = loaded.fixed_batch
     batch = "free" if fixed is None else str(fixed)
-    return (f"{model:<20}{form:<28}{'yes':>8}{batch:>7}{share:>10.2f}{outcome}"
+    return (f"{model:<26}{form:<28}{'yes':>8}{batch:>7}{share:>10.2f}{outcome}"
             f"{time.perf_counter() - started:>8.0f}")
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = ["# Export forms: imports, prunable FLOPs share, pruned at 0.5 FLOPs (random weights, "
              "budget off), verified", "",
-             f"{'model':<20}{'form':<28}{'imports':>8}{'batch':>7}{'prunable':>10}{'pruned':>9}{'verified':>9}"
+             f"{'model':<26}{'form':<28}{'imports':>8}{'batch':>7}{'prunable':>10}{'pruned':>9}{'verified':>9}"
              f"{'BN added':>10}{'time s':>8}"]
     print("\n".join(lines), flush=True)
 
@@ -124,7 +124,7 @@ def main() -> None:
         for name, size, opset in KERAS if "keras" in args.forms else ():
             path = folder / f"{name}.{opset}.onnx"
             if not args.tf_python:
-                emit(f"{name:<20}{f'tf2onnx opset {opset}':<28}  skipped: pass --tf-python (TensorFlow + tf2onnx)")
+                emit(f"{name:<26}{f'tf2onnx opset {opset}':<28}  skipped: pass --tf-python (TensorFlow + tf2onnx)")
                 continue
             emit(_row(name, f"tf2onnx opset {opset}", lambda p=path, n=name, s=size, o=opset: _export_keras(
                 args.tf_python, n, s, o, p), size, layout="NHWC"))

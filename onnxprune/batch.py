@@ -137,14 +137,21 @@ def _free_shape_constants(model: onnx.ModelProto, shapes: dict[str, tuple[int, .
                 # infer it: the same value at the fixed batch (the other axes are constants),
                 # and right where the batch leads, flattened into the first axis or not
                 new[0] = -1
-            elif new[0] == fixed and batch_first and not allowzero:
+            elif new[0] == fixed and batch_first and (not allowzero or 0 not in new):
                 new[0] = 0  # copy the input's first axis
+                _clear_allowzero(node)  # it only changes what a 0 means, and there was none
         elif node.op_type == "Expand" and fixed > 1 and new[0] == fixed and batch_first:
             new[0] = 1
         if not np.array_equal(new, target):
             _set_constant(node, 1, new, inits, constants, model)
             edited += 1
     return edited
+
+
+def _clear_allowzero(node: onnx.NodeProto) -> None:
+    kept = [a for a in node.attribute if a.name != "allowzero"]
+    del node.attribute[:]
+    node.attribute.extend(kept)
 
 
 def _strided_gather_follows_batch(node: onnx.NodeProto, inits: dict, constants: dict,

@@ -85,3 +85,11 @@ def test_a_strided_view_on_a_batch_of_one_is_taken_per_sample() -> None:
     flat = g.node("Reshape", [pooled, g.init(np.array([-1], np.int64))])
     idx = g.init(np.array([3, 1, 2, 0], np.int64).reshape(1, 4, 1, 1))
     _matches_sample_by_sample(g.build([g.node("Gather", [flat, idx], axis=0)]))
+
+
+def test_a_reshape_with_allowzero_and_no_zero_copies_the_batch() -> None:
+    # torch's dynamo exporter writes allowzero=1 on every Reshape, [1, 4, -1] included
+    g = GraphBuilder(input_shape=(1, 3, 8, 8))
+    c = g.conv("x", 3, 4)
+    _matches_sample_by_sample(g.build([g.node("Reshape", [c, g.init(np.array([1, 4, -1], np.int64))],
+                                              allowzero=1)]))
