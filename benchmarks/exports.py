@@ -7,9 +7,11 @@ tf2onnx (NHWC input behind a Transpose; opsets 11, 13 and 18), and YOLO-style de
 weights and random data: the quality budget is off (``max_drop=100``), the short schedule of the
 tests is used, widths are free (``round_to=1``) and nothing is timed but the whole job.
 
-tf2onnx and TensorFlow clash with this project's pins, so the Keras files are exported by
-another Python that has them (``--tf-python``, e.g. a venv with ``pip install tensorflow-cpu
-tf2onnx``); without it those rows say so.
+Keras 3 breaks ``tf2onnx.convert.from_keras``, and ``from_function`` leaves EfficientNet's
+Normalization statistics as graph inputs, so the Keras files go through a SavedModel and
+``python -m tf2onnx.convert --saved-model``, in another Python that has TensorFlow and tf2onnx
+(``--tf-python``, e.g. a venv with ``pip install tensorflow-cpu tf2onnx``); without it those
+rows say so.
 
     python benchmarks/exports.py [--tf-python /path/to/python] [--models resnet18 ...]
                                  [--forms torch detectors keras] [--output FILE]
@@ -42,16 +44,15 @@ KERAS = (("MobileNetV2", 96, 13), ("ResNet50", 64, 13), ("EfficientNetB0", 64, 1
          ("MobileNetV2", 96, 18))
 
 _KERAS_EXPORT = """
-import sys
-import keras, tensorflow as tf, tf2onnx
+import subprocess, sys
+import keras
 name, size, opset, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 keras.utils.set_random_seed(0)
 model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
-spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
-fn = tf.function(lambda x: model(x, training=False), input_signature=spec)
-tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset, output_path=out)
+model.export(out + ".savedmodel", verbose=False)  # then tf2onnx's documented route for TF2 models
+subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", out + ".savedmodel",
+                "--opset", str(opset), "--output", out], check=True, capture_output=True)
 """
-
 
 def _torch_forms(name: str, folder: Path, size: int):
     for exporter in ("torchscript", "dynamo"):
