@@ -95,7 +95,8 @@ def render_summary(r: dict[str, Any]) -> str:
     if "top1_agreement" not in after:
         lines.append(f"explained variance of the original's outputs  {after['explained_variance']:.4f}")
     drop = q["drop"]
-    lines.append(f"quality lost  {drop['points']:.1f} points of {drop['metric'].replace('_', ' ')} "
+    verb = "lost" if drop["points"] >= 0 else "gained"
+    lines.append(f"quality {verb}  {abs(drop['points']):.1f} points of {drop['metric'].replace('_', ' ')} "
                  f"(--max-drop {drop['max']:g})")
     if r.get("fixed_batch"):
         lines.append(f"batch  fixed at {r['fixed_batch']} in the input file: freed while pruning, kept in the output")
