@@ -38,6 +38,7 @@ def free_batch(model: onnx.ModelProto, image: ImageInput, name: str) -> onnx.Mod
     Gather) is taken per sample. Anything else that fixes the batch shows up in the
     check, which refuses the model with one line.
     """
+    from .importer import max_difference  # the one "computes the same" rule
     from .runtime import run_model
     from .shapes import probe_shapes
 
@@ -61,8 +62,6 @@ def free_batch(model: onnx.ModelProto, image: ImageInput, name: str) -> onnx.Mod
     except OnnxpruneError as err:
         raise _refusal(name, fixed, str(err)) from err
     halves = [run_model(model, {image.name: x[i * fixed:(i + 1) * fixed]}) for i in range(2)]
-    from .importer import max_difference
-
     for k, out in enumerate(graph.output):
         expected = [h[k] for h in halves]
         got = together[k]
