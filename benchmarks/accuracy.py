@@ -21,7 +21,6 @@ import time
 from math import ceil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +33,7 @@ from onnxprune.data import load_data, split  # noqa: E402
 from onnxprune.finetune import Targets, TrainSettings, finetune  # noqa: E402
 from onnxprune.importer import import_model  # noqa: E402
 from onnxprune.load import load  # noqa: E402
-from onnxprune.prune import PruneOptions, prune  # noqa: E402
+from onnxprune import PruneOptions, prune  # noqa: E402
 from onnxprune.session import _scoring_loss  # noqa: E402
 from onnxprune.verify import run_batched  # noqa: E402
 
@@ -104,7 +103,7 @@ def main() -> None:
                                labels="imagefolder" if labels else None, seed=args.seed,
                                **({} if args.flops_weight is None else {"flops_weight": args.flops_weight}))
                 ours_s = time.perf_counter() - started
-                report = result.report
+                report = result.report.as_dict()
                 loaded = load(SAMPLES / f"{name}.onnx")
                 data = load_data(SAMPLES / "digits", loaded.image, labels="imagefolder")
                 _, val = split(data, PruneOptions().val_split, args.seed)

@@ -27,7 +27,7 @@ from onnxprune.data import load_data, split  # noqa: E402
 from onnxprune.finetune import Targets  # noqa: E402
 from onnxprune.groups import analyze_groups  # noqa: E402
 from onnxprune.load import load  # noqa: E402
-from onnxprune.prune import prune  # noqa: E402
+from onnxprune import prune  # noqa: E402
 from onnxprune.session import TorchView  # noqa: E402
 from onnxprune.slice import slice_model  # noqa: E402
 from onnxprune.verify import run_batched  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     crits = sorted(CRITERIA)
-    print(f"# Oracle study: Spearman ρ between criterion and |Δ loss| when one channel is removed")
+    print("# Oracle study: Spearman ρ between criterion and |Δ loss| when one channel is removed")
     print(f"# ({args.calibration} calibration images, true labels; mean over groups with ≥ 4 channels)\n")
     header = f"{'criterion':<16}" + "".join(f"{m.split('.')[0][7:]:>12}" for m in MODELS) + f"{'mean':>10}"
     print(header)
@@ -100,7 +100,7 @@ def main() -> None:
         accs, started = [], time.perf_counter()
         for m in MODELS:
             report = prune(SAMPLES / m, SAMPLES / "digits", args.target_flops, labels="imagefolder",
-                           criterion=crit, seed=args.seed, bench=False).report
+                           criterion=crit, seed=args.seed, bench=False).report.as_dict()
             accs.append(report["quality"]["after"]["accuracy"])
         print(f"{crit:<16}" + "".join(f"{a:>12.3f}" for a in accs) + f"{np.mean(accs):>10.3f}"
               f"{time.perf_counter() - started:>9.0f}", flush=True)

@@ -32,7 +32,7 @@ from zoo import build_torch_model, export_onnx  # torchvision_onnx puts tests/ o
 
 from onnxprune.bench import benchmark, device_name
 from onnxprune.load import load
-from onnxprune.prune import prune
+from onnxprune import prune
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def main() -> None:
     def pruned(label: str, model: onnx.ModelProto, share: float) -> None:
         result = prune(model, x, min(share, 1.0), **FAST)
         variants[label] = result.model
-        dead[label] = result.report["lossless"]["dead_channels_removed"]
+        dead[label] = result.report.lossless.dead_channels_removed
 
     pruned("channels only (default)", original, args.target_flops)
     for label, blocks in REMOVALS.items():

@@ -37,7 +37,7 @@ from zoo import ZOO, build_torch_model, export_onnx  # noqa: E402
 from onnxprune.groups import analyze_groups  # noqa: E402
 from onnxprune.importer import import_model  # noqa: E402
 from onnxprune.load import load  # noqa: E402
-from onnxprune.prune import prune  # noqa: E402
+from onnxprune import prune  # noqa: E402
 
 FAST = dict(rounds=2, round_steps=2, epochs=0.5, calibration_batches=1, round_to=1, bench=False, max_drop=100)
 KERAS = (("MobileNetV2", 96, 13), ("ResNet50", 64, 13), ("EfficientNetB0", 64, 13), ("MobileNetV2", 96, 11),
@@ -78,7 +78,7 @@ def _row(model: str, form: str, export, size: int, layout: str = "NCHW") -> str:
         return f"{model:<26}{form:<28}{'no':>8}  {type(err).__name__}: {str(err).splitlines()[0][:80]}"
     started = time.perf_counter()
     try:
-        report = prune(path, x, 0.5, **FAST).report
+        report = prune(path, x, 0.5, **FAST).report.as_dict()
         outcome = f"{report['flops']['fraction']:>9.3f}{'yes':>9}{report['batchnorm_inserted']:>10}"
         fixed = report["fixed_batch"]
     except Exception as err:

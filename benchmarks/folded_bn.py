@@ -17,7 +17,6 @@ it short; the same seed everywhere).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 
-import onnxprune.prune  # noqa: E402,F401  (the module, for the patches below)
+import onnxprune.pipeline as PRUNING  # noqa: E402  (the module, for the patches below)
 from onnxprune.data import Dataset, split  # noqa: E402
 
-PRUNING = sys.modules["onnxprune.prune"]
 
 
 def _sorted_split(data: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -46,7 +44,7 @@ def _run(model: str, sorted_split: bool, add_batchnorm: bool) -> dict:
         if not add_batchnorm:
             PRUNING.needs_batchnorm = lambda *args, **kwargs: []
         return PRUNING.prune(SAMPLES / model, SAMPLES / "digits", 0.3, labels="imagefolder", round_to=1,
-                             bench=False, max_drop=100).report
+                             bench=False, max_drop=100).report.as_dict()
     finally:
         PRUNING.split, PRUNING.needs_batchnorm = original_split, original_needs
 

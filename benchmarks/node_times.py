@@ -25,7 +25,7 @@ from torchvision_onnx import random_images, torchvision_onnx
 
 from onnxprune.flops import count
 from onnxprune.load import load
-from onnxprune.prune import prune
+from onnxprune import prune
 from onnxprune.shapes import probe_shapes
 
 

@@ -33,7 +33,7 @@ from zoo import build_torch_model, export_onnx  # torchvision_onnx puts tests/ o
 from onnxprune.bench import benchmark, device_name
 from onnxprune.flops import count
 from onnxprune.load import load
-from onnxprune.prune import prune
+from onnxprune import prune
 from onnxprune.runtime import cuda_available
 from onnxprune.shapes import probe_shapes
 

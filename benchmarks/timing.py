@@ -13,7 +13,7 @@ import time
 
 from torchvision_onnx import random_images, torchvision_onnx
 
-from onnxprune.prune import prune
+from onnxprune import prune
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="  %(relativeCreated)7.0f ms  %(message)s")
     model, x = torchvision_onnx(args.model, args.size), random_images(args.images, args.size)
     started = time.perf_counter()
-    report = prune(model, x, args.target_flops).report
+    report = prune(model, x, args.target_flops).report.as_dict()
     elapsed = time.perf_counter() - started
     print(f"{args.model} {args.size}×{args.size}, {args.images} images, defaults, {os.cpu_count()} CPU cores: "
           f"{elapsed:.0f} s ({elapsed / 60:.1f} min); FLOPs kept {report['flops']['fraction']:.3f}, "

@@ -18,6 +18,9 @@ import click
 from onnxprune import __version__
 from onnxprune.errors import OnnxpruneError
 
+from onnxprune.options import PruneOptions
+
+from .options import join_lists, options_from, prune_options
 from .render import render_analysis, render_bench, render_summary
 
 __all__ = ["main", "cli"]
@@ -102,28 +105,20 @@ class _ProgressBars:
             self.bar, self.stage = None, None
 
 
-def _round_to(value: str) -> int | str:
-    if value == "auto":
-        return value
-    try:
-        number = int(value)
-    except ValueError:
-        raise click.BadParameter("takes a whole number or 'auto'", param_hint="--round-to") from None
-    if number < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--round-to")
-    return number
+_GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
 
 
 class _DefaultToPrune(click.Group):
-    """``onnxprune MODEL …`` means ``onnxprune prune MODEL …``: pruning is the main job."""
+    """``onnxprune MODEL …`` means ``onnxprune prune MODEL …``: pruning is the main job. Global
+    flags may come after the command too, and ``--mean``/``--std`` take spaced numbers."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        i = 0
-        while i < len(args) and args[i] in ("-v", "--verbose", "-q", "--quiet"):
-            i += 1
-        if i < len(args) and args[i] not in self.commands and not args[i].startswith("-"):
-            args = [*args[:i], "prune", *args[i:]]
-        return super().parse_args(ctx, args)
+        end = args.index("--") if "--" in args else len(args)
+        flags = [a for a in args[:end] if a in _GLOBAL_FLAGS]
+        rest = [a for a in args[:end] if a not in _GLOBAL_FLAGS] + args[end:]
+        if rest and rest[0] not in self.commands and not rest[0].startswith("-"):
+            rest = ["prune", *rest]
+        return super().parse_args(ctx, [*flags, *join_lists(rest)])
 
 
 @click.group(cls=_DefaultToPrune, context_settings={"help_option_names": ["-h", "--help"]})
@@ -167,114 +162,48 @@ def analyze(model: str, as_json: bool, input_size: tuple[int, int] | None) -> No
         click.echo(render_analysis(result))
 
 
-def _floats(value: str | None, what: str) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        return tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{what} takes comma-separated numbers, e.g. 0.485,0.456,0.406") from None
-
-
 @cli.command()
 @click.argument("model", type=click.Path(path_type=str))
 @click.option("--data", required=True, help="Image folder (recursive) or .npy/.npz of model inputs.")
-@click.option("--target-flops", type=float,
-              help="Keep at most this share of the original FLOPs, in (0, 1] [default: 0.3 unless "
-                   "only --target-latency is given].")
-@click.option("--target-latency", type=float,
-              help="Keep at most this share of the original's latency measured in onnxruntime on the "
-                   "device, in (0, 1]; with --target-flops too, the stricter wins.")
 @click.option("-o", "--output", type=click.Path(path_type=str), help="Output .onnx [default: <stem>.pruned.onnx].")
-@click.option("--labels", help="'imagefolder' (class = sub-folder) or a CSV of file,label rows.")
-@click.option("--val-split", type=float, default=0.15, show_default=True, help="Held-out share of --data.")
-@click.option("--val-data", help="A separate validation folder or .npy instead of --val-split.")
-@click.option("--input-size", nargs=2, type=click.IntRange(min=1), metavar="H W",
-              help="Input height and width for models with symbolic spatial dims.")
-@click.option("--mean", help="Per-channel mean, comma-separated [default: ImageNet's].")
-@click.option("--std", help="Per-channel std, comma-separated [default: ImageNet's].")
-@click.option("--bgr", is_flag=True, help="Feed images as BGR (OpenCV/Caffe-trained models).")
-@click.option("--criterion", default="taylor", show_default=True,
-              help="Saliency: taylor, taylor-sq, fisher, l1, l2, bn-scale, mean-activation, apoz, random.")
-@click.option("--rounds", type=int, help="Prune/fine-tune rounds [default: ≤10 % of FLOPs per round].")
-@click.option("--round-steps", type=int, help="Fine-tuning steps after each round [default: one epoch, ≤20].")
-@click.option("--epochs", type=float, default=10.0, show_default=True, help="Final fine-tuning epochs.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Fine-tuning learning rate (Adam).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--round-to", default="auto", show_default=True, metavar="N|auto",
-              help="Keep widths multiples of N, or 'auto': measure this device's width step and each "
-                   "layer's latency, and remove channels where latency falls most.")
-@click.option("--min-channels", type=int, default=1, show_default=True,
-              help="Fewest channels a group keeps (also never below 10 %% of its width).")
-@click.option("--flops-weight", type=float, default=0.1, show_default=True,
-              help="How much FLOPs saved weigh against saliency when ranking channels.")
-@click.option("--calibration-batches", type=int, default=4, show_default=True,
-              help="Batches used to score channels each round.")
-@click.option("--no-lossless", is_flag=True, help="Skip removing channels that are dead on the data.")
-@click.option("--schedule", type=click.Choice(["iterative", "sfp"]), default="iterative", show_default=True,
-              help="iterative: slice every round; sfp: zero the dropped channels and keep training them, "
-                   "slice once at the end (Soft Filter Pruning).")
-@click.option("--augment", is_flag=True,
-              help="Shift fine-tuning batches by up to 1/16 of H and W, the original model as teacher on the same shift.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where fine-tuning runs.")
-@click.option("--no-bench", is_flag=True, help="Skip timing original and pruned model in onnxruntime.")
-@click.option("--max-drop", type=float, default=3.0, show_default=True, metavar="PTS",
-              help="Quality points the pruned model may lose on the held-out data (accuracy with labels, "
-                   "else top-1 agreement, else explained variance); beyond it nothing is written but the "
-                   "report, exit 1. 100 turns it off.")
+@prune_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.pass_context
-def prune(ctx: click.Context, model: str, data: str, target_flops: float | None, target_latency: float | None,
-          output: str | None, labels: str | None,
-          val_split: float, val_data: str | None, input_size, mean: str | None, std: str | None, bgr: bool,
-          criterion: str, rounds: int | None, round_steps: int | None, epochs: float, lr: float,
-          batch_size: int, round_to: str, min_channels: int, flops_weight: float,
-          calibration_batches: int, no_lossless: bool, schedule: str, augment: bool, seed: int, device: str,
-          no_bench: bool, max_drop: float,
-          as_json: bool) -> None:
+def prune(ctx: click.Context, model: str, data: str, output: str | None, as_json: bool, **params: Any) -> None:
     """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
-    from onnxprune.data import Preprocess
     from onnxprune.write import check_output_path, default_output
 
+    options = options_from(params)
     model_path = Path(model)
     out = Path(output) if output else default_output(model_path)
     check_output_path(out, model_path if model_path.exists() else None)
-    prep = Preprocess()
-    prep = Preprocess(_floats(mean, "--mean") or prep.mean, _floats(std, "--std") or prep.std, bgr)
     with _Interrupt() as interrupt:
-        _prune_and_write(model, data, target_flops, target_latency, out, as_json, ctx.obj.quiet, interrupt, dict(
-            labels=labels, val_split=val_split, val_data=val_data,
-            input_size=_input_size(input_size), preprocess=prep, criterion=criterion, rounds=rounds,
-            round_steps=round_steps, epochs=epochs, lr=lr, batch_size=batch_size, round_to=_round_to(round_to),
-            min_channels=min_channels, flops_weight=flops_weight, calibration_batches=calibration_batches,
-            lossless=not no_lossless, schedule=schedule, augment=augment, seed=seed, device=device,
-            bench=not no_bench, max_drop=max_drop,
-        ))
+        _prune_and_write(model, data, options, out, as_json, ctx.obj.quiet, interrupt)
 
 
-def _prune_and_write(model: str, data: str, target_flops: float | None, target_latency: float | None,
-                     out: Path, as_json: bool, quiet: bool, interrupt: _Interrupt, options: dict[str, Any]) -> None:
-    from onnxprune.prune import prune as run_prune
-    from onnxprune.write import report_folder, write_model, write_report
+def _prune_and_write(model: str, data: str, options: PruneOptions, out: Path, as_json: bool, quiet: bool,
+                     interrupt: _Interrupt) -> None:
+    from dataclasses import asdict
 
     from onnxprune.errors import QualityBudgetExceeded
+    from onnxprune.pipeline import prune as run_prune
     from onnxprune.report import render_markdown, render_plots
+    from onnxprune.write import report_folder, write_model, write_report
 
     bars = _ProgressBars(enabled=not quiet, interrupt=interrupt)
+    settings = {k: v for k, v in asdict(options).items() if k != "target_flops"}
     try:
-        result = run_prune(model, data, target_flops, progress=bars, target_latency=target_latency, **options)
+        result = run_prune(model, data, options.target_flops, progress=bars, **settings)
     except QualityBudgetExceeded as err:  # no model, but the report says why
         interrupt.check()
-        report = dict(err.report, output=None, report_folder=str(report_folder(out)))
+        report = err.report.written_to(None, str(report_folder(out))).as_dict()
         write_report(report, report_folder(out), {"report.md": render_markdown(report).encode(),
                                                   **render_plots(report)})
         raise
     finally:
         bars.close()
     interrupt.check()
-    report = dict(result.report, output=str(out), report_folder=str(report_folder(out)))
+    report = result.report.written_to(str(out), str(report_folder(out))).as_dict()
     extra = {"report.md": render_markdown(report).encode(), **render_plots(report)}
     interrupt.check()
     write_model(result.model, out, external_data=report.get("external_data", False))

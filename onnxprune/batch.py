@@ -11,16 +11,15 @@ the user's signature back (``restore_batch``), so batch 1 in stays batch 1 out.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from .errors import OnnxpruneError
-
-if TYPE_CHECKING:
-    from .load import ImageInput
+from .image_input import ImageInput
+from .metrics import max_difference  # the one "computes the same" rule
+from .runtime import run_model
+from .shapes import probe_shapes
 
 __all__ = ["BATCH_NAME", "free_batch", "restore_batch"]
 
@@ -38,10 +37,6 @@ def free_batch(model: onnx.ModelProto, image: ImageInput, name: str) -> onnx.Mod
     Gather) is taken per sample. Anything else that fixes the batch shows up in the
     check, which refuses the model with one line.
     """
-    from .importer import max_difference  # the one "computes the same" rule
-    from .runtime import run_model
-    from .shapes import probe_shapes
-
     fixed = image.static_batch
     if fixed is None:
         return model

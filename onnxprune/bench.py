@@ -19,10 +19,12 @@ import numpy as np
 import onnx
 
 from .errors import OnnxpruneError
-from .load import ImageInput, load
-from .runtime import cuda_available, make_session
+from .image_input import ImageInput
+from .load import load
+from .runtime import make_session, onnxruntime_device
+from .shapes import random_input
 
-__all__ = ["Timing", "BenchResult", "benchmark", "benchmark_files", "device_name", "time_interleaved", "resolve_device"]
+__all__ = ["Timing", "BenchResult", "benchmark", "benchmark_files", "device_name", "time_interleaved"]
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,6 @@ def device_name(device: str) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if device == "cuda" and not cuda_available():
-        raise OnnxpruneError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return device
 
 
 class _Runner:
@@ -130,10 +124,10 @@ def benchmark(
     """Time each model ``runs`` times, interleaved; the first model is the baseline."""
     if runs < 3 or warmup < 0 or batch < 1:
         raise OnnxpruneError("--runs must be at least 3, --warmup not negative and --batch at least 1")
-    device = resolve_device(device)
+    device = onnxruntime_device(device)
     threads = threads or os.cpu_count() or 1
     if inputs is None:
-        inputs = np.random.default_rng(seed).standard_normal(image.shape(batch)).astype(np.float32)
+        inputs = random_input(image.shape(batch), seed)
     else:
         reps = int(np.ceil(batch / len(inputs)))
         inputs = np.concatenate([inputs] * reps)[:batch]

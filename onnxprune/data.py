@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OnnxpruneError
-from .load import ImageInput
+from .image_input import ImageInput
 
 __all__ = ["Preprocess", "Dataset", "load_data", "split", "IMAGE_SUFFIXES"]
 

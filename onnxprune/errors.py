@@ -17,6 +17,6 @@ class QualityBudgetExceeded(OnnxpruneError):
     """The pruned model lost more quality than ``--max-drop`` allows: no model, but the report
     (``report``) so the user can see why."""
 
-    def __init__(self, message: str, report: dict) -> None:
+    def __init__(self, message: str, report) -> None:  # a report.Report
         super().__init__(message)
         self.report = report

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .metrics import feature_axis
+from .metrics import feature_axis, is_classifier_output
 
-__all__ = ["TrainSettings", "Targets", "loss_for", "finetune", "is_classifier_output", "batches", "shift",
+__all__ = ["TrainSettings", "Targets", "loss_for", "finetune", "batches", "shift",
            "feature_mse", "is_distribution", "log_probabilities"]
 
 
@@ -48,17 +48,13 @@ class Targets:
     teacher_fn: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
 
 
-def is_classifier_output(array: np.ndarray) -> bool:
-    return array.ndim == 2 and array.shape[1] >= 2
-
-
 def loss_for(
     outputs: list[torch.Tensor], teacher: list[torch.Tensor], labels: torch.Tensor | None, label_weight: float
 ) -> torch.Tensor:
     """Distillation (KL on logits, MSE otherwise) plus cross-entropy with labels on the first output."""
     total = outputs[0].new_zeros(())
     for i, (s, t) in enumerate(zip(outputs, teacher)):
-        if s.dim() == 2 and s.shape[1] >= 2:
+        if is_classifier_output(tuple(s.shape)):
             log_s, log_t = log_probabilities(s, t), log_probabilities(t, t)
             total = total + F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
             if labels is not None and i == 0:

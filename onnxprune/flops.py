@@ -7,7 +7,8 @@ What is counted (the README repeats this):
 - Gemm: MACs = output elements × (K + 1 if it has a bias C); MatMul: output elements × K.
   (A bias add counts as one MAC per output element, as onnx-tool and most counters do.)
 - FLOPs = 2 × MACs for those four, plus one FLOP per output element of every other arithmetic op
-  (activations, elementwise math, normalization, pooling, reductions, Softmax, Resize).
+  (activations, elementwise math, normalization, pooling, reductions, Softmax, Resize): the
+  ``cost`` column of ``ops.OPS``.
 - BatchNormalization that onnxprune inserted for fine-tuning (batchnorm.py) costs what folding
   it into its conv before writing adds: nothing, or the bias of a conv that had none.
 - Data movement (Reshape, Transpose, Concat, Slice, Pad, Gather, …) costs nothing.
@@ -23,28 +24,12 @@ from math import prod
 
 import onnx
 
-from .nodes import INSERTED_MARK, attribute, is_inserted
 from onnx import TensorProto
 
-__all__ = ["NodeCost", "ModelCost", "count", "MAC_OPS", "ARITHMETIC_OPS"]
+from .nodes import INSERTED_MARK, attribute, is_inserted
+from .ops import Cost, rule
 
-MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-
-ARITHMETIC_OPS = frozenset({
-    # elementwise math and activations
-    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf",
-    "Max", "Min", "Mean", "Sum", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Clip",
-    "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus", "Softsign", "Gelu", "Mish",
-    "ThresholdedRelu", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign",
-    # normalization
-    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
-    "LpNormalization", "LRN", "MeanVarianceNormalization",
-    # pooling, reductions, resampling
-    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool",
-    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-    "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "Softmax", "LogSoftmax", "Resize",
-    "Upsample", "CumSum",
-})
+__all__ = ["NodeCost", "ModelCost", "count"]
 
 # Inputs that are settings, not weights: Clip bounds, Resize scales, Pad's fill value.
 _SETTING_INPUTS = {"Clip": (1, 2), "Resize": (1, 2, 3), "Upsample": (1,), "Pad": (1, 2, 3)}
@@ -130,9 +115,10 @@ def count(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> ModelCo
             costs.append(NodeCost(node.name, node.op_type, macs, 2 * macs, 0))
             continue
         macs = node_macs(node, shapes)
-        if node.op_type in MAC_OPS:
+        kind = rule(node.op_type).cost
+        if kind is Cost.MACS:
             flops = 2 * macs
-        elif node.op_type in ARITHMETIC_OPS:
+        elif kind is Cost.PER_OUTPUT:
             flops = sum(prod(shapes[o]) for o in node.output[:1] if o in shapes)
         else:
             flops = 0

@@ -14,25 +14,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .groups import GroupAttribute, ShapeConstant, Slot, Spaces, TensorChannels
+from .channels import GroupAttribute, ShapeConstant, Slot, Spaces, TensorChannels, Trace
 from .nodes import attribute
+from .ops import rule
 
 __all__ = ["trace"]
-
-_UNARY = {
-    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish",
-    "Tanh", "Softplus", "Softsign", "Gelu", "Mish", "Erf", "Exp", "Log", "Neg", "Abs", "Sqrt",
-    "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Identity", "Cast", "Dropout",
-    "ThresholdedRelu", "Not", "IsNaN", "IsInf",
-}
-_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow", "Where",
-                "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod"}
-_SPATIAL_POOL = {"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool",
-                 "GlobalLpPool", "MaxRoiPool"}
-_RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-_NO_CHANNELS = {"Shape", "Size", "Constant", "ConstantOfShape", "Range", "EyeLike", "RandomNormal",
-                "RandomUniform"}
-
 
 class _Tracer:
     """Walks the graph once in topological order, filling layouts, slots and spaces."""
@@ -210,6 +196,38 @@ class _Tracer:
             self.slot(node.input[i], 0, layout, "per_channel", node)
         self.tensors[node.output[0]] = layout
         return None
+
+    def batch_norm(self, node: onnx.NodeProto) -> None:
+        return self.per_channel_norm(node, range(1, 5))
+
+    def instance_norm(self, node: onnx.NodeProto) -> None:
+        return self.per_channel_norm(node, range(1, 3))
+
+    def across_channels(self, node: onnx.NodeProto) -> None:
+        """GroupNormalization and LRN: each channel's output depends on its neighbours'."""
+        return self.opaque(node, "normalizes across channels")
+
+    def along_axes(self, node: onnx.NodeProto, axes: list[int] | None, why: str) -> None:
+        """Channels pass through unchanged unless the op works along the channel axis (``axes``)."""
+        layout = self.tensors.get(node.input[0])
+        if layout is None:
+            return None
+        rank = self.rank(node.input[0])
+        if axes is None or layout.axis in {a % rank for a in axes}:
+            return self.opaque(node, why)
+        self.tensors[node.output[0]] = layout
+        return None
+
+    def lp_norm(self, node: onnx.NodeProto) -> None:
+        return self.along_axes(node, [attribute(node, "axis", -1)], "normalizes across channels")
+
+    def mean_variance_norm(self, node: onnx.NodeProto) -> None:
+        return self.along_axes(node, list(attribute(node, "axes", [0, 2, 3])), "normalizes across channels")
+
+    def cumsum(self, node: onnx.NodeProto) -> None:
+        axis = self.const(node.input[1]) if len(node.input) > 1 else None
+        axes = None if axis is None else axis.reshape(-1).tolist()
+        return self.along_axes(node, axes, "sums along the channel axis (or a run-time axis)")
 
     def layer_norm(self, node: onnx.NodeProto) -> None:
         x = node.input[0]
@@ -437,23 +455,6 @@ class _Tracer:
         return None
 
 
-_HANDLERS = {
-    "Conv": _Tracer.conv, "ConvTranspose": _Tracer.conv_transpose, "Gemm": _Tracer.gemm,
-    "MatMul": _Tracer.matmul, "BatchNormalization": lambda t, n: t.per_channel_norm(n, range(1, 5)),
-    "InstanceNormalization": lambda t, n: t.per_channel_norm(n, range(1, 3)),
-    "LayerNormalization": _Tracer.layer_norm, "Softmax": _Tracer.softmax, "LogSoftmax": _Tracer.softmax,
-    "Hardmax": _Tracer.softmax, "Transpose": _Tracer.transpose, "Concat": _Tracer.concat,
-    "Split": _Tracer.split, "Slice": _Tracer.slice_, "Resize": _Tracer.resize, "Upsample": _Tracer.resize,
-    "Pad": _Tracer.pad,
-    **{op: _Tracer.unary for op in _UNARY}, **{op: _Tracer.elementwise for op in _ELEMENTWISE},
-    **{op: _Tracer.pool for op in _SPATIAL_POOL}, **{op: _Tracer.reshape for op in _RESHAPE_LIKE},
-    **{op: _Tracer.reduce for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
-                                     "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum",
-                                     "ReduceLogSumExp")},
-    **{op: _Tracer.no_channels for op in _NO_CHANNELS},
-}
-
-
 def _merged_axis(src: tuple[int, ...], dst: tuple[int, ...], p: int) -> tuple[int, int, int] | None:
     """(q, a, b) when output axis q is exactly input axes a..b merged, with a ≤ p ≤ b."""
     for a in range(p, -1, -1):
@@ -467,18 +468,19 @@ def _merged_axis(src: tuple[int, ...], dst: tuple[int, ...], p: int) -> tuple[in
     return None
 
 
-def trace(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], input_axes: dict[str, int] | None = None):
+def trace(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
+          input_axes: dict[str, int] | None = None) -> Trace:
     """Follow channels through the graph; see ``groups.find_groups`` for what comes back."""
     if input_axes is None:
         inits = {i.name for i in model.graph.initializer}
         input_axes = {vi.name: 1 for vi in model.graph.input if vi.name not in inits and len(shapes.get(vi.name, ())) >= 2}
     tracer = _Tracer(model, shapes, input_axes)
     for node in model.graph.node:
-        handler = _HANDLERS.get(node.op_type)
+        handler = rule(node.op_type).trace  # ops.OPS names the method
         if handler is None:
             tracer.opaque(node, "has no channel mapping onnxprune knows")
         else:
-            handler(tracer, node)
+            getattr(tracer, handler)(node)
     for out in model.graph.output:
         tracer.block(tracer.tensors.get(out.name), f"reaches the graph output {out.name!r}")
-    return tracer.spaces, tracer.tensors, tracer.slots, tracer.consts, tracer.attrs
+    return Trace(tracer.spaces, tracer.tensors, tuple(tracer.slots), tuple(tracer.consts), tuple(tracer.attrs))

@@ -14,70 +14,19 @@ producer), BN's four vectors (per channel) and B's weight axis 1 (the consumer):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 
+from .channels import GroupAttribute, ShapeConstant, Slot, TensorChannels
 from .flops import ModelCost, count
+from .flow import trace
 from .load import LoadedModel
+from .shapes import probe_shapes
 
-__all__ = [
-    "Slot", "ShapeConstant", "GroupAttribute", "ChannelGroup", "GroupAnalysis", "TensorChannels",
-    "Spaces", "find_groups", "analyze_groups", "predict_shapes", "predict_cost",
-]
-
-
-@dataclass(frozen=True)
-class TensorChannels:
-    """Where a tensor's channels are: an axis made of segments, each a whole space.
-
-    A flattened axis interleaves: position = o·(C·inner) + c·inner + j for o < outer, j < inner.
-    """
-
-    axis: int
-    segments: tuple[int, ...]  # space ids, in order along the axis
-    sizes: tuple[int, ...]  # channels per segment
-    outer: int = 1
-    inner: int = 1
-
-    @property
-    def channels(self) -> int:
-        return sum(self.sizes)
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One initializer axis that indexes channels, laid out like a tensor's channel axis."""
-
-    initializer: str
-    axis: int
-    segments: tuple[int, ...]  # group ids after ``find_groups`` resolves spaces
-    sizes: tuple[int, ...]
-    outer: int
-    inner: int
-    role: str  # "producer", "per_channel" or "consumer"
-    node: str
-
-
-@dataclass(frozen=True)
-class ShapeConstant:
-    """An int64 initializer element that states a channel count (Reshape shape, Resize sizes)."""
-
-    initializer: str
-    index: int
-    segments: tuple[int, ...]
-    sizes: tuple[int, ...]
-    factor: int  # the element is factor × channels
-
-
-@dataclass(frozen=True)
-class GroupAttribute:
-    """A node attribute that equals a channel count (a depthwise Conv's ``group``)."""
-
-    node: str
-    name: str
-    segments: tuple[int, ...]
-    sizes: tuple[int, ...]
+__all__ = ["ChannelGroup", "GroupAnalysis", "find_groups", "analyze_groups", "predict_shapes", "predict_cost",
+           "axis_indices"]
 
 
 @dataclass(frozen=True)
@@ -135,55 +84,6 @@ class GroupAnalysis:
         return [by_node.get(n.name, set()) for n in self.cost.nodes]
 
 
-@dataclass
-class Spaces:
-    """Union-find over channel spaces, with sizes, block reasons and inexactness reasons."""
-
-    parent: list[int] = field(default_factory=list)
-    size: list[int] = field(default_factory=list)
-    blocked: dict[int, list[str]] = field(default_factory=dict)
-    inexact: dict[int, list[str]] = field(default_factory=dict)
-    producers: dict[int, list[str]] = field(default_factory=dict)
-
-    def new(self, size: int, producer: str | None = None, blocked: str | None = None) -> int:
-        sid = len(self.parent)
-        self.parent.append(sid)
-        self.size.append(size)
-        if producer:
-            self.producers.setdefault(sid, []).append(producer)
-        if blocked:
-            self.blocked.setdefault(sid, []).append(blocked)
-        return sid
-
-    def find(self, sid: int) -> int:
-        while self.parent[sid] != sid:
-            self.parent[sid] = self.parent[self.parent[sid]]
-            sid = self.parent[sid]
-        return sid
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return
-        if self.size[ra] != self.size[rb]:  # cannot happen for well-formed graphs; stay safe
-            self.block(ra, "joined with a space of another size")
-            self.block(rb, "joined with a space of another size")
-        self.parent[rb] = ra
-        for table in (self.blocked, self.inexact, self.producers):
-            if rb in table:
-                table.setdefault(ra, []).extend(table.pop(rb))
-
-    def block(self, sid: int, reason: str) -> None:
-        reasons = self.blocked.setdefault(self.find(sid), [])
-        if reason not in reasons:
-            reasons.append(reason)
-
-    def mark_inexact(self, sid: int, reason: str) -> None:
-        reasons = self.inexact.setdefault(self.find(sid), [])
-        if reason not in reasons:
-            reasons.append(reason)
-
-
 def _resolve(ids: tuple[int, ...], gid_of: dict[int, int]) -> tuple[int, ...]:
     return tuple(gid_of[i] for i in ids)
 
@@ -195,9 +95,9 @@ def find_groups(
 
     ``input_axes`` names the channel axis of each graph input (default 1, NCHW).
     """
-    from .flow import trace
-
-    spaces, tensors, slots, shape_consts, attrs = trace(model, shapes, input_axes)
+    found = trace(model, shapes, input_axes)
+    spaces, tensors, slots, shape_consts, attrs = (found.spaces, found.tensors, found.slots,
+                                                   found.shape_constants, found.attributes)
     roots = sorted({spaces.find(s) for s in range(len(spaces.parent))})
     # Number groups largest first so listings read naturally; ties keep graph order.
     roots.sort(key=lambda r: -spaces.size[r])
@@ -242,8 +142,6 @@ def find_groups(
 
 def analyze_groups(loaded: LoadedModel) -> GroupAnalysis:
     """Groups of a loaded model, at batch 1 and its input size."""
-    from .shapes import probe_shapes
-
     axes = {loaded.image.name: 1 if loaded.image.layout == "NCHW" else 3}
     return find_groups(loaded.model, probe_shapes(loaded.model, loaded.image), axes)
 

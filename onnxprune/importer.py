@@ -18,39 +18,16 @@ from onnx import numpy_helper
 
 from .converters import register_converters
 from .errors import OnnxpruneError
-from .load import ImageInput, LoadedModel
+from .load import LoadedModel
+from .metrics import max_difference, within_tolerance
 from .runtime import run_model
 from .shapes import random_feed
 
 __all__ = [
     "Link", "Imported", "import_model", "module_names", "write_back", "torch_outputs", "compare_with_onnxruntime",
-    "TOLERANCE", "max_difference",
 ]
 
 log = logging.getLogger(__name__)
-
-TOLERANCE = 1e-4  # max abs error allowed, relative to the largest reference output value
-# Below this output scale, float32 noise of a deep graph, not the outputs, sets the bar: a
-# detector's sigmoid map on random inputs peaks near 6e-6 and differs by 1e-7 between exact
-# implementations (PaddleOCR's det model).
-SCALE_FLOOR = 1e-2
-
-
-def max_difference(ours, reference) -> tuple[float, float, bool]:
-    """(max abs difference, largest reference value, within the tolerance) over output pairs.
-
-    The one rule for "computes the same" that importing, the lossless pass and verification share.
-    """
-    diff = scale = 0.0
-    for a, b in zip(ours, reference):
-        diff = max(diff, float(np.abs(np.asarray(a, dtype=np.float64) - b).max(initial=0.0)))
-        scale = max(scale, float(np.abs(b).max(initial=0.0)))
-    return diff, scale, within_tolerance(diff, scale)
-
-
-def within_tolerance(diff: float, scale: float) -> bool:
-    return diff <= TOLERANCE * max(scale, SCALE_FLOOR)
-
 
 @dataclass(frozen=True)
 class Link:
@@ -237,8 +214,3 @@ def write_back(
         )
         target.CopyFrom(numpy_helper.from_array(value, target.name))
     return updated
-
-
-def image_batch(image: ImageInput, batch: int, seed: int = 0) -> torch.Tensor:
-    """A random batch shaped like the model's input, as a torch tensor."""
-    return torch.from_numpy(random_feed(image, batch, seed)[image.name])

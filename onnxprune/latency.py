@@ -34,7 +34,9 @@ from onnx import TensorProto, helper, numpy_helper
 from .bench import device_name, time_interleaved
 from .flops import ModelCost, count
 from .groups import GroupAnalysis, predict_shapes
-from .load import ImageInput
+from .image_input import ImageInput
+from .ops import rule
+from .shapes import random_feed, random_input
 from .slice import slice_model
 
 __all__ = ["LayerTable", "LatencyModel", "measure_granularity", "measure_latency", "cache_dir"]
@@ -108,7 +110,7 @@ def _conv_model(attrs: list[onnx.AttributeProto], x_shape: tuple[int, ...], cout
 
 
 def _feed(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    return {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    return {"x": random_input(shape)}
 
 
 def _runs_for(ms_estimate: float) -> int:
@@ -255,7 +257,7 @@ def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: Imag
     cache = _Cache()
     prunable = {g.id for g in analysis.prunable}
     touched = {s.node for s in analysis.slots if set(s.segments) & prunable}
-    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name in touched
+    convs = [n for n in model.graph.node if rule(n.op_type).timed_per_layer and n.name in touched
              and len(analysis.shapes.get(n.input[0], ())) == 4]
     layers: dict[str, LayerTable] = {}
     groups: dict[str, int] = {}
@@ -293,7 +295,7 @@ def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: Imag
     def measure_whole() -> list[float]:
         variants = [model] + [slice_model(model, analysis, {gid: np.arange(w) for gid, w in widths.items()})
                               for widths in fractions_widths[1:]]
-        feed = {image.name: np.random.default_rng(0).standard_normal(image.shape(batch)).astype(np.float32)}
+        feed = random_feed(image, batch)
         return _time([(m, feed) for m in variants], device, threads)
 
     # cached by the model's bytes, so the same model and cache give the same selection

@@ -10,16 +10,20 @@ calibration data; the caller checks the outputs are unchanged.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .criteria import Recipe
-from .groups import GroupAnalysis, Slot, analyze_groups
+from .criteria.registry import Observation
+from .criteria.parts import activation, extremes
+from .channels import Slot
+from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel
 from .nodes import attribute
+from .ops import rule
 from .select import round_up
 from .session import TorchView
 from .slice import slice_model
@@ -56,7 +60,7 @@ def _extremes(analysis: GroupAnalysis, observed: dict[str, np.ndarray]) -> dict[
 
 def _absorbs(node: onnx.NodeProto, slot: Slot, inits: dict[str, onnx.TensorProto]) -> bool:
     """Whether a consumer can take a constant input channel into its bias exactly."""
-    if slot.initializer != node.input[1]:
+    if slot.initializer != node.input[1] or not rule(node.op_type).absorbs_constant:
         return False
     if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
         return False  # a bias computed by the graph: nothing to fold into
@@ -113,8 +117,8 @@ def _fold(model: onnx.ModelProto, analysis: GroupAnalysis, constants: dict[tuple
 def lossless_pass(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, batch_size: int, seed: int,
                   steps: dict[int, int]) -> LosslessResult:
     """Remove dead channels and fold constant ones, keeping widths on each group's step."""
-    recipe = Recipe("activation", "extremes", normalize="none")
-    observed = view.observe(analysis, recipe, inputs, batch_size, None, seed, combine="max")
+    per_batch = view.observe(analysis, Observation(activation, extremes), inputs, batch_size, None, seed)
+    observed = {tensor: functools.reduce(np.maximum, values) for tensor, values in per_batch.items()}
     places = _extremes(analysis, observed)
     inits = {i.name: i for i in view.model.graph.initializer}
     nodes = {n.name: n for n in view.model.graph.node}

@@ -1,13 +1,138 @@
-"""The report people read: report.md and PNG plots next to report.json."""
+"""The report of a pruning run: a typed ``Report`` for code, ``report.json`` for pipelines
+(``Report.as_dict``, fields in ``docs/report.schema.json``), report.md and PNG plots for people."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["render_markdown", "render_plots", "human", "SCHEMA_VERSION"]
+from . import __version__
+from .metrics import QualityDrop
+
+__all__ = [
+    "Report", "Macs", "Params", "Flops", "Widths", "LosslessCounts", "Quality", "Verification", "HardwareAware",
+    "RoundRecord", "DataSizes", "render_markdown", "render_plots", "human", "SCHEMA_VERSION",
+]
 
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Macs:
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
+class Params(Macs):
+    fraction: float  # after ÷ before
+
+
+@dataclass(frozen=True)
+class Flops(Params):
+    target: int  # the most FLOPs the pruned model may keep
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Channels per group, named by its producers."""
+
+    before: dict[str, int]
+    after: dict[str, int]
+
+
+@dataclass(frozen=True)
+class LosslessCounts:
+    dead_channels_removed: int = 0
+    constant_channels_folded: int = 0
+    constant_channels_kept: int = 0  # constant, but a padded consumer cannot absorb them
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Held-out quality of the original (``before``) and the pruned model (``metrics.compare_outputs``)."""
+
+    before: dict[str, float]
+    after: dict[str, float]
+    validation_inputs: int
+    drop: QualityDrop
+
+
+@dataclass(frozen=True)
+class Verification:
+    max_abs_error: float
+    validation_inputs: int
+
+
+@dataclass(frozen=True)
+class HardwareAware:
+    """The measured width step and latency tables the selector used."""
+
+    device: str
+    threads: int
+    round_to: int
+    layers_measured: int
+    original_ms_measured: float
+    predicted_fraction: float
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One row of the trajectory; round 0 is the original model."""
+
+    round: int
+    flops: int
+    params: int
+    flops_fraction: float
+    loss: float | None
+    agreement: float | None  # top-1 agreement with the original on the held-out data (classifiers)
+    latency_fraction_predicted: float | None = None
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    train: int
+    validation: int
+    labels: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a pruning run did and measured."""
+
+    model: str | None
+    settings: dict[str, Any]
+    criterion: str
+    flops: Flops
+    macs: Macs
+    params: Params
+    widths: Widths
+    lossless: LosslessCounts
+    quality: Quality
+    batchnorm_inserted: int
+    fixed_batch: int | None
+    verification: Verification
+    latency: dict[str, Any] | None  # bench.BenchResult.as_dict(), with the target's verdict when asked
+    hardware_aware: HardwareAware | None
+    trajectory: tuple[RoundRecord, ...]
+    data: DataSizes
+    external_data: bool
+    time_s: float
+    output: str | None = None  # set by whoever writes the model (the CLI)
+    report_folder: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    onnxprune_version: str = field(default=__version__)
+
+    def written_to(self, output: str | None, report_folder: str) -> Report:
+        return replace(self, output=output, report_folder=report_folder)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``report.json``)."""
+        d = asdict(self)
+        d["quality"]["drop"] = self.quality.drop.as_dict()
+        d["trajectory"] = list(d["trajectory"])
+        return d
 
 
 def human(n: float) -> str:

@@ -12,11 +12,11 @@ import onnx
 
 from .errors import OnnxpruneError
 
-__all__ = ["make_session", "run_model", "cuda_available"]
+__all__ = ["make_session", "run_model", "cuda_available", "onnxruntime_device", "torch_device"]
 
 log = logging.getLogger(__name__)
 
-_PROTOBUF_LIMIT = 2**31 - 1
+PROTOBUF_LIMIT = 2**31 - 1  # bytes: larger models go through external data
 
 
 def _ort():
@@ -36,6 +36,27 @@ def cuda_available() -> bool:
         return False
 
 
+def torch_device(requested: str) -> str:
+    """Where torch fine-tunes: ``auto`` is CUDA when torch sees a GPU."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise OnnxpruneError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    return requested
+
+
+def onnxruntime_device(requested: str) -> str:
+    """Where onnxruntime runs: ``auto`` is CUDA when its CUDA provider and a GPU are both there."""
+    if requested == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if requested == "cuda" and not cuda_available():
+        raise OnnxpruneError("--device cuda was asked for but no CUDA GPU is available to onnxruntime "
+                             "(is onnxruntime-gpu installed?); use --device cpu")
+    return requested
+
+
 def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | None = None,
                  spinning: bool = True):
     """An InferenceSession on the CPU or CUDA provider; the model may exceed protobuf's 2 GiB.
@@ -52,14 +73,12 @@ def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | Non
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    if device == "cuda":
-        if not cuda_available():
-            raise OnnxpruneError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if onnxruntime_device(device) == "cuda":
         ort.preload_dlls()
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    if model.ByteSize() < _PROTOBUF_LIMIT:
+    if model.ByteSize() < PROTOBUF_LIMIT:
         return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")

@@ -12,15 +12,15 @@ import numpy as np
 import onnx
 import torch
 
-from .criteria import Recipe
+from .criteria.registry import Criterion, Observation
 from .criteria.observe import observe
-from .criteria.parts import REDUCTIONS
-from .criteria.score import score_groups
+from .criteria.stats import score_groups
 from .finetune import Targets, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
-from .groups import GroupAnalysis
+from .groups import GroupAnalysis, analyze_groups
 from .importer import Imported, import_model, torch_outputs, write_back
-from .load import ImageInput, LoadedModel
-from .metrics import feature_axis
+from .image_input import ImageInput
+from .load import LoadedModel
+from .metrics import feature_axis, is_classifier_output
 
 __all__ = ["TorchView"]
 
@@ -37,32 +37,37 @@ class TorchView:
     def of(cls, model: onnx.ModelProto, image: ImageInput, check: bool = True) -> TorchView:
         return cls(model, image, import_model(LoadedModel(model, image, None), check=check))
 
+    def groups(self) -> GroupAnalysis:
+        """The channel groups of the model as it is now."""
+        return analyze_groups(LoadedModel(self.model, self.image, None))
+
     def run(self, module: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         return torch_outputs(module, self.model, x)
 
     def observe(
-        self, analysis: GroupAnalysis, recipe: Recipe, inputs: np.ndarray, batch_size: int,
-        targets: Targets | None, seed: int, reduction: str | None = None, combine: str = "mean",
-    ) -> dict[str, np.ndarray]:
-        """The criterion's signal on each observed tensor, reduced per channel (``combine``: see
-        ``observe``)."""
+        self, analysis: GroupAnalysis, observation: Observation, inputs: np.ndarray, batch_size: int,
+        targets: Targets | None, seed: int,
+    ) -> dict[str, list[np.ndarray]]:
+        """The observation on each observed tensor, reduced per channel, one array per batch."""
         first_input = {n.name: n.input[0] for n in self.model.graph.node if n.input}
         batches = [
             (i, torch.from_numpy(inputs[start : start + batch_size]))
             for i, start in enumerate(range(0, len(inputs), batch_size))
         ]
         loss_fn = None
-        if recipe.signal in ("gradient", "taylor") and targets is not None:
+        if observation.gradient and targets is not None:
             loss_fn = _scoring_loss(targets, batch_size, seed)
-        return observe(
-            self.imported.module, analysis, first_input, self.imported.module_of, batches,
-            recipe.signal, REDUCTIONS[reduction or recipe.reduction], loss_fn, self.run, combine,
-        )
+        return observe(self.imported.module, analysis, first_input, self.imported.module_of, batches,
+                       observation, loss_fn, self.run)
 
-    def scores(self, analysis: GroupAnalysis, recipe: Recipe, inputs: np.ndarray, batch_size: int,
+    def scores(self, analysis: GroupAnalysis, criterion: Criterion, inputs: np.ndarray, batch_size: int,
                targets: Targets | None, seed: int) -> dict[int, np.ndarray]:
-        observed = self.observe(analysis, recipe, inputs, batch_size, targets, seed) if recipe.needs_data else None
-        return score_groups(recipe, self.model, analysis, observed, seed)
+        """The criterion's score per channel of every prunable group (its signal averaged over batches)."""
+        observed = None
+        if criterion.observes is not None:
+            per_batch = self.observe(analysis, criterion.observes, inputs, batch_size, targets, seed)
+            observed = {tensor: sum(values) / max(len(values), 1) for tensor, values in per_batch.items()}
+        return score_groups(criterion, self.model, analysis, observed, seed)
 
     def finetune(self, inputs: np.ndarray, targets: Targets, steps: int, settings: TrainSettings,
                  progress=None) -> list[float]:
@@ -87,7 +92,7 @@ def _scoring_loss(targets: Targets, batch_size: int, seed: int):
         teacher = [torch.from_numpy(t[sl]) for t in targets.teacher]
         total = outputs[0].new_zeros(())
         for i, (s, t) in enumerate(zip(outputs, teacher)):
-            if s.dim() == 2 and s.shape[1] >= 2:
+            if is_classifier_output(tuple(s.shape)):
                 if targets.labels is not None and i == 0:
                     labels = torch.from_numpy(targets.labels[sl])
                 else:

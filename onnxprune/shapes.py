@@ -9,16 +9,20 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .load import ImageInput
+from .image_input import ImageInput
 from .runtime import run_model
 
-__all__ = ["probe_shapes", "random_feed", "expose_all"]
+__all__ = ["probe_shapes", "random_feed", "random_input", "expose_all"]
+
+
+def random_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Seeded standard-normal float32 values: the one way onnxprune makes up an input."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def random_feed(image: ImageInput, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """A seeded normal-distributed image batch for the model's image input."""
-    rng = np.random.default_rng(seed)
-    return {image.name: rng.standard_normal(image.shape(batch)).astype(np.float32)}
+    return {image.name: random_input(image.shape(batch), seed)}
 
 
 def expose_all(model: onnx.ModelProto, names: list[str] | None = None) -> onnx.ModelProto:

@@ -13,19 +13,16 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import OnnxpruneError
-from .groups import GroupAnalysis, Slot, axis_indices
+from .channels import Slot
+from .groups import GroupAnalysis, axis_indices
+from .ops import rule
 
-__all__ = ["take", "slice_model", "keep_all", "check_keep"]
+__all__ = ["take", "slice_model", "zero_channels", "check_keep"]
 
 
 def take(array: np.ndarray, indices: np.ndarray, axis: int) -> np.ndarray:
     """Keep ``indices`` along ``axis``: the single place channels are dropped."""
     return np.take(array, np.asarray(indices, dtype=np.int64), axis=axis)
-
-
-def keep_all(analysis: GroupAnalysis) -> dict[int, np.ndarray]:
-    """A keep-set that keeps every channel of every prunable group."""
-    return {g.id: np.arange(g.channels) for g in analysis.prunable}
 
 
 def check_keep(analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
@@ -46,9 +43,6 @@ def check_keep(analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]) -> dict[
     return checked
 
 
-_ZEROABLE = frozenset({"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul"})
-
-
 def zero_channels(
     model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]
 ) -> onnx.ModelProto:
@@ -62,14 +56,13 @@ def zero_channels(
     keep = check_keep(analysis, keep)
     zeroed = onnx.ModelProto()
     zeroed.CopyFrom(model)
-    bn_affine = {n.input[i] for n in zeroed.graph.node if n.op_type == "BatchNormalization" for i in (1, 2)}
-    op_of = {n.name: n.op_type for n in zeroed.graph.node}
+    # biases (a Gemm's C is per channel), additive and multiplicative constants, BN's γ and β;
+    # never BN statistics or a divisor: ``ops.OPS``'s soft_zero_inputs
+    zeroable = {n.input[i] for n in zeroed.graph.node for i in rule(n.op_type).soft_zero_inputs
+                if i < len(n.input) and n.input[i]}
 
     def switch_off(slot: Slot, array: np.ndarray, kept: np.ndarray) -> np.ndarray:
-        # biases (a Gemm's C is per channel), additive and multiplicative constants, BN's γ and β;
-        # never BN statistics or a divisor
-        off = slot.role == "producer" or (slot.role == "per_channel" and (
-            slot.initializer in bn_affine or op_of.get(slot.node) in _ZEROABLE))
+        off = slot.role == "producer" or (slot.role == "per_channel" and slot.initializer in zeroable)
         if not off:
             return array
         array = array.copy()

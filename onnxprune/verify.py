@@ -8,7 +8,8 @@ import onnx
 import torch
 
 from .errors import OnnxpruneError
-from .importer import max_difference, torch_outputs
+from .importer import torch_outputs
+from .metrics import max_difference
 from .runtime import make_session
 
 __all__ = ["verify", "run_batched"]

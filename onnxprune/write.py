@@ -15,10 +15,10 @@ from typing import Any
 import onnx
 
 from .errors import OnnxpruneError
+from .runtime import PROTOBUF_LIMIT
 
 __all__ = ["default_output", "report_folder", "check_output_path", "write_model", "write_report"]
 
-_PROTOBUF_LIMIT = 2**31 - 1
 
 
 def default_output(model_path: Path) -> Path:
@@ -55,7 +55,7 @@ def write_model(model: onnx.ModelProto, output: Path, external_data: bool = Fals
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=folder))
     try:
         staged = staging / output.name
-        if external_data or model.ByteSize() >= _PROTOBUF_LIMIT:
+        if external_data or model.ByteSize() >= PROTOBUF_LIMIT:
             copy = onnx.ModelProto()
             copy.CopyFrom(model)
             data_name = f"{output.name}.data"

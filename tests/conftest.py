@@ -15,6 +15,32 @@ from zoo import build_torch_model, export_onnx  # noqa: E402
 SAMPLE_MODELS = sorted(p.name for p in SAMPLES.glob("*.onnx"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--all", action="store_true", help="run the slow tests too (exporters, zoo models, detectors), "
+                                                       "as CI does")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``python -m pytest`` runs the fast set; ``--all`` (CI) adds the tests marked slow."""
+    if config.getoption("--all") or config.getoption("-m"):
+        return
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        items[:] = [item for item in items if "slow" not in item.keywords]
+        config.hook.pytest_deselected(items=slow)
+        config.stash[_SKIPPED_SLOW] = len(slow)
+
+
+_SKIPPED_SLOW = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    skipped = config.stash.get(_SKIPPED_SLOW, 0)
+    if skipped:
+        terminalreporter.write_line(f"{skipped} slow tests were not run; `python -m pytest --all` runs everything "
+                                    "(as CI does)")
+
+
 @pytest.fixture(scope="session")
 def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("zoo")

@@ -11,7 +11,7 @@ from onnxprune.groups import GroupAnalysis, analyze_groups, axis_indices, predic
 from onnxprune.load import LoadedModel
 from onnxprune.runtime import run_model
 from onnxprune.shapes import probe_shapes, random_feed
-from onnxprune.slice import slice_model, take
+from onnxprune.slice import slice_model
 
 __all__ = ["random_keep", "zero_dropped_at_consumers", "assert_close", "check_random_slice"]
 
@@ -80,4 +80,3 @@ def check_random_slice(loaded: LoadedModel, drop: float = 0.3, seed: int = 0) ->
             assert all(o.shape == r.shape for o, r in zip(outputs, reference))
 
 
-_ = take  # the slicer's one primitive, re-exported for tests that slice arrays by hand

@@ -18,7 +18,7 @@ from graphs import GraphBuilder
 from onnx import TensorProto, helper
 from PIL import Image
 
-FAST = ["--rounds", "1", "--round-steps", "1", "--epochs", "0.2", "--no-bench"]
+FAST = ["--rounds", "1", "--round-steps", "1", "--epochs", "0.2", "--no-bench", "--round-to", "1", "--max-drop", "100"]
 
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -76,15 +76,16 @@ def test_models_that_cannot_be_pruned_are_refused(work: Path, make, message: str
 
 @pytest.mark.parametrize("extra, message, code", [
     (["--target-flops", "abc"], "is not a valid float", 2),
-    (["--target-flops", "-0.2"], "must be in (0, 1]", 1),
-    (["--device", "tpu"], "is not one of", 2),
+    (["--target-flops", "-0.2"], "must be in (0, 1]", 2),
+    (["--device", "tpu"], "must be one of auto, cpu, cuda", 2),
     (["--target-flops", "0.01"], "cannot be reached", 1),
-    (["--batch-size", "0"], "--batch-size must be at least 1", 1),
+    (["--batch-size", "0"], "Invalid value for --batch-size: must be at least 1", 2),
     (["--round-to", "eight"], "whole number or 'auto'", 2),
-    (["--round-to", "0"], "must be at least 1", 2),
-    (["--target-latency", "1.5"], "--target-latency must be in (0, 1]", 1),
+    (["--round-to", "0"], "Invalid value for --round-to: must be at least 1", 2),
+    (["--target-latency", "1.5"], "Invalid value for --target-latency: must be in (0, 1]", 2),
     (["--target-latency", "0.001"], "cannot be reached", 1),
-    (["--schedule", "oneshot"], "is not one of", 2),
+    (["--schedule", "oneshot"], "must be one of iterative, sfp", 2),
+    (["--criterion", "magic"], "must be one of apoz, bn-scale", 2),
 ])
 def test_bad_settings_are_refused(work: Path, extra: list[str], message: str, code: int) -> None:
     result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), *FAST, *extra)
@@ -200,7 +201,7 @@ def test_a_run_that_loses_more_than_max_drop_writes_the_report_but_no_model(work
     import json
 
     result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), *FAST, "--target-flops", "0.2",
-                  "--round-to", "1", "--max-drop", "0.5")
+                  "--max-drop", "0.5")
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(lines) == 1 and "more than --max-drop 0.5" in lines[0] and "Traceback" not in result.stderr

@@ -9,7 +9,7 @@ import pytest
 from conftest import SAMPLES
 from zoo import EXPORTERS, ZOO
 
-from onnxprune.prune import prune
+from onnxprune import prune
 from onnxprune.runtime import run_model
 
 FAST = dict(rounds=2, round_steps=2, epochs=0.5, calibration_batches=1, round_to=1, bench=False, max_drop=100)
@@ -26,7 +26,7 @@ def _prunes_to_half_keeping_the_signature(path, size: int = 64) -> dict:
     original = onnx.load(str(path))
     x = np.random.default_rng(0).standard_normal((24, 3, size, size)).astype(np.float32)
     result = prune(path, x, 0.5, **FAST)
-    assert result.report["flops"]["fraction"] <= 0.5
+    assert result.report.flops.fraction <= 0.5
     onnx.checker.check_model(result.model, full_check=True)
     assert _signature(result.model) == _signature(original)
     batch = original.graph.input[0].type.tensor_type.shape.dim[0].dim_value or 2
@@ -41,7 +41,7 @@ def _prunes_to_half_keeping_the_signature(path, size: int = 64) -> dict:
 @pytest.mark.parametrize("name", list(ZOO))
 def test_a_default_export_prunes_to_half_and_keeps_batch_one(zoo_model, name: str, exporter: str) -> None:
     report = _prunes_to_half_keeping_the_signature(zoo_model(name, exporter, dynamic_batch=False))
-    assert report["fixed_batch"] == 1
+    assert report.fixed_batch == 1
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_a_default_export_prunes_to_half_and_keeps_batch_one(zoo_model, name: st
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "efficientnet_b0"])
 def test_a_dynamic_batch_export_prunes_to_half(zoo_model, name: str, exporter: str) -> None:
     report = _prunes_to_half_keeping_the_signature(zoo_model(name, exporter))
-    assert report["fixed_batch"] is None
+    assert report.fixed_batch is None
 
 
 @pytest.mark.slow
@@ -59,7 +59,7 @@ def test_a_detector_exported_with_defaults_prunes_to_half(tmp_path, name: str) -
 
     path = export_detector(build_detector(name), tmp_path / f"{name}.onnx", size=128)
     report = _prunes_to_half_keeping_the_signature(path, size=128)
-    assert report["batchnorm_inserted"] > 0 and report["quality"]["drop"]["metric"] == "explained_variance"
+    assert report.batchnorm_inserted > 0 and report.quality.drop.metric == "explained_variance"
 
 
 def test_the_default_export_of_a_sample_keeps_its_batch_and_structure() -> None:
@@ -70,7 +70,7 @@ def test_the_default_export_of_a_sample_keeps_its_batch_and_structure() -> None:
     assert _signature(result.model) == _signature(original)
     assert sorted(n.op_type for n in result.model.graph.node) == sorted(n.op_type for n in original.graph.node)
     convs = sum(n.op_type == "Conv" for n in original.graph.node)
-    assert result.report["batchnorm_inserted"] == convs
+    assert result.report.batchnorm_inserted == convs
 
 
 def test_a_keras_application_from_tf2onnx_prunes_to_half() -> None:
@@ -78,7 +78,7 @@ def test_a_keras_application_from_tf2onnx_prunes_to_half() -> None:
     path = SAMPLES / "keras_mobilenetv2.onnx"
     x = np.random.default_rng(0).random((24, 96, 96, 3)).astype(np.float32)
     result = prune(path, x, 0.5, **FAST)
-    assert result.report["flops"]["fraction"] <= 0.5 and result.report["batchnorm_inserted"] > 0
+    assert result.report.flops.fraction <= 0.5 and result.report.batchnorm_inserted > 0
     assert _signature(result.model) == _signature(onnx.load(str(path)))
     probabilities = run_model(result.model, {"input": x[:3]})[0]
     np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)

@@ -10,7 +10,8 @@ from onnx import numpy_helper
 from onnxprune.groups import analyze_groups
 from onnxprune.load import load
 from onnxprune.lossless import lossless_pass
-from onnxprune.prune import prune
+from onnxprune import prune
+from onnxprune.report import LosslessCounts
 from onnxprune.verify import run_batched
 from onnxprune.session import TorchView
 
@@ -111,5 +112,5 @@ def test_removable_channels_stay_where_the_width_step_needs_them() -> None:
 def test_the_report_counts_what_the_lossless_pass_removed() -> None:
     data = np.random.default_rng(2).standard_normal((40, 3, 8, 8)).astype(np.float32)
     report = prune(_foldable_model(), data, 0.9, round_to=1, epochs=0, bench=False).report
-    assert report["lossless"] == {"dead_channels_removed": 1, "constant_channels_folded": 3,
-                                  "constant_channels_kept": 0}
+    assert report.lossless == LosslessCounts(dead_channels_removed=1, constant_channels_folded=3,
+                                             constant_channels_kept=0)

@@ -117,10 +117,10 @@ def onnx_tool_macs(loaded) -> int:
     import numpy as np
     import onnx_tool
 
-    from onnxprune.flops import MAC_OPS
+    from onnxprune.ops import Cost, rule
 
     model = onnx_tool.Model(loaded.model)
     model.graph.shape_infer({loaded.image.name: np.zeros(loaded.image.shape(1), np.float32)})
     model.graph.profile()
     nodes = model.graph.nodemap
-    return int(sum(nodes[n].macs[0] for n in nodes if nodes[n].op_type in MAC_OPS))
+    return int(sum(nodes[n].macs[0] for n in nodes if rule(nodes[n].op_type).cost is Cost.MACS))

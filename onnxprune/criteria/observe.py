@@ -2,7 +2,7 @@
 
 The tensor a consumer (next Conv, Gemm, MatMul) reads is what pruning changes: removing a channel
 means the consumer sees zero there. Activations and gradients are captured with hooks on the
-consumer modules; the signal is reduced per batch and averaged over batches.
+consumer modules; the criterion's ``Observation`` reduces its signal per batch.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from ..groups import GroupAnalysis, TensorChannels
-from .parts import Reduction
+from ..channels import TensorChannels
+from ..groups import GroupAnalysis
+from .registry import Observation
 
 __all__ = ["observe", "as_channels"]
 
@@ -35,17 +36,14 @@ def observe(
     first_input_of: dict[str, str],
     module_of: dict[str, str],
     batches: Iterable[tuple[int, torch.Tensor]],
-    signal: str,
-    reduction: Reduction,
+    observation: Observation,
     loss_fn: LossFn | None,
     run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
-    combine: str = "mean",
-) -> dict[str, np.ndarray]:
-    """Per observed tensor, the reduced signal per channel, averaged over batches (or their
-    maximum with ``combine="max"``, for extremes over all the data).
+) -> dict[str, list[np.ndarray]]:
+    """Per observed tensor, the reduced signal per channel of each batch, in batch order.
 
-    ``signal`` is "activation", "gradient" or "taylor" (activation × gradient); the latter two
-    back-propagate ``loss_fn`` and leave parameter gradients untouched afterwards.
+    An observation that needs the gradient back-propagates ``loss_fn``; parameter gradients are
+    cleared afterwards.
     """
     points: dict[str, str] = {}
     for slot in analysis.slots:
@@ -54,7 +52,7 @@ def observe(
             points.setdefault(tensor, slot.node)
     captured: dict[str, torch.Tensor] = {}
     grads: dict[str, torch.Tensor] = {}
-    needs_grad = signal in ("gradient", "taylor")
+    needs_grad = observation.gradient
 
     def hook_for(tensor: str):
         def hook(_module, inputs):
@@ -68,8 +66,7 @@ def observe(
         module.get_submodule(module_of[node]).register_forward_pre_hook(hook_for(tensor))
         for tensor, node in points.items()
     ]
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
+    values: dict[str, list[np.ndarray]] = {}
     try:
         for index, x in batches:
             captured.clear()
@@ -87,20 +84,11 @@ def observe(
                     continue
                 layout = analysis.tensors[tensor]
                 a = as_channels(captured[tensor], layout)
-                if signal == "activation":
-                    s = a
-                else:
-                    g = as_channels(grads.get(tensor, torch.zeros_like(captured[tensor])), layout)
-                    s = g if signal == "gradient" else a * g
-                value = reduction(s.double())
-                if tensor not in sums:
-                    sums[tensor] = value
-                else:
-                    sums[tensor] = torch.maximum(sums[tensor], value) if combine == "max" else sums[tensor] + value
-            count += 1
+                g = as_channels(grads.get(tensor, torch.zeros_like(captured[tensor])), layout) if needs_grad else None
+                s = observation.signal(a, g)
+                values.setdefault(tensor, []).append(observation.reduce(s.double()).cpu().numpy())
     finally:
         for handle in handles:
             handle.remove()
         module.zero_grad(set_to_none=True)
-    divisor = 1 if combine == "max" else max(count, 1)
-    return {tensor: (total / divisor).cpu().numpy() for tensor, total in sums.items()}
+    return values

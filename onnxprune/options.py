@@ -1,0 +1,183 @@
+"""Every setting of a pruning run, in one place: its default, its help text and its check.
+
+``PruneOptions`` is the one source of truth: the CLI builds its ``prune`` options from these
+fields (``onnxprune_cli/options.py``), and ``validate`` is the one check both the CLI and the
+Python API run. A new option is one field here and the code that reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import OnnxpruneError
+
+__all__ = ["PruneOptions", "InvalidOption", "validate", "resolve", "cli_fields"]
+
+Check = Callable[[Any], "str | None"]  # a value → what is wrong with it, or None
+
+
+class InvalidOption(OnnxpruneError):
+    """A setting out of range; ``option`` is its field name (the CLI names the flag)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"--{option.replace('_', '-')} {message}")
+        self.option = option
+        self.problem = message
+
+
+def _share(v: float | None) -> str | None:
+    return None if v is None or 0 < v <= 1 else f"must be in (0, 1], got {v:g}"
+
+
+def _at_least(low: float) -> Check:
+    def check(v: float | None) -> str | None:
+        return None if v is None or v >= low else f"must be at least {low:g}, got {v:g}"
+    return check
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be positive, got {v:g}"
+
+
+def _between(low: float, high: float, unit: str = "") -> Check:
+    def check(v: float) -> str | None:
+        return None if low <= v <= high else f"must be between {low:g} and {high:g}{unit}, got {v:g}"
+    return check
+
+
+def _one_of(*choices: str) -> Check:
+    def check(v: str) -> str | None:
+        return None if v in choices else f"must be one of {', '.join(choices)}, not {v!r}"
+    return check
+
+
+def _round_to(v: int | str) -> str | None:
+    if v == "auto":
+        return None
+    if not isinstance(v, int) or isinstance(v, bool):
+        return f"takes a whole number or 'auto', not {v!r}"
+    return _at_least(1)(v)
+
+
+def _criterion(v: str) -> str | None:
+    from .criteria import CRITERIA
+
+    return None if v in CRITERIA else f"must be one of {', '.join(sorted(CRITERIA))}, not {v!r}"
+
+
+def _numbers(v: tuple[float, ...] | None) -> str | None:
+    return None if v is None or (len(v) >= 1 and all(isinstance(x, (int, float)) for x in v)) else \
+        "takes one number, or one per image channel"
+
+
+def _size(v: tuple[int, int] | None) -> str | None:
+    return None if v is None or (len(v) == 2 and min(v) >= 1) else f"takes two whole numbers ≥ 1 (H W), got {v}"
+
+
+def option(default: Any, help: str, check: Check | None = None, *, cli: str | None = "",
+           metavar: str | None = None, default_text: str | None = None) -> Any:
+    """A field with what the CLI and ``validate`` need. ``cli=None`` keeps it out of the CLI; a
+    string names the flag when it is not the field's name (``--no-bench`` for ``bench``)."""
+    meta = {"help": help, "check": check, "cli": cli, "metavar": metavar, "default_text": default_text}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """Every setting of a pruning run (the README's table lists them with the CLI's flags)."""
+
+    target_flops: float | None = option(
+        None, "Keep at most this share of the original FLOPs, in (0, 1].", _share,
+        default_text="0.3 unless only --target-latency is given")
+    target_latency: float | None = option(
+        None, "Keep at most this share of the original's latency measured in onnxruntime on the device, "
+              "in (0, 1]; with --target-flops too, the stricter wins.", _share)
+    labels: str | None = option(None, "'imagefolder' (class = sub-folder) or a CSV of file,label rows.")
+    val_split: float = option(0.15, "Held-out share of --data.", _between(0, 0.95))
+    val_data: str | None = option(None, "A separate validation folder or .npy instead of --val-split.")
+    input_size: tuple[int, int] | None = option(
+        None, "Input height and width for models with symbolic spatial dims.", _size, metavar="H W")
+    mean: tuple[float, ...] | None = option(
+        None, "Per-channel mean: 0.485,0.456,0.406 or 0.485 0.456 0.406, or one value for all.", _numbers,
+        default_text="ImageNet's")
+    std: tuple[float, ...] | None = option(
+        None, "Per-channel std, written like --mean.", _numbers, default_text="ImageNet's")
+    bgr: bool = option(False, "Feed images as BGR (OpenCV/Caffe-trained models).")
+    criterion: str = option("taylor", "Channel saliency: taylor, taylor-sq, fisher, l1, l2, bn-scale, mean-activation, "
+                                      "apoz, random, or one registered in onnxprune.criteria.", _criterion,
+                            metavar="NAME")
+    rounds: int | None = option(None, "Prune/fine-tune rounds.", _at_least(1),
+                                default_text="≤10 % of FLOPs per round")
+    round_steps: int | None = option(None, "Fine-tuning steps after each round.", _at_least(0),
+                                     default_text="one epoch, ≤20")
+    epochs: float = option(10.0, "Final fine-tuning, in passes over the training share.", _at_least(0))
+    lr: float = option(1e-3, "Fine-tuning learning rate (Adam).", _positive)
+    batch_size: int = option(32, "Batch size for scoring and fine-tuning.", _at_least(1))
+    round_to: int | str = option(
+        "auto", "Keep widths multiples of N, or 'auto': measure this device's width step and each layer's "
+                "latency, and remove channels where latency falls most.", _round_to, metavar="N|auto")
+    min_channels: int = option(1, "Fewest channels a group keeps (also never below 10 % of its width).",
+                               _at_least(1))
+    flops_weight: float = option(0.1, "How much FLOPs saved weigh against saliency when ranking channels.",
+                                 _at_least(0))
+    calibration_batches: int = option(4, "Batches used to score channels each round.", _at_least(1))
+    lossless: bool = option(True, "Skip removing channels that are dead or constant on the data.",
+                            cli="--no-lossless")
+    schedule: str = option(
+        "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
+                     "slice once at the end (Soft Filter Pruning).", _one_of("iterative", "sfp"),
+        metavar="iterative|sfp")
+    augment: bool = option(False, "Shift fine-tuning batches by up to 1/16 of H and W, the original model "
+                                  "as teacher on the same shift.")
+    seed: int = option(0, "Seed for the split, scoring and fine-tuning.")
+    device: str = option("auto", "Where fine-tuning runs (auto: CUDA when there is a GPU).",
+                         _one_of("auto", "cpu", "cuda"), metavar="auto|cpu|cuda")
+    bench: bool = option(True, "Skip timing original and pruned model in onnxruntime.", cli="--no-bench")
+    bench_runs: int = option(30, "Interleaved timed runs per model.", _at_least(1), cli=None)
+    bench_threads: int | None = option(None, "onnxruntime threads for timing (default: all cores).",
+                                       _at_least(1), cli=None)
+    max_drop: float = option(
+        3.0, "Quality points the pruned model may lose on the held-out data (accuracy with labels, else top-1 "
+             "agreement, else explained variance); beyond it nothing is written but the report, exit 1. "
+             "100 turns it off.", _between(0, 100, " points"), metavar="PTS")
+
+    @property
+    def preprocess(self):  # -> data.Preprocess
+        from .data import Preprocess
+
+        default = Preprocess()
+        return Preprocess(self.mean or default.mean, self.std or default.std, self.bgr)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (tuples as lists), for the report."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def cli_fields() -> list[Any]:
+    """The fields the CLI offers, in declaration order."""
+    return [f for f in fields(PruneOptions) if f.metadata.get("cli") is not None]
+
+
+def validate(o: PruneOptions) -> None:
+    """The one check of every setting; raises ``InvalidOption`` naming the first bad one."""
+    for f in fields(o):
+        check = f.metadata.get("check")
+        problem = check(getattr(o, f.name)) if check else None
+        if problem:
+            raise InvalidOption(f.name, problem)
+
+
+def resolve(target_flops: float | None, options: dict[str, Any]) -> PruneOptions:
+    """Options from the API's keywords, checked, with the FLOPs target settled (0.3, or 1.0
+    when only a latency target is given)."""
+    unknown = set(options) - {f.name for f in fields(PruneOptions)}
+    if unknown:
+        raise OnnxpruneError(f"unknown option(s) {', '.join(sorted(unknown))}")
+    o = PruneOptions(target_flops=target_flops, **options)
+    validate(o)
+    if o.target_flops is None:
+        o = PruneOptions(**{**asdict(o), "target_flops": 0.3 if o.target_latency is None else 1.0})
+    return o
+

@@ -1,0 +1,236 @@
+"""The rounds: what widths are possible, then {score → select → slice → fine-tune} until the
+target, and more rounds while the measured latency misses a latency target.
+
+Each stage takes the run's frozen context (``pipeline.Run``) and the ``WidthPlan`` and returns
+new values; nothing is rebound behind the caller's back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from .bench import BenchResult, benchmark
+from .criteria import get
+from .errors import OnnxpruneError
+from .flops import ModelCost, count
+from .groups import GroupAnalysis, predict_shapes
+from .latency import LatencyModel, measure_granularity, measure_latency
+from .lossless import LosslessResult, lossless_pass
+from .metrics import compare_outputs, max_difference
+from .report import RoundRecord
+from .select import floor_for, group_step, select
+from .session import TorchView
+from .slice import slice_model, zero_channels
+from .verify import run_batched
+
+__all__ = ["WidthPlan", "plan_widths", "remove_lossless", "prune_round", "prune_in_rounds", "correct_latency",
+           "corrected_goal", "latency_met", "planned_rounds", "measured_share"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WidthPlan:
+    """What the rounds aim at and may do: the original's cost, the target, each group's step
+    and floor rule, and the latency tables when widths are hardware-aware."""
+
+    base: ModelCost
+    target_flops: int  # absolute
+    original_width: dict[frozenset, int]  # by a group's producers, which outlive its id
+    round_to: int
+    auto: bool  # steps measured (``--round-to auto``), refined per group
+    min_channels: int
+    latency: LatencyModel | None
+    base_ms: float | None  # predicted latency of the original
+
+    def steps(self, analysis: GroupAnalysis) -> dict[int, int]:
+        """Each group's width step: --round-to N as asked, or the measured step (auto), kept fine
+        enough for narrow groups; from the group's original width, so it holds across rounds."""
+        return {g.id: group_step(self._width(g), self.round_to) if self.auto else self.round_to
+                for g in analysis.prunable}
+
+    def floors(self, analysis: GroupAnalysis) -> dict[int, int]:
+        """Each group's floor, from its width in the original model."""
+        steps = self.steps(analysis)
+        return {g.id: floor_for(self._width(g), self.min_channels, steps[g.id]) for g in analysis.prunable}
+
+    def _width(self, group) -> int:
+        return self.original_width.get(frozenset(group.producers), group.channels)
+
+    def predicted_fraction(self, analysis: GroupAnalysis) -> float | None:
+        if self.latency is None:
+            return None
+        return self.latency.predict(analysis.cost, analysis.shapes) / self.base_ms
+
+
+def plan_widths(run, analysis: GroupAnalysis) -> WidthPlan:
+    """Measure the width step and latency tables when asked, and refuse targets the floors
+    cannot reach (``run`` is a ``pipeline.Run``)."""
+    o = run.options
+    base = analysis.cost
+    latency, round_to = None, o.round_to if isinstance(o.round_to, int) else 1
+    if not analysis.prunable and o.target_flops < 1:
+        reasons = sorted({r for g in analysis.groups for r in g.blocked})[:3]
+        raise OnnxpruneError(f"nothing in this model can be pruned ({'; '.join(reasons)})")
+    if o.round_to == "auto" or o.target_latency is not None:
+        if o.round_to == "auto":
+            log.info("measuring how latency moves with channel counts on this device (cached)")
+            round_to = measure_granularity(run.ort_device, run.threads)
+        latency = measure_latency(run.work.model, analysis, run.work.image, run.ort_device, run.threads,
+                                  granularity=round_to,
+                                  progress=lambda d, t: run.progress("measuring layer latency", d, t))
+    plan = WidthPlan(base, int(o.target_flops * base.flops), {frozenset(g.producers): g.channels for g in analysis.groups},
+                     round_to, o.round_to == "auto", o.min_channels, latency,
+                     latency.predict(base, analysis.shapes) if latency else None)
+    floor_shapes = predict_shapes(analysis, plan.floors(analysis))
+    best = count(run.loaded.model, floor_shapes)
+    if best.flops > plan.target_flops:
+        raise OnnxpruneError(
+            f"the target of {100 * o.target_flops:g}% FLOPs cannot be reached: with every prunable group at its "
+            f"floor the model keeps {best.flops / base.flops:.1%} ({analysis.prunable_flops_share():.0%} of "
+            "its FLOPs are in prunable layers); raise --target-flops or lower --min-channels"
+        )
+    if o.target_latency is not None and latency.predict(best, floor_shapes) > o.target_latency * plan.base_ms:
+        raise OnnxpruneError(
+            f"the target of {100 * o.target_latency:g}% latency cannot be reached: with every prunable group at its "
+            f"floor the model is predicted to take {latency.predict(best, floor_shapes) / plan.base_ms:.0%} of its "
+            f"{latency.original_ms:.2f} ms; raise --target-latency or lower --min-channels"
+        )
+    return plan
+
+
+def remove_lossless(run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis) -> tuple[TorchView, LosslessResult]:
+    """The lossless pass (dead and constant channels), checked to change no output."""
+    freed = LosslessResult(view.model, 0, 0, 0)
+    if not run.options.lossless:
+        return view, freed
+    freed = lossless_pass(view, analysis, run.calib, run.options.batch_size, run.options.seed, plan.steps(analysis))
+    if freed.dead or freed.folded:
+        image = run.work.image
+        check = run_batched(freed.model, image.name, run.calib)
+        ref = run_batched(run.loaded.model, image.name, run.calib)
+        # exact up to summation order: the same tolerance as verification
+        if not max_difference(check, ref)[2]:
+            raise OnnxpruneError("removing dead or constant channels changed the outputs; please report this model")
+        view = TorchView.of(freed.model, image)
+        log.info("lossless pass: removed %d channels that are zero and folded %d that are constant on all "
+                 "calibration data", freed.dead, freed.folded)
+    if freed.constant_kept:
+        log.info("lossless pass: kept %d constant channels whose consumers cannot absorb them (padding)",
+                 freed.constant_kept)
+    return view, freed
+
+
+def prune_round(run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis, r: int, label: str, goal: int,
+                goal_ms: float | None, soft: bool) -> tuple[TorchView, RoundRecord, bool]:
+    """Score, choose, slice (or zero, ``soft``) and fine-tune: one round (``analysis`` is the
+    view's groups). Returns the new view, the round's record and whether the goal was reached."""
+    o, tick = run.options, run.progress
+    tick(f"{label}: scoring", 0, 1)
+    scores = view.scores(analysis, get(o.criterion), run.calib, o.batch_size, run.calib_targets, o.seed + r)
+    tick(f"{label}: scoring", 1, 1)
+    chosen = select(view.model, analysis, scores, goal, plan.floors(analysis), plan.steps(analysis),
+                    o.flops_weight, plan.latency, goal_ms)
+    cut = zero_channels if soft else slice_model
+    view = TorchView.of(cut(view.model, analysis, chosen.keep), view.image)
+    steps = run.round_steps
+    losses = view.finetune(run.train.inputs, run.targets, steps, run.settings,
+                           lambda step, _: tick(f"{label}: fine-tuning", step + 1, steps))
+    agreement = compare_outputs(run_batched(view.model, view.image.name, run.val.inputs), run.teacher_val, None)
+    record = RoundRecord(
+        r, chosen.flops, chosen.params, chosen.flops / plan.base.flops,
+        float(np.mean(losses[-5:])) if losses else None, agreement.get("top1_agreement"),
+        chosen.latency_ms / plan.base_ms if plan.latency else None,
+    )
+    log.info("%s: %.1f%% of FLOPs left%s", label, 100 * record.flops_fraction,
+             f", fine-tune loss {record.loss:.4f}" if losses else "")
+    return view, record, chosen.reached
+
+
+def planned_rounds(o) -> int:
+    """--rounds, or enough that each removes at most ~10 % of the FLOPs (or latency)."""
+    strictest = min(o.target_flops, 1.0 if o.target_latency is None else o.target_latency)
+    return o.rounds or max(1, ceil((1 - strictest) / 0.1 - 1e-9))
+
+
+def prune_in_rounds(run, plan: WidthPlan, view: TorchView) -> tuple[TorchView, list[RoundRecord], bool]:
+    """Rounds that each take an equal share of the way to the target (rounds already below
+    their goal are skipped); returns the view, the records and whether the target was reached."""
+    o = run.options
+    rounds = planned_rounds(o)
+    records: list[RoundRecord] = []
+    for r in range(1, rounds + 1):
+        analysis = view.groups()
+        share = r / rounds
+        goal = int(plan.base.flops * (1 - (1 - o.target_flops) * share)) if r < rounds else plan.target_flops
+        goal_ms = None if o.target_latency is None else plan.base_ms * (1 - (1 - o.target_latency) * share)
+        if analysis.cost.flops <= goal and (goal_ms is None or plan.latency.predict(analysis.cost, analysis.shapes) <= goal_ms):
+            continue
+        view, record, reached = prune_round(run, plan, view, analysis, r, f"round {r}/{rounds}", goal, goal_ms,
+                                            soft=o.schedule == "sfp" and r < rounds)
+        records.append(record)
+        if not reached:
+            return view, records, False
+    return view, records, True
+
+
+def measured_share(run, model) -> float:
+    """The model's median latency over the original's, timed side by side on the run's device."""
+    check = benchmark([("original", run.loaded.model), ("pruned", model)], run.loaded.image,
+                      device=run.ort_device, threads=run.threads, runs=run.options.bench_runs)
+    return check.timings[1].median_ms / check.timings[0].median_ms
+
+
+def correct_latency(run, plan: WidthPlan, view: TorchView, records: list[RoundRecord],
+                    measure: Callable[..., float] = measured_share) -> TorchView:
+    """The prediction chose; the device decides. Where the measured latency (``measure(run,
+    model)``) is above the target, a new predicted goal is taken from how measured followed
+    predicted so far and one more round runs (twice at most; appended to ``records``). The median
+    decides here, not median + noise: a noisy check must not let a miss through."""
+    o = run.options
+    points = [(1.0, 1.0)]  # (predicted, measured) shares of the original; the original is exact
+    for attempt in range(1, 3):
+        measured = measure(run, view.model)
+        if measured <= o.target_latency:
+            break
+        analysis = view.groups()
+        predicted = plan.predicted_fraction(analysis)
+        points.append((predicted, measured))
+        log.info("measured latency %.1f%% of the original against %.1f%% predicted: pruning once more",
+                 100 * measured, 100 * predicted)
+        goal_ms = plan.base_ms * corrected_goal(points, o.target_latency)
+        view, record, reached = prune_round(run, plan, view, analysis, planned_rounds(o) + attempt,
+                                            f"latency correction {attempt}", plan.target_flops, goal_ms, soft=False)
+        records.append(record)
+        if not reached:
+            break
+    return view
+
+
+def corrected_goal(points: list[tuple[float, float]], target: float) -> float:
+    """The predicted latency share to aim for so that the measured share lands on ``target``.
+
+    On the line through the last two (predicted, measured) points: where fixed per-node costs
+    remain (MobileNetV2 on a CPU), measured latency falls more slowly than predicted, which
+    scaling by measured ÷ predicted (a line through the origin) ignores — it took two
+    corrections to come within 8 % of the target. Where the points do not slope down together
+    (noise), that scaling is used; a nearly flat line (noise too) may not go below half of it.
+    """
+    (p0, m0), (p1, m1) = points[-2:]
+    proportional = p1 * target / m1
+    if p0 > p1 and m0 > m1:
+        return max(p1 - (m1 - target) * (p0 - p1) / (m0 - m1), proportional / 2)
+    return proportional
+
+
+def latency_met(result: BenchResult, target: float) -> tuple[float, bool]:
+    """The pruned model's measured share of the original's latency, and whether it is within the
+    target give or take the timing noise (the report's verdict)."""
+    original, pruned = result.timings
+    measured = pruned.median_ms / original.median_ms
+    return measured, measured <= target * (1 + max(original.spread, pruned.spread))
