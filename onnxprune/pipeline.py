@@ -39,7 +39,7 @@ from .report import (
     DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Verification, Widths,
 )
 from .rounds import WidthPlan, correct_latency, latency_met, plan_widths, prune_in_rounds, remove_lossless
-from .runtime import cuda_available, torch_device
+from .runtime import run_devices
 from .session import TorchView
 from .verify import run_batched, verify
 
@@ -128,7 +128,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
             progress: Progress) -> Run:
     """Split the data, run the original on it (the teacher) and add BatchNorm where it was folded."""
     image = loaded.image
-    device = torch_device(o.device)
+    device, ort_device = run_devices(o.device)
     dataset = _dataset(data, loaded, o)
     if o.val_data:
         train, val = dataset, load_data(o.val_data, image, o.preprocess, o.labels)
@@ -153,7 +153,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
                               None if train.labels is None else train.labels[:n_calib]),
         settings=settings,
         round_steps=o.round_steps if o.round_steps is not None else min(20, ceil(len(train) / o.batch_size)),
-        device=device, ort_device="cuda" if device == "cuda" and cuda_available() else "cpu", threads=o.bench_threads or os.cpu_count() or 1,
+        device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
         progress=progress,
     )
 

@@ -12,7 +12,7 @@ import onnx
 
 from .errors import OnnxpruneError
 
-__all__ = ["make_session", "run_model", "cuda_available", "onnxruntime_device", "torch_device"]
+__all__ = ["make_session", "run_model", "cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,13 @@ def onnxruntime_device(requested: str) -> str:
         raise OnnxpruneError("--device cuda was asked for but no CUDA GPU is available to onnxruntime "
                              "(is onnxruntime-gpu installed?); use --device cpu")
     return requested
+
+
+def run_devices(requested: str) -> tuple[str, str]:
+    """(torch's, onnxruntime's) device for a pruning run: fine-tuning on ``requested``, latency
+    measured there too when onnxruntime can use it, else on the CPU."""
+    trainer = torch_device(requested)
+    return trainer, "cuda" if trainer == "cuda" and cuda_available() else "cpu"
 
 
 def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | None = None,

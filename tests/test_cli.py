@@ -6,21 +6,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 from conftest import SAMPLES
 
 SAMPLE = SAMPLES / "digits_resnet.onnx"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "onnxprune_cli.main", *args], capture_output=True, text=True, timeout=300
-    )
+    return run_cli(*args)
+
+
+def _process(*args: str) -> subprocess.CompletedProcess:
+    """A real ``onnxprune`` process, where the exit status itself is what is tested."""
+    return subprocess.run([sys.executable, "-m", "onnxprune_cli.main", *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_version_prints_the_package_version() -> None:
     from onnxprune import __version__
 
-    result = _run("--version")
+    result = _process("--version")
     assert result.returncode == 0 and __version__ in result.stdout
 
 
@@ -49,7 +54,7 @@ def test_analyze_prints_a_readable_table() -> None:
     ],
 )
 def test_bad_model_path_is_one_line_on_stderr(tmp_path: Path, make, message: str) -> None:
-    result = _run("analyze", str(make(tmp_path)))
+    result = _process("analyze", str(make(tmp_path)))
     assert result.returncode == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from cli_run import run_cli
 from conftest import SAMPLES
 from graphs import GraphBuilder
 from onnx import TensorProto, helper
@@ -21,9 +22,8 @@ from PIL import Image
 FAST = ["--rounds", "1", "--round-steps", "1", "--epochs", "0.2", "--no-bench", "--round-to", "1", "--max-drop", "100"]
 
 
-def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "onnxprune_cli.main", *args], capture_output=True,
-                          text=True, timeout=timeout)
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args)
 
 
 def _digest(path: Path) -> str:
@@ -178,11 +178,11 @@ def test_interrupt_leaves_no_partial_output(work: Path) -> None:
     out.write_bytes(b"previous output")  # an existing output survives an interrupted run untouched
     process = subprocess.Popen(
         [sys.executable, "-m", "onnxprune_cli.main", str(work / "m.onnx"), "--data", str(SAMPLES / "digits"),
-         "-o", str(out), "--epochs", "50"],
+         "-o", str(out), "--epochs", "50", "--round-to", "1", "--no-bench"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 120
-    while time.time() < deadline and "round 1" not in process.stderr.readline():
+    while time.time() < deadline and ": fine-tuning" not in process.stderr.readline():
         pass
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)

@@ -7,12 +7,13 @@ import numpy as np
 import onnx
 import pytest
 from conftest import SAMPLES
-from zoo import EXPORTERS, ZOO
+from zoo import EXPORTERS
 
 from onnxprune import prune
 from onnxprune.runtime import run_model
 
-FAST = dict(rounds=2, round_steps=2, epochs=0.5, calibration_batches=1, round_to=1, bench=False, max_drop=100)
+# one round, one fine-tuning step: these tests are about the files, not the quality
+FAST = dict(rounds=1, round_steps=1, epochs=0, calibration_batches=1, round_to=1, bench=False, max_drop=100)
 
 
 def _signature(model: onnx.ModelProto) -> list[tuple[str, tuple]]:
@@ -37,8 +38,7 @@ def _prunes_to_half_keeping_the_signature(path, size: int = 64) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("name, exporter", [("resnet18", "torchscript"), ("mobilenet_v3_small", "dynamo")])
 def test_a_default_export_prunes_to_half_and_keeps_batch_one(zoo_model, name: str, exporter: str) -> None:
     report = _prunes_to_half_keeping_the_signature(zoo_model(name, exporter, dynamic_batch=False))
     assert report.fixed_batch == 1
@@ -46,7 +46,7 @@ def test_a_default_export_prunes_to_half_and_keeps_batch_one(zoo_model, name: st
 
 @pytest.mark.slow
 @pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "efficientnet_b0"])
+@pytest.mark.parametrize("name", ["mobilenet_v3_small"])
 def test_a_dynamic_batch_export_prunes_to_half(zoo_model, name: str, exporter: str) -> None:
     report = _prunes_to_half_keeping_the_signature(zoo_model(name, exporter))
     assert report.fixed_batch is None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 from graphs import GraphBuilder
-from zoo import onnx_tool_macs
+from zoo import TESTED, onnx_tool_macs
 
 from onnxprune.flops import count
 from onnxprune.load import load
@@ -57,10 +57,7 @@ def test_elementwise_ops_cost_one_flop_per_output_and_data_movement_none() -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-@pytest.mark.parametrize(
-    "name", ["resnet18", "mobilenet_v2", "densenet121", "efficientnet_b0", "convnext_tiny"]
-)
+@pytest.mark.parametrize("name, exporter", TESTED)
 def test_macs_agree_with_onnx_tool_within_one_percent(zoo_model, name: str, exporter: str) -> None:
     loaded = load(zoo_model(name, exporter))
     ours = count(loaded.model, probe_shapes(loaded.model, loaded.image)).macs

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from graphs import GraphBuilder
 from pruning_checks import check_random_slice
-from zoo import EXPORTERS
 
 from onnxprune.groups import GroupAnalysis, analyze_groups
 from onnxprune.load import load
@@ -179,7 +178,6 @@ def test_flops_per_channel_is_what_one_channel_costs() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121"])
+@pytest.mark.parametrize("name, exporter", [("resnet18", "torchscript"), ("mobilenet_v3_small", "dynamo")])
 def test_most_flops_are_prunable_on_standard_cnns(zoo_model, name: str, exporter: str) -> None:
     assert analyze_groups(load(zoo_model(name, exporter))).prunable_flops_share() >= 0.95

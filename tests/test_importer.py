@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import SAMPLE_MODELS, SAMPLES
 from graphs import GraphBuilder
-from zoo import EXPORTERS, ZOO
+from zoo import TESTED
 
 from onnxprune.importer import compare_with_onnxruntime, import_model, write_back
 from onnxprune.load import load
@@ -57,8 +57,7 @@ def test_sample_model_imports_exactly(name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("name, exporter", TESTED)
 def test_zoo_model_imports_exactly(zoo_model, name: str, exporter: str) -> None:
     _check_import_and_write_back(load(zoo_model(name, exporter)))
 

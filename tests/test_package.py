@@ -22,10 +22,11 @@ def _loaded_heavy_modules(code: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_the_onnx_side_imports_without_torch() -> None:
+def test_the_onnx_side_imports_without_torch_and_pruning_brings_it_in() -> None:
     code = ("import onnxprune, onnxprune.load, onnxprune.flops, onnxprune.groups, onnxprune.flow, onnxprune.slice, "
             "onnxprune.analyze, onnxprune.criteria, onnxprune.options, onnxprune.ops, onnxprune.batch")
     assert _loaded_heavy_modules(code) == []
+    assert "torch" in _loaded_heavy_modules(code + "\nonnxprune.prune")
 
 
 def test_version_and_analyze_load_no_torch() -> None:
@@ -38,10 +39,6 @@ def test_version_and_analyze_load_no_torch() -> None:
     version = "import contextlib, io\nfrom onnxprune_cli.main import cli\n" \
               "with contextlib.redirect_stdout(io.StringIO()):\n    cli.main(['--version'], standalone_mode=False)\n"
     assert _loaded_heavy_modules(version) == []
-
-
-def test_pruning_imports_torch_when_first_used() -> None:
-    assert "torch" in _loaded_heavy_modules("import onnxprune\nonnxprune.prune")
 
 
 def _module_imports() -> dict[str, set[str]]:

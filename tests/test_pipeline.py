@@ -12,7 +12,7 @@ from onnxprune.runtime import run_model
 from onnxprune.shapes import probe_shapes
 
 # a short schedule that checks the mechanics; it keeps no quality, so the budget is off
-FAST = dict(rounds=2, round_steps=2, epochs=0.5, calibration_batches=1, round_to=1, bench=False, max_drop=100)
+FAST = dict(rounds=2, round_steps=2, epochs=0.2, calibration_batches=1, round_to=1, bench=False, max_drop=100)
 
 
 def _flops(model: onnx.ModelProto) -> int:
@@ -51,18 +51,6 @@ def test_unknown_option_is_refused() -> None:
 
     with pytest.raises(OnnxpruneError, match="unknown option"):
         prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, learning_rate=1)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121"])
-def test_zoo_models_prune_to_half_their_flops(zoo_model, name: str) -> None:
-    path = zoo_model(name, "torchscript")
-    x = np.random.default_rng(0).standard_normal((12, 3, 64, 64)).astype(np.float32)
-    result = prune(path, x, 0.5, rounds=2, round_steps=1, epochs=0.1, batch_size=6, calibration_batches=1,
-                   max_drop=100)
-    onnx.checker.check_model(result.model, full_check=True)
-    assert result.report.flops.after <= 0.5 * result.report.flops.before
-    assert run_model(result.model, {"input": x[:2]})[0].shape == (2, 1000)
 
 
 def test_soft_filter_pruning_with_augmentation_reaches_the_target_and_verifies() -> None:

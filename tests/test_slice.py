@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import SAMPLE_MODELS, SAMPLES
 from pruning_checks import check_random_slice
-from zoo import EXPORTERS, ZOO
+from zoo import TESTED
 
 from onnxprune.errors import OnnxpruneError
 from onnxprune.groups import analyze_groups
@@ -36,8 +36,7 @@ def test_random_keep_set_slices_sample_models_exactly(name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("name, exporter", TESTED)
 def test_random_keep_set_slices_zoo_models_exactly(zoo_model, name: str, exporter: str) -> None:
     check_random_slice(load(zoo_model(name, exporter)))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-__all__ = ["ZOO", "EXPORTERS", "build_torch_model", "export_onnx", "onnx_tool_macs"]
+__all__ = ["ZOO", "EXPORTERS", "TESTED", "build_torch_model", "export_onnx", "onnx_tool_macs"]
 
 # name -> constructor keyword arguments (all random init, no download)
 ZOO: dict[str, dict] = {
@@ -32,6 +32,18 @@ ZOO: dict[str, dict] = {
 }
 
 EXPORTERS = ("torchscript", "dynamo")
+
+# The slow tests meet each structure once, exported both ways where the exporters differ;
+# benchmarks/zoo_table.py and benchmarks/exports.py run the whole zoo.
+TESTED = [
+    ("resnet18", "torchscript"),  # residual Adds
+    ("resnet18", "dynamo"),
+    ("mobilenet_v3_small", "torchscript"),  # depthwise convs, squeeze-excite, hardswish
+    ("mobilenet_v3_small", "dynamo"),
+    ("shufflenet_v2_x0_5", "torchscript"),  # channel shuffle and Split: blocked groups
+    ("squeezenet1_1", "torchscript"),  # Concat of two branches
+    ("lraspp_mobilenet_v3_large", "torchscript"),  # a segmenter: Resize, two heads
+]
 
 
 def build_torch_model(name: str, seed: int = 0) -> torch.nn.Module:
