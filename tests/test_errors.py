@@ -173,6 +173,7 @@ def test_external_data_models_are_written_with_external_data(work: Path) -> None
     onnx.checker.check_model(str(work / "ext.pruned.onnx"), full_check=True)
 
 
+@pytest.mark.slow  # a real process and signal: run with --all (CI does)
 def test_interrupt_leaves_no_partial_output(work: Path) -> None:
     out = work / "o.onnx"
     out.write_bytes(b"previous output")  # an existing output survives an interrupted run untouched

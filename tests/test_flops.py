@@ -57,9 +57,9 @@ def test_elementwise_ops_cost_one_flop_per_output_and_data_movement_none() -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, exporter", TESTED)
-def test_macs_agree_with_onnx_tool_within_one_percent(zoo_model, name: str, exporter: str) -> None:
-    loaded = load(zoo_model(name, exporter))
+@pytest.mark.parametrize("name, exporter, dynamic", TESTED)
+def test_macs_agree_with_onnx_tool_within_one_percent(zoo_model, name: str, exporter: str, dynamic: bool) -> None:
+    loaded = load(zoo_model(name, exporter, dynamic))
     ours = count(loaded.model, probe_shapes(loaded.model, loaded.image)).macs
     theirs = onnx_tool_macs(loaded)
     assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs)

@@ -57,9 +57,9 @@ def test_sample_model_imports_exactly(name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, exporter", TESTED)
-def test_zoo_model_imports_exactly(zoo_model, name: str, exporter: str) -> None:
-    _check_import_and_write_back(load(zoo_model(name, exporter)))
+@pytest.mark.parametrize("name, exporter, dynamic", TESTED)
+def test_zoo_model_imports_exactly(zoo_model, name: str, exporter: str, dynamic: bool) -> None:
+    _check_import_and_write_back(load(zoo_model(name, exporter, dynamic)))
 
 
 def test_import_refuses_what_onnx2torch_cannot_convert() -> None:

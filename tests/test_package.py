@@ -22,11 +22,17 @@ def _loaded_heavy_modules(code: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_the_onnx_side_imports_without_torch_and_pruning_brings_it_in() -> None:
+def test_the_onnx_side_imports_without_torch() -> None:
     code = ("import onnxprune, onnxprune.load, onnxprune.flops, onnxprune.groups, onnxprune.flow, onnxprune.slice, "
             "onnxprune.analyze, onnxprune.criteria, onnxprune.options, onnxprune.ops, onnxprune.batch")
     assert _loaded_heavy_modules(code) == []
-    assert "torch" in _loaded_heavy_modules(code + "\nonnxprune.prune")
+
+
+def test_the_package_exports_resolve_on_first_use() -> None:
+    import onnxprune
+    import onnxprune.pipeline
+
+    assert onnxprune.prune is onnxprune.pipeline.prune and onnxprune.PruneResult is onnxprune.pipeline.PruneResult
 
 
 def test_version_and_analyze_load_no_torch() -> None:

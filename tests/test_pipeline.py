@@ -54,7 +54,7 @@ def test_unknown_option_is_refused() -> None:
 
 
 def test_soft_filter_pruning_with_augmentation_reaches_the_target_and_verifies() -> None:
-    result = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", 0.5, schedule="sfp", rounds=3, round_steps=2,
+    result = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", 0.5, schedule="sfp", rounds=2, round_steps=2,
                    epochs=0.2, calibration_batches=1, bench=False, augment=True, max_drop=100)
     fractions = [row.flops_fraction for row in result.report.trajectory]
     assert result.report.flops.after == _flops(result.model) <= 0.5 * result.report.flops.before

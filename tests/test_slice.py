@@ -36,9 +36,9 @@ def test_random_keep_set_slices_sample_models_exactly(name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, exporter", TESTED)
-def test_random_keep_set_slices_zoo_models_exactly(zoo_model, name: str, exporter: str) -> None:
-    check_random_slice(load(zoo_model(name, exporter)))
+@pytest.mark.parametrize("name, exporter, dynamic", TESTED)
+def test_random_keep_set_slices_zoo_models_exactly(zoo_model, name: str, exporter: str, dynamic: bool) -> None:
+    check_random_slice(load(zoo_model(name, exporter, dynamic)))
 
 
 def test_soft_pruning_switches_channels_off_exactly_like_slicing_them() -> None:
