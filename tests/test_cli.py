@@ -75,7 +75,8 @@ def test_prune_is_the_default_command_and_writes_model_and_report(tmp_path: Path
     shutil.copy(SAMPLES / "digits_vgg.onnx", model)
     before = hashlib.sha256(model.read_bytes()).hexdigest()
     result = _run(str(model), "--data", str(SAMPLES / "digits"), "--target-flops", "0.5", "--labels",
-                  "imagefolder", "--rounds", "1", "--round-steps", "1", "--epochs", "0.2", "--json")
+                  "imagefolder", "--rounds", "1", "--round-steps", "1", "--epochs", "0.2", "--round-to", "1",
+                  "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["flops"]["after"] <= 0.5 * summary["flops"]["before"]

@@ -35,10 +35,10 @@ EXPORTERS = ("torchscript", "dynamo")
 
 # The slow tests meet each structure once, exported both ways where the exporters differ;
 # benchmarks/zoo_table.py and benchmarks/exports.py run the whole zoo.
-# (name, exporter, dynamic batch): the dynamo export of MobileNetV3 is its default one (batch 1).
+# (name, exporter, dynamic batch): the one dynamo export is MobileNetV3's default (batch 1, BN
+# folded); a dynamo export costs seconds, and the dynamo graph forms are all in it.
 TESTED = [
     ("resnet18", "torchscript", True),  # residual Adds
-    ("resnet18", "dynamo", True),
     ("mobilenet_v3_small", "torchscript", True),  # depthwise convs, squeeze-excite, hardswish
     ("mobilenet_v3_small", "dynamo", False),
     ("shufflenet_v2_x0_5", "torchscript", True),  # channel shuffle and Split: blocked groups
