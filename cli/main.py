@@ -260,6 +260,10 @@ def main() -> None:
     except click.exceptions.Abort:  # click's form of KeyboardInterrupt
         click.echo("onnxprune: interrupted; no output was written", err=True)
         sys.exit(130)
+    except click.UsageError as err:  # one line too, naming where the help is
+        where = f" (see `{err.ctx.command_path} --help`)" if err.ctx else ""
+        click.echo(f"onnxprune: error: {err.format_message()}{where}", err=True)
+        sys.exit(err.exit_code)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
