@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .data import Preprocess
 from .errors import OnnxpruneError
 
 __all__ = ["PruneOptions", "InvalidOption", "validate", "resolve", "cli_fields"]
@@ -144,9 +145,7 @@ class PruneOptions:
              "100 turns it off.", _between(0, 100, " points"), metavar="PTS")
 
     @property
-    def preprocess(self):  # -> data.Preprocess
-        from .data import Preprocess
-
+    def preprocess(self) -> Preprocess:
         default = Preprocess()
         return Preprocess(self.mean or default.mean, self.std or default.std, self.bgr)
 

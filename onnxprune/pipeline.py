@@ -35,6 +35,7 @@ from .lossless import LosslessResult
 from .metrics import compare_outputs, is_classifier_output, quality_drop
 from .nodes import is_inserted
 from .options import PruneOptions, resolve
+from .run import Progress, Run
 from .report import (
     DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Verification, Widths,
 )
@@ -43,12 +44,9 @@ from .runtime import run_devices
 from .session import TorchView
 from .verify import run_batched, verify
 
-__all__ = ["PruneOptions", "PruneResult", "Run", "prune", "prepare"]
+__all__ = ["PruneOptions", "PruneResult", "prune", "prepare"]
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
-
 
 @dataclass(frozen=True)
 class PruneResult:
@@ -99,29 +97,6 @@ def prune(
     if not quality.drop.within:
         raise QualityBudgetExceeded(quality.drop.message(), report)
     return PruneResult(written, report)
-
-
-@dataclass(frozen=True)
-class Run:
-    """What every stage reads: the options, the models, the data and where things run. Settled
-    by ``prepare`` before the first round and never changed."""
-
-    options: PruneOptions
-    loaded: LoadedModel  # the user's model, normalized, its batch freed
-    work: LoadedModel  # what the rounds prune: ``loaded``, plus BatchNorm where it was folded
-    work_groups: GroupAnalysis
-    train: Dataset
-    val: Dataset
-    teacher_val: list[np.ndarray]  # the original's outputs on the held-out inputs
-    targets: Targets  # what fine-tuning learns from
-    calib: np.ndarray  # the inputs channels are scored on, every round
-    calib_targets: Targets
-    settings: TrainSettings
-    round_steps: int  # fine-tuning steps after each round
-    device: str  # where torch runs
-    ort_device: str  # where onnxruntime measures latency
-    threads: int
-    progress: Progress
 
 
 def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: PruneOptions,

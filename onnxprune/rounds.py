@@ -1,7 +1,7 @@
 """The rounds: what widths are possible, then {score → select → slice → fine-tune} until the
 target, and more rounds while the measured latency misses a latency target.
 
-Each stage takes the run's frozen context (``pipeline.Run``) and the ``WidthPlan`` and returns
+Each stage takes the run's frozen context (``run.Run``) and the ``WidthPlan`` and returns
 new values; nothing is rebound behind the caller's back.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
+import onnx
 
 from .bench import BenchResult, benchmark
 from .criteria import get
@@ -22,7 +23,9 @@ from .groups import GroupAnalysis, predict_shapes
 from .latency import LatencyModel, measure_granularity, measure_latency
 from .lossless import LosslessResult, lossless_pass
 from .metrics import compare_outputs, max_difference
+from .options import PruneOptions
 from .report import RoundRecord
+from .run import Run
 from .select import floor_for, group_step, select
 from .session import TorchView
 from .slice import slice_model, zero_channels
@@ -68,9 +71,9 @@ class WidthPlan:
         return self.latency.predict(analysis.cost, analysis.shapes) / self.base_ms
 
 
-def plan_widths(run, analysis: GroupAnalysis) -> WidthPlan:
+def plan_widths(run: Run, analysis: GroupAnalysis) -> WidthPlan:
     """Measure the width step and latency tables when asked, and refuse targets the floors
-    cannot reach (``run`` is a ``pipeline.Run``)."""
+    cannot reach."""
     o = run.options
     base = analysis.cost
     latency, round_to = None, o.round_to if isinstance(o.round_to, int) else 1
@@ -104,7 +107,7 @@ def plan_widths(run, analysis: GroupAnalysis) -> WidthPlan:
     return plan
 
 
-def remove_lossless(run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis) -> tuple[TorchView, LosslessResult]:
+def remove_lossless(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis) -> tuple[TorchView, LosslessResult]:
     """The lossless pass (dead and constant channels), checked to change no output."""
     freed = LosslessResult(view.model, 0, 0, 0)
     if not run.options.lossless:
@@ -113,9 +116,9 @@ def remove_lossless(run, plan: WidthPlan, view: TorchView, analysis: GroupAnalys
     if freed.dead or freed.folded:
         image = run.work.image
         check = run_batched(freed.model, image.name, run.calib)
-        ref = run_batched(run.loaded.model, image.name, run.calib)
-        # exact up to summation order: the same tolerance as verification
-        if not max_difference(check, ref)[2]:
+        # the original's outputs on the same inputs; exact up to summation order: the same
+        # tolerance as verification
+        if not max_difference(check, run.calib_targets.teacher)[2]:
             raise OnnxpruneError("removing dead or constant channels changed the outputs; please report this model")
         view = TorchView.of(freed.model, image)
         log.info("lossless pass: removed %d channels that are zero and folded %d that are constant on all "
@@ -126,7 +129,7 @@ def remove_lossless(run, plan: WidthPlan, view: TorchView, analysis: GroupAnalys
     return view, freed
 
 
-def prune_round(run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis, r: int, label: str, goal: int,
+def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis, r: int, label: str, goal: int,
                 goal_ms: float | None, soft: bool) -> tuple[TorchView, RoundRecord, bool]:
     """Score, choose, slice (or zero, ``soft``) and fine-tune: one round (``analysis`` is the
     view's groups). Returns the new view, the round's record and whether the goal was reached."""
@@ -152,13 +155,13 @@ def prune_round(run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis, 
     return view, record, chosen.reached
 
 
-def planned_rounds(o) -> int:
+def planned_rounds(o: PruneOptions) -> int:
     """--rounds, or enough that each removes at most ~10 % of the FLOPs (or latency)."""
     strictest = min(o.target_flops, 1.0 if o.target_latency is None else o.target_latency)
     return o.rounds or max(1, ceil((1 - strictest) / 0.1 - 1e-9))
 
 
-def prune_in_rounds(run, plan: WidthPlan, view: TorchView) -> tuple[TorchView, list[RoundRecord], bool]:
+def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView) -> tuple[TorchView, list[RoundRecord], bool]:
     """Rounds that each take an equal share of the way to the target (rounds already below
     their goal are skipped); returns the view, the records and whether the target was reached."""
     o = run.options
@@ -179,14 +182,14 @@ def prune_in_rounds(run, plan: WidthPlan, view: TorchView) -> tuple[TorchView, l
     return view, records, True
 
 
-def measured_share(run, model) -> float:
+def measured_share(run: Run, model: onnx.ModelProto) -> float:
     """The model's median latency over the original's, timed side by side on the run's device."""
     check = benchmark([("original", run.loaded.model), ("pruned", model)], run.loaded.image,
                       device=run.ort_device, threads=run.threads, runs=run.options.bench_runs)
     return check.timings[1].median_ms / check.timings[0].median_ms
 
 
-def correct_latency(run, plan: WidthPlan, view: TorchView, records: list[RoundRecord],
+def correct_latency(run: Run, plan: WidthPlan, view: TorchView, records: list[RoundRecord],
                     measure: Callable[..., float] = measured_share) -> TorchView:
     """The prediction chose; the device decides. Where the measured latency (``measure(run,
     model)``) is above the target, a new predicted goal is taken from how measured followed

@@ -12,10 +12,6 @@ from conftest import SAMPLES
 SAMPLE = SAMPLES / "digits_resnet.onnx"
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return run_cli(*args)
-
-
 def _process(*args: str) -> subprocess.CompletedProcess:
     """A real ``onnxprune`` process, where the exit status itself is what is tested."""
     return subprocess.run([sys.executable, "-m", "onnxprune_cli.main", *args], capture_output=True, text=True,
@@ -30,7 +26,7 @@ def test_version_prints_the_package_version() -> None:
 
 
 def test_analyze_json_prints_one_object_with_totals() -> None:
-    result = _run("analyze", str(SAMPLE), "--json")
+    result = run_cli("analyze", str(SAMPLE), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)  # nothing but JSON on stdout
     assert data["flops"] > 2 * data["macs"] * 0.99 and data["macs"] > 0 and data["params"] > 0
@@ -39,7 +35,7 @@ def test_analyze_json_prints_one_object_with_totals() -> None:
 
 
 def test_analyze_prints_a_readable_table() -> None:
-    result = _run("analyze", str(SAMPLE))
+    result = run_cli("analyze", str(SAMPLE))
     assert result.returncode == 0, result.stderr
     assert "FLOPs" in result.stdout and "Conv" in result.stdout and "costliest nodes" in result.stdout
 
@@ -62,7 +58,7 @@ def test_bad_model_path_is_one_line_on_stderr(tmp_path: Path, make, message: str
 
 
 def test_unknown_option_is_a_usage_error() -> None:
-    result = _run("analyze", str(SAMPLE), "--no-such-option")
+    result = run_cli("analyze", str(SAMPLE), "--no-such-option")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
 
@@ -74,7 +70,7 @@ def test_prune_is_the_default_command_and_writes_model_and_report(tmp_path: Path
     model = tmp_path / "m.onnx"
     shutil.copy(SAMPLES / "digits_vgg.onnx", model)
     before = hashlib.sha256(model.read_bytes()).hexdigest()
-    result = _run(str(model), "--data", str(SAMPLES / "digits"), "--target-flops", "0.5", "--labels",
+    result = run_cli(str(model), "--data", str(SAMPLES / "digits"), "--target-flops", "0.5", "--labels",
                   "imagefolder", "--rounds", "1", "--round-steps", "1", "--epochs", "0.2", "--round-to", "1",
                   "--json")
     assert result.returncode == 0, result.stderr
@@ -102,7 +98,7 @@ def test_prune_is_the_default_command_and_writes_model_and_report(tmp_path: Path
 ])
 def test_bad_prune_arguments_fail_cleanly(tmp_path: Path, args: list[str], message: str, code: int) -> None:
     base = [str(SAMPLE), "--data", str(SAMPLES / "digits"), "-o", str(tmp_path / "out.onnx")]
-    result = _run(*base, *args)
+    result = run_cli(*base, *args)
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.onnx").exists()

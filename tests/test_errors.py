@@ -22,10 +22,6 @@ from PIL import Image
 FAST = ["--rounds", "1", "--round-steps", "1", "--epochs", "0.2", "--no-bench", "--round-to", "1", "--max-drop", "100"]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return run_cli(*args)
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -69,7 +65,7 @@ def _assert_clean_failure(result: subprocess.CompletedProcess, work: Path, messa
 def test_models_that_cannot_be_pruned_are_refused(work: Path, make, message: str) -> None:
     path = make(work)
     before = _digest(path)
-    result = _cli(str(path), "--data", str(SAMPLES / "digits"), *FAST)
+    result = run_cli(str(path), "--data", str(SAMPLES / "digits"), *FAST)
     _assert_clean_failure(result, work, message)
     assert _digest(path) == before
 
@@ -88,7 +84,7 @@ def test_models_that_cannot_be_pruned_are_refused(work: Path, make, message: str
     (["--criterion", "magic"], "must be one of apoz, bn-scale", 2),
 ])
 def test_bad_settings_are_refused(work: Path, extra: list[str], message: str, code: int) -> None:
-    result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), *FAST, *extra)
+    result = run_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), *FAST, *extra)
     _assert_clean_failure(result, work, message, code)
 
 
@@ -97,20 +93,20 @@ def test_cuda_without_a_gpu_is_refused(work: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "--device", "cuda", *FAST)
+    result = run_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "--device", "cuda", *FAST)
     _assert_clean_failure(result, work, "no CUDA GPU")
 
 
 def test_bad_data_is_refused(work: Path) -> None:
     empty = work / "empty"
     empty.mkdir()
-    _assert_clean_failure(_cli(str(work / "m.onnx"), "--data", str(empty), *FAST), work, "holds no images")
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(empty), *FAST), work, "holds no images")
     (empty / "notes.txt").write_text("no images here")
-    _assert_clean_failure(_cli(str(work / "m.onnx"), "--data", str(empty), *FAST), work, "holds no images")
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(empty), *FAST), work, "holds no images")
     np.save(work / "wrong.npy", np.zeros((4, 3, 28, 28), np.float32))
-    _assert_clean_failure(_cli(str(work / "m.onnx"), "--data", str(work / "wrong.npy"), *FAST), work,
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(work / "wrong.npy"), *FAST), work,
                           "the model needs (N, 3, 32, 32)")
-    _assert_clean_failure(_cli(str(work / "m.onnx"), "--data", str(work / "missing"), *FAST), work,
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(work / "missing"), *FAST), work,
                           "no such file or folder")
 
 
@@ -119,16 +115,16 @@ def test_labels_that_do_not_fit_are_refused(work: Path) -> None:
     flat.mkdir()
     for i in range(4):
         Image.new("RGB", (32, 32), (i * 60, 0, 0)).save(flat / f"{i}.png")
-    _assert_clean_failure(_cli(str(work / "m.onnx"), "--data", str(flat), "--labels", "imagefolder", *FAST),
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(flat), "--labels", "imagefolder", *FAST),
                           work, "class sub-folder")
-    _assert_clean_failure(_cli(str(work / "m.onnx"), "--data", str(flat), "--labels", str(work / "no.csv"), *FAST),
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(flat), "--labels", str(work / "no.csv"), *FAST),
                           work, "no such file")
 
 
 def test_output_paths_that_would_lose_data_are_refused(work: Path) -> None:
-    _assert_clean_failure(_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "-o", str(work / "m.onnx"),
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "-o", str(work / "m.onnx"),
                                *FAST), work, "is the input model")
-    _assert_clean_failure(_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "-o",
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "-o",
                                str(work / "nowhere" / "x.onnx"), *FAST), work, "does not exist")
 
 
@@ -149,7 +145,7 @@ def _unwritable_folder(work: Path) -> Path:
 
 def test_an_unwritable_output_folder_is_refused_before_any_work(work: Path) -> None:
     folder = _unwritable_folder(work)
-    result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "-o", str(folder / "x.onnx"), *FAST)
+    result = run_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "-o", str(folder / "x.onnx"), *FAST)
     _assert_clean_failure(result, work, "is not writable")
 
 
@@ -158,7 +154,7 @@ def test_corrupt_and_small_images_are_counted_in_warnings(work: Path) -> None:
     shutil.copytree(SAMPLES / "digits", data)
     (data / "0" / "broken.png").write_bytes(b"\x89PNG broken")
     Image.new("RGB", (8, 8)).save(data / "0" / "tiny.png")
-    result = _cli(str(work / "m.onnx"), "--data", str(data), "--target-flops", "0.8", "-o", str(work / "o.onnx"), *FAST)
+    result = run_cli(str(work / "m.onnx"), "--data", str(data), "--target-flops", "0.8", "-o", str(work / "o.onnx"), *FAST)
     assert result.returncode == 0, result.stderr
     assert "skipped 1 unreadable" in result.stderr and "1 image(s) are smaller" in result.stderr
 
@@ -167,7 +163,7 @@ def test_external_data_models_are_written_with_external_data(work: Path) -> None
     model = onnx.load(str(work / "m.onnx"))
     onnx.save_model(model, str(work / "ext.onnx"), save_as_external_data=True, location="ext.onnx.data",
                     size_threshold=0)
-    result = _cli(str(work / "ext.onnx"), "--data", str(SAMPLES / "digits"), "--target-flops", "0.8", *FAST)
+    result = run_cli(str(work / "ext.onnx"), "--data", str(SAMPLES / "digits"), "--target-flops", "0.8", *FAST)
     assert result.returncode == 0, result.stderr
     assert (work / "ext.pruned.onnx.data").is_file()
     onnx.checker.check_model(str(work / "ext.pruned.onnx"), full_check=True)
@@ -194,14 +190,14 @@ def test_interrupt_leaves_no_partial_output(work: Path) -> None:
 
 
 def test_verbose_shows_the_traceback(work: Path) -> None:
-    result = _cli("-v", str(work / "nope.onnx"), "--data", str(SAMPLES / "digits"))
+    result = run_cli("-v", str(work / "nope.onnx"), "--data", str(SAMPLES / "digits"))
     assert result.returncode == 1 and "Traceback" in result.stderr
 
 
 def test_a_run_that_loses_more_than_max_drop_writes_the_report_but_no_model(work: Path) -> None:
     import json
 
-    result = _cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), *FAST, "--target-flops", "0.2",
+    result = run_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), *FAST, "--target-flops", "0.2",
                   "--max-drop", "0.5")
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if "error" in line]
