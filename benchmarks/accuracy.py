@@ -18,9 +18,11 @@ import argparse
 import copy
 import sys
 import time
+from dataclasses import replace
 from math import ceil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,10 +31,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from peer import taylor_prune_to  # noqa: E402
 
+from onnxprune.augment import resolve_mode  # noqa: E402
 from onnxprune.data import load_data, split  # noqa: E402
 from onnxprune.finetune import Targets, TrainSettings, finetune  # noqa: E402
 from onnxprune.importer import import_model  # noqa: E402
 from onnxprune.load import load  # noqa: E402
+from onnxprune.loader import default_workers  # noqa: E402
 from onnxprune import PruneOptions, prune  # noqa: E402
 from onnxprune.session import _scoring_loss  # noqa: E402
 from onnxprune.verify import run_batched  # noqa: E402
@@ -45,20 +49,25 @@ def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> d
     loaded = load(SAMPLES / name)
     data = load_data(SAMPLES / "digits", loaded.image, labels="imagefolder")
     train, val = split(data, o.val_split, seed)
-    teacher_train = run_batched(loaded.model, loaded.image.name, train.inputs)
     teacher_val = run_batched(loaded.model, loaded.image.name, val.inputs)
     torch.manual_seed(seed)
     module = copy.deepcopy(import_model(loaded).module).eval()
-    example = torch.from_numpy(train.inputs[:1])
+    example = torch.from_numpy(train.batch([0]))
     run = lambda m, x: [m(x)]  # noqa: E731
     base_macs, _ = tp.utils.count_ops_and_params(module, example)
     rounds = ceil((1 - mac_fraction) / 0.1 - 1e-9)
-    targets = Targets(teacher_train, train.labels if labels else None)
-    settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=seed)
+    teacher_module = copy.deepcopy(module).requires_grad_(False)
+    teacher = lambda x: run(teacher_module, x)  # noqa: E731
+    trained = train if labels else replace(train, labels=None)
+    # onnxprune's own recipe: its default views (auto: crop for a classifier), its workers
+    settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=seed, augment=resolve_mode(o.augment, (1, 10)),
+                             workers=default_workers())
+    calib_inputs = train.subset(np.arange(o.calibration_images)).inputs
+    teacher_calib = run_batched(loaded.model, loaded.image.name, calib_inputs)
     per_round = min(20, ceil(len(train) / o.batch_size))
-    calib = torch.from_numpy(train.inputs[: o.calibration_batches * o.batch_size])
+    calib = torch.from_numpy(calib_inputs)
     # the very loss onnxprune scores with: true labels, or labels sampled from the teacher
-    scoring = _scoring_loss(Targets([t[: len(calib)] for t in teacher_train],
+    scoring = _scoring_loss(Targets(teacher_calib,
                                     train.labels[: len(calib)] if labels else None), len(calib), seed)
 
     def loss(m: torch.nn.Module) -> torch.Tensor:
@@ -67,8 +76,8 @@ def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> d
     for r in range(1, rounds + 1):
         goal = base_macs * (1 - (1 - mac_fraction) * r / rounds)
         module = taylor_prune_to(module, example, loss, goal)
-        finetune(module, train.inputs, targets, per_round, settings, run)
-    finetune(module, train.inputs, targets, ceil(o.epochs * ceil(len(train) / o.batch_size)), settings, run)
+        finetune(module, trained, teacher, per_round, settings, run, (seed, r))
+    finetune(module, trained, teacher, ceil(o.epochs * ceil(len(train) / o.batch_size)), settings, run, (seed, 0))
     macs, _ = tp.utils.count_ops_and_params(module, example)
     with torch.no_grad():
         out = module.eval()(torch.from_numpy(val.inputs)).numpy()

@@ -39,7 +39,7 @@ from onnxprune.importer import import_model  # noqa: E402
 from onnxprune.load import load  # noqa: E402
 from onnxprune import prune  # noqa: E402
 
-FAST = dict(rounds=2, round_steps=2, epochs=0.5, calibration_batches=1, round_to=1, bench=False, max_drop=100)
+FAST = dict(rounds=2, round_steps=2, epochs=0.5, calibration_images=32, round_to=1, bench=False, max_drop=100)
 KERAS = (("MobileNetV2", 96, 13), ("ResNet50", 64, 13), ("EfficientNetB0", 64, 13), ("MobileNetV2", 96, 11),
          ("MobileNetV2", 96, 18))
 

@@ -39,7 +39,7 @@ from onnxprune.shapes import probe_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FAST = dict(round_steps=1, epochs=0.0, calibration_batches=1, batch_size=8, bench=False)
+FAST = dict(round_steps=1, epochs=0.0, calibration_images=8, batch_size=8, bench=False)
 
 
 def _macs(model: onnx.ModelProto) -> int:

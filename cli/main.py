@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,11 @@ log = logging.getLogger("onnxprune")
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
+    from onnxprune.distributed import ranks
+
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    if not ranks().main:  # under torchrun rank 0 speaks for all
+        level = max(level, logging.ERROR)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("onnxprune: %(message)s"))
     root = logging.getLogger("onnxprune")
@@ -74,27 +79,41 @@ class _Interrupt:
 
 
 class _ProgressBars:
-    """``prune(progress=…)`` shown as one click progress bar per stage, on stderr."""
+    """``prune(progress=…)`` shown as one click progress bar per stage on a terminal (with
+    images/s for fine-tuning and an ETA), or as a line every ``every`` seconds when stderr is
+    not one (a pipeline's log)."""
 
-    def __init__(self, enabled: bool, interrupt: _Interrupt | None = None):
+    def __init__(self, enabled: bool, interrupt: _Interrupt | None = None, every: float = 30.0):
         self.enabled = enabled
         self.interrupt = interrupt
+        self.every = every
+        self.tty = sys.stderr.isatty()
         self.bar = None
         self.stage: str | None = None
         self.done = 0
+        self.started = self.logged = 0.0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.interrupt:
             self.interrupt.check()
         if not self.enabled:
             return
+        now = time.monotonic()
         if stage != self.stage:
             self.close()
-            self.bar = click.progressbar(length=max(total, 1), label=f"onnxprune: {stage}", file=sys.stderr,
-                                         show_eta=True, width=24)
-            self.bar.__enter__()
-            self.stage, self.done = stage, 0
-        self.bar.update(done - self.done)
+            self.stage, self.done, self.started, self.logged = stage, 0, now, now
+            if self.tty:
+                self.bar = click.progressbar(length=max(total, 1), label=f"onnxprune: {stage}", file=sys.stderr,
+                                             show_eta=True, width=24, item_show_func=lambda rate: rate)
+                self.bar.__enter__()
+        rate = _rate(stage, done, now - self.started)
+        if self.bar is not None:
+            self.bar.update(done - self.done, rate)
+        elif now - self.logged >= self.every or done >= total:
+            self.logged = now
+            eta = (total - done) * (now - self.started) / done if done else None
+            click.echo(f"onnxprune: {stage}: {done}/{total}{f', {rate}' if rate else ''}"
+                       f"{f', ETA {_duration(eta)}' if eta and done < total else ''}", err=True)
         self.done = done
         if done >= total:
             self.close()
@@ -102,7 +121,20 @@ class _ProgressBars:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
-            self.bar, self.stage = None, None
+        self.bar, self.stage = None, None
+
+
+def _rate(stage: str, done: int, seconds: float) -> str | None:
+    """Images per second on the stages that count images (fine-tuning)."""
+    if not stage.endswith("fine-tuning") or seconds <= 0 or not done:
+        return None
+    return f"{done / seconds:.1f} images/s"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 _GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
@@ -190,12 +222,18 @@ def _prune_and_write(model: str, data: str, options: PruneOptions, out: Path, as
     from onnxprune.report import render_markdown, render_plots
     from onnxprune.write import report_folder, write_model, write_report
 
-    bars = _ProgressBars(enabled=not quiet, interrupt=interrupt)
+    from onnxprune.distributed import leave, ranks
+
+    main_rank = ranks().main  # under torchrun only rank 0 shows progress and writes
+    bars = _ProgressBars(enabled=not quiet and main_rank, interrupt=interrupt)
     settings = {k: v for k, v in asdict(options).items() if k != "target_flops"}
+    settings["checkpoint_dir"] = settings.get("checkpoint_dir") or str(report_folder(out) / "checkpoint")
     try:
         result = run_prune(model, data, options.target_flops, progress=bars, **settings)
     except QualityBudgetExceeded as err:  # no model, but the report says why
         interrupt.check()
+        if not main_rank:
+            raise
         report = err.report.written_to(None, str(report_folder(out))).as_dict()
         write_report(report, report_folder(out), {"report.md": render_markdown(report).encode(),
                                                   **render_plots(report)})
@@ -203,6 +241,9 @@ def _prune_and_write(model: str, data: str, options: PruneOptions, out: Path, as
     finally:
         bars.close()
     interrupt.check()
+    leave()
+    if not main_rank:
+        return
     report = result.report.written_to(str(out), str(report_folder(out))).as_dict()
     extra = {"report.md": render_markdown(report).encode(), **render_plots(report)}
     interrupt.check()

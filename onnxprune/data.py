@@ -1,14 +1,19 @@
-"""Calibration and validation inputs: an image folder or ready tensors, shaped for the model.
+"""Calibration, training and validation inputs, read lazily: a data set of any size costs its
+file list in memory, not its pixels.
 
-Images are found recursively, resized so they cover the model's H×W (shorter side first),
-centre-cropped, scaled to [0, 1], normalized with mean/std, RGB unless ``bgr``, and laid out as
-the model's input (NCHW or NHWC). Labels are read only when asked for.
+An image folder (recursive) is listed once, headers only; each image is decoded when it is read:
+resized so it covers the model's H×W (shorter side first) and centre-cropped, or cut to an
+augmentation ``View``; scaled to [0, 1], normalized with mean/std, RGB unless ``bgr``, and laid out
+as the model's input (NCHW or NHWC). An ``.npy`` file is memory-mapped; an ``.npz`` is read whole
+(numpy cannot map it). Labels are read only when asked for. This module loads no torch: the
+DataLoader that reads in worker processes is ``loader.py``.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +22,8 @@ import numpy as np
 from .errors import OnnxpruneError
 from .image_input import ImageInput
 
-__all__ = ["Preprocess", "Dataset", "load_data", "split", "IMAGE_SUFFIXES"]
+__all__ = ["Preprocess", "View", "Dataset", "ImageFiles", "Tensors", "load_data", "split", "bounded",
+           "IMAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +42,176 @@ class Preprocess:
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """Model-ready inputs (float32, the model's layout) and, when asked for, integer labels."""
+class View:
+    """What augmentation makes of one image: a region (fractions of its height and width) resized
+    to the model's H×W, mirrored or not, then rolled by (dy, dx) fractions (``augment.py`` draws it)."""
 
-    inputs: np.ndarray
-    labels: np.ndarray | None
-    names: tuple[str, ...]
-    classes: tuple[str, ...] | None = None
+    top: float = 0.0
+    left: float = 0.0
+    height: float = 1.0
+    width: float = 1.0
+    flip: bool = False
+    dy: float = 0.0
+    dx: float = 0.0
+    cover: bool = True  # the region is the centred crop that covers H×W, not the fractions above
+
+
+CENTRE = View()
+
+
+class ImageFiles:
+    """Image files decoded on demand."""
+
+    def __init__(self, root: Path, files: tuple[str, ...], image: ImageInput, prep: Preprocess) -> None:
+        if image.channels not in (1, 3):
+            raise OnnxpruneError(f"the model takes {image.channels}-channel images; pass tensors (.npy) instead")
+        self.root, self.files, self.image, self.prep = root, files, image, prep
+        self.mean = _per_channel(prep.mean, image.channels, "mean")
+        self.std = _per_channel(prep.std, image.channels, "std")
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return len(self.files)
 
-    def subset(self, index: np.ndarray) -> Dataset:
-        labels = None if self.labels is None else self.labels[index]
-        return Dataset(self.inputs[index], labels, tuple(self.names[i] for i in index), self.classes)
+    def name(self, i: int) -> str:
+        return self.files[i]
+
+    def read(self, i: int, view: View = CENTRE) -> np.ndarray:
+        from PIL import Image
+
+        image, path = self.image, self.root / self.files[i]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if image.channels == 1 else "RGB")
+                img = _cut(img, image.width, image.height, view)
+                array = np.asarray(img, dtype=np.float32) / 255.0
+        except OSError as err:
+            raise OnnxpruneError(f"--data: cannot decode {path} ({err})") from err
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if image.channels == 3 and self.prep.bgr:
+            array = array[:, :, ::-1]
+        array = _roll((array - self.mean) / self.std, view, (0, 1))
+        return np.ascontiguousarray(array if image.layout == "NHWC" else array.transpose(2, 0, 1))
+
+
+def _cut(img, width: int, height: int, view: View):
+    """The view's region of a PIL image at width × height."""
+    from PIL import Image
+
+    w, h = img.size
+    if view.cover:
+        scale = max(width / w, height / h)
+        size = (max(width, round(w * scale)), max(height, round(h * scale)))
+        img = img.resize(size, Image.BILINEAR)
+        left, top = (size[0] - width) // 2, (size[1] - height) // 2
+        img = img.crop((left, top, left + width, top + height))
+    else:
+        box = (view.left * w, view.top * h, (view.left + view.width) * w, (view.top + view.height) * h)
+        img = img.resize((width, height), Image.BILINEAR, box=box)
+    return img.transpose(Image.FLIP_LEFT_RIGHT) if view.flip else img
+
+
+def _roll(array: np.ndarray, view: View, hw: tuple[int, int]) -> np.ndarray:
+    if not (view.dy or view.dx):
+        return array
+    shifts = (round(view.dy * array.shape[hw[0]]), round(view.dx * array.shape[hw[1]]))
+    return np.roll(array, shifts, axis=hw)
+
+
+class Tensors:
+    """Ready model inputs: an array, memory-mapped when it comes from an .npy file."""
+
+    def __init__(self, array: np.ndarray, image: ImageInput | None = None, label: str = "") -> None:
+        self.array, self.label = array, label
+        self.layout = image.layout if image else "NCHW"
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def name(self, i: int) -> str:
+        return f"{self.label}[{i}]"
+
+    def read(self, i: int, view: View = CENTRE) -> np.ndarray:
+        x = np.asarray(self.array[i], dtype=np.float32)
+        hw = (1, 2) if self.layout == "NCHW" else (0, 1)
+        if not view.cover:
+            x = _resize_region(x, view, hw)
+        if view.flip:
+            x = np.flip(x, hw[1])
+        return np.ascontiguousarray(_roll(x, view, hw))
+
+
+def _resize_region(x: np.ndarray, view: View, hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of the view's region back to the array's own H×W."""
+    h, w = x.shape[hw[0]], x.shape[hw[1]]
+
+    def coordinates(start: float, extent: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        at = (start + (np.arange(size) + 0.5) * extent / size) * size - 0.5
+        at = np.clip(at, 0, size - 1)
+        low = np.floor(at).astype(int)
+        return low, np.minimum(low + 1, size - 1), (at - low).astype(np.float32)
+
+    y0, y1, fy = coordinates(view.top, view.height, h)
+    x0, x1, fx = coordinates(view.left, view.width, w)
+    moved = np.moveaxis(x, hw, (0, 1))
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    top = moved[y0][:, x0] * (1 - fx) + moved[y0][:, x1] * fx
+    bottom = moved[y1][:, x0] * (1 - fx) + moved[y1][:, x1] * fx
+    return np.moveaxis(top * (1 - fy) + bottom * fy, (0, 1), hw).astype(np.float32)
+
+
+Source = ImageFiles | Tensors
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Some items of a source (files or an array), in order, with integer labels when asked for.
+
+    Nothing is decoded until read: ``read``/``batch``/``batches`` decode on demand, ``inputs``
+    decodes everything (small sets: tests, calibration).
+    """
+
+    source: Source
+    index: np.ndarray  # positions in the source
+    labels: np.ndarray | None = None  # aligned with ``index``
+    classes: tuple[str, ...] | None = None
+
+    @classmethod
+    def of_array(cls, array: np.ndarray, labels: np.ndarray | None = None, image: ImageInput | None = None,
+                 label: str = "array") -> Dataset:
+        return cls(Tensors(array, image, label), np.arange(len(array)), labels)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.source.name(int(i)) for i in self.index)
+
+    @property
+    def kind(self) -> str:
+        return "images" if isinstance(self.source, ImageFiles) else "tensors"
+
+    def read(self, position: int, view: View = CENTRE) -> np.ndarray:
+        return self.source.read(int(self.index[position]), view)
+
+    def batch(self, positions) -> np.ndarray:
+        return np.stack([self.read(int(p)) for p in positions])
+
+    def batches(self, size: int) -> Iterator[np.ndarray]:
+        """All items in order, ``size`` at a time, decoded as they are reached."""
+        for start in range(0, len(self), size):
+            yield self.batch(range(start, min(start + size, len(self))))
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """Every item decoded into one array: for small sets only."""
+        return self.batch(range(len(self)))
+
+    def subset(self, positions) -> Dataset:
+        positions = np.asarray(positions, dtype=np.int64)
+        labels = None if self.labels is None else self.labels[positions]
+        return Dataset(self.source, self.index[positions], labels, self.classes)
 
 
 def _per_channel(values: tuple[float, ...], channels: int, what: str) -> np.ndarray:
@@ -62,39 +224,26 @@ def _per_channel(values: tuple[float, ...], channels: int, what: str) -> np.ndar
     return np.asarray(values, dtype=np.float32)
 
 
-def _is_small(path: Path, image: ImageInput) -> bool:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return img.size[0] < image.width or img.size[1] < image.height
-
-
-def _read_image(path: Path, image: ImageInput, prep: Preprocess) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img = img.convert("L" if image.channels == 1 else "RGB")
-        w, h = img.size
-        scale = max(image.width / w, image.height / h)
-        size = (max(image.width, round(w * scale)), max(image.height, round(h * scale)))
-        img = img.resize(size, Image.BILINEAR)
-        left, top = (size[0] - image.width) // 2, (size[1] - image.height) // 2
-        img = img.crop((left, top, left + image.width, top + image.height))
-        array = np.asarray(img, dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if image.channels == 3 and prep.bgr:
-        array = array[:, :, ::-1]
-    if image.channels not in (1, 3):
-        raise OnnxpruneError(f"the model takes {image.channels}-channel images; pass tensors (.npy) instead")
-    mean = _per_channel(prep.mean, image.channels, "mean")
-    std = _per_channel(prep.std, image.channels, "std")
-    array = (array - mean) / std
-    return array if image.layout == "NHWC" else array.transpose(2, 0, 1)
-
-
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _readable(files: list[Path], image: ImageInput) -> tuple[list[Path], int, int]:
+    """The files whose headers open (the pixels are decoded later), and how many are skipped or
+    smaller than the model's input."""
+    from PIL import Image
+
+    good, skipped, small = [], 0, 0
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except Exception:
+            skipped += 1
+            continue
+        good.append(path)
+        small += w < image.width or h < image.height
+    return good, skipped, small
 
 
 def _folder_labels(folder: Path, files: list[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -133,16 +282,18 @@ def _csv_labels(csv_path: Path, folder: Path, files: list[Path]) -> np.ndarray:
 
 def _load_tensors(path: Path, image: ImageInput) -> np.ndarray:
     try:
-        loaded = np.load(path, allow_pickle=False)
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, mmap_mode="r", allow_pickle=False)  # pages come in as they are read
+        else:
+            loaded = np.load(path, allow_pickle=False)
+            keys = list(loaded.keys())
+            if not keys:
+                raise OnnxpruneError(f"{path} holds no arrays")
+            array = loaded[image.name] if image.name in keys else loaded[keys[0]]
+    except OnnxpruneError:
+        raise
     except Exception as err:
         raise OnnxpruneError(f"{path} is not a readable .npy/.npz file ({err})") from err
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.keys())
-        if not keys:
-            raise OnnxpruneError(f"{path} holds no arrays")
-        array = loaded[image.name] if image.name in keys else loaded[keys[0]]
-    else:
-        array = loaded
     expected = image.shape(1)[1:]
     if array.ndim != 4 or tuple(array.shape[1:]) != expected:
         raise OnnxpruneError(
@@ -151,13 +302,15 @@ def _load_tensors(path: Path, image: ImageInput) -> np.ndarray:
         )
     if len(array) == 0:
         raise OnnxpruneError(f"{path} holds no samples")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    if not np.issubdtype(array.dtype, np.number):
+        raise OnnxpruneError(f"{path} holds {array.dtype} values; give numbers")
+    return array
 
 
 def load_data(
     source: str | Path, image: ImageInput, prep: Preprocess = Preprocess(), labels: str | None = None
 ) -> Dataset:
-    """Read ``--data``: a folder of images (recursive) or an .npy/.npz of ready tensors."""
+    """List ``--data``: a folder of images (recursive) or an .npy/.npz of ready tensors."""
     path = Path(source)
     if not path.exists():
         raise OnnxpruneError(f"--data {path}: no such file or folder")
@@ -166,27 +319,18 @@ def load_data(
             raise OnnxpruneError(f"--data {path}: give a folder of images or an .npy/.npz file")
         if labels:
             raise OnnxpruneError("--labels needs an image folder as --data")
-        inputs = _load_tensors(path, image)
-        return Dataset(inputs, None, tuple(f"{path.name}[{i}]" for i in range(len(inputs))))
+        array = _load_tensors(path, image)
+        return Dataset(Tensors(array, image, path.name), np.arange(len(array)))
     files = _image_files(path)
     if not files:
         raise OnnxpruneError(f"--data {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    arrays, good, skipped, small = [], [], 0, 0
-    for file in files:
-        try:
-            arrays.append(_read_image(file, image, prep))
-            good.append(file)
-            small += _is_small(file, image)
-        except OnnxpruneError:
-            raise
-        except Exception:
-            skipped += 1
+    good, skipped, small = _readable(files, image)
     if skipped:
         log.warning("skipped %d unreadable image file(s) in %s", skipped, path)
     if small:
-        log.warning("%d image(s) are smaller than the model input %d×%d and were upscaled",
+        log.warning("%d image(s) are smaller than the model input %d×%d and are upscaled",
                     small, image.height, image.width)
-    if not arrays:
+    if not good:
         raise OnnxpruneError(f"--data {path}: none of its {len(files)} image files could be read")
     label_array, classes = None, None
     if labels == "imagefolder":
@@ -194,18 +338,28 @@ def load_data(
     elif labels:
         label_array = _csv_labels(Path(labels), path, good)
     names = tuple(str(p.relative_to(path)) for p in good)
-    return Dataset(np.stack(arrays).astype(np.float32), label_array, names, classes)
+    return Dataset(ImageFiles(path, names, image, prep), np.arange(len(good)), label_array, classes)
 
 
-def split(data: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """A seeded (train, validation) split; validation is never trained or scored on."""
+def split(data: Dataset, val_fraction: float, seed: int, max_val: int | None = None) -> tuple[Dataset, Dataset]:
+    """A seeded (train, validation) split; validation is never trained or scored on. At most
+    ``max_val`` items are held out: a bounded validation set, the rest trains."""
     if not 0 < val_fraction < 1:
         raise OnnxpruneError(f"--val-split must be in (0, 1), got {val_fraction}")
     n = len(data)
     n_val = max(1, round(n * val_fraction))
+    if max_val is not None:
+        n_val = min(n_val, max_val)
     if n - n_val < 1:
         raise OnnxpruneError(f"--data has {n} sample(s); give at least 2 so some can be held out")
     order = np.random.default_rng(seed).permutation(n)
-    # training keeps the shuffled order: its first batches calibrate (scores, BatchNorm
+    # training keeps the shuffled order: its first items calibrate (scores, BatchNorm
     # statistics), and a folder read class by class would calibrate on the first classes only
     return data.subset(order[n_val:]), data.subset(np.sort(order[:n_val]))
+
+
+def bounded(data: Dataset, limit: int | None, seed: int) -> Dataset:
+    """At most ``limit`` items, a seeded sample kept in order (a separate --val-data)."""
+    if limit is None or len(data) <= limit:
+        return data
+    return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), limit, replace=False)))

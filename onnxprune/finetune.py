@@ -1,14 +1,14 @@
-"""Fine-tune the torch view of a pruned model: distillation from the original by default.
+"""Fine-tune the torch view of a pruned model: distillation from the original.
 
 Classifier outputs (rank 2, several classes) use KL divergence to the teacher's softmax (or to
-its own probabilities where the model ends in Softmax), plus cross-entropy when labels are given; other outputs use MSE scaled by the teacher's variance.
+its own probabilities where the model ends in Softmax), plus cross-entropy when labels are given;
+other outputs use MSE scaled by the teacher's variance. The teacher (the original model in torch)
+runs on each batch as it comes, on the same augmented views (``augment.py``), so nothing of the
+size of the data set is held: batches stream from ``loader.py``'s workers.
 BatchNorm layers train (batch statistics, running statistics follow the pruned network, which
 is what lets a pruned model recover); dropout stays off so fine-tuning is deterministic.
-
-With a teacher function (``--augment``), each batch is shifted by a few pixels (seeded) and the
-teacher is run on the very same shifted batch: consistent distillation on views the data set
-does not hold. Shifts keep labels and work for any
-output (a detector's or segmenter's teacher sees the same shift).
+On CUDA the loop runs in bfloat16 autocast with channels-last inputs where the GPU supports
+them (``TrainSettings``); under torchrun the module is wrapped in DistributedDataParallel.
 """
 
 from __future__ import annotations
@@ -20,32 +20,46 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .data import Dataset
+from .loader import training_loader
 from .metrics import feature_axis, is_classifier_output
 
-__all__ = ["TrainSettings", "Targets", "loss_for", "finetune", "batches", "shift",
-           "feature_mse", "is_distribution", "log_probabilities"]
+__all__ = ["TrainSettings", "Targets", "Teacher", "loss_for", "finetune", "feature_mse", "is_distribution",
+           "log_probabilities", "precision_for"]
+
+Teacher = Callable[[torch.Tensor], list[torch.Tensor]]  # inputs → the original's outputs
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     lr: float = 1e-3
-    batch_size: int = 32
+    batch_size: int = 32  # the global batch: split across processes under torchrun
     seed: int = 0
     device: str = "cpu"
     weight_decay: float = 0.0
     label_weight: float = 1.0  # cross-entropy weight next to distillation, when labels exist
-    spatial_dims: tuple[int, int] = (2, 3)  # H and W of the inputs (1, 2 for NHWC models)
-    max_shift: float = 1 / 16  # of H and W; 0 turns augmentation off
+    augment: str = "none"  # an ``augment.MODES`` entry other than auto
+    workers: int = 0  # DataLoader worker processes
+    precision: str = "fp32"  # "bf16": autocast (CUDA by default, see precision_for)
+    channels_last: bool = False  # NCHW inputs and weights in channels-last memory (CUDA)
+    rank: int = 0
+    world: int = 1
+
+
+def precision_for(requested: str, device: str) -> str:
+    """``auto``: bfloat16 autocast on a CUDA GPU that supports it, float32 elsewhere (a CPU
+    gains nothing from bf16 autocast without AMX, and loses accuracy)."""
+    if requested != "auto":
+        return requested
+    return "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
 
 
 @dataclass(frozen=True)
 class Targets:
-    """What the student learns from: the teacher's outputs, and labels when given."""
+    """What scoring compares with on the calibration inputs: the teacher's outputs, and labels."""
 
     teacher: list[np.ndarray]  # one array per graph output, aligned with the inputs
     labels: np.ndarray | None = None
-    # the original model in torch, run on augmented batches; None: no augmentation
-    teacher_fn: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
 
 
 def loss_for(
@@ -92,65 +106,65 @@ def feature_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return (error / (spread + 1e-2 * spread.median() + 1e-8)).mean()
 
 
-def shift(x: torch.Tensor, dims: tuple[int, int], max_shift: float, generator: torch.Generator) -> torch.Tensor:
-    """The batch translated by up to max_shift of its height and width (wrapping around)."""
-    limits = [max(1, round(x.shape[d] * max_shift)) for d in dims]
-    offsets = [int(torch.randint(-m, m + 1, (1,), generator=generator)) for m in limits]
-    return torch.roll(x, shifts=offsets, dims=dims)
-
-
-def batches(n: int, batch_size: int, steps: int, seed: int):
-    """``steps`` index batches from seeded reshuffles of range(n)."""
-    rng = np.random.default_rng(seed)
-    order: list[int] = []
-    for _ in range(steps):
-        if len(order) < batch_size:
-            order.extend(rng.permutation(n).tolist())
-        yield np.asarray(order[:batch_size])
-        del order[:batch_size]
-
-
 def finetune(
     module: torch.nn.Module,
-    inputs: np.ndarray,
-    targets: Targets,
+    data: Dataset,
+    teacher: Teacher,
     steps: int,
     settings: TrainSettings,
     run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
-    progress: Callable[[int, float], None] | None = None,
+    seed=0,
+    progress: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """Train the module's trainable parameters in place for ``steps`` steps; returns the losses."""
+    """Train the module's trainable parameters in place for ``steps`` steps of the global batch,
+    drawn from ``seed``; returns the losses. ``progress(images)`` counts images done (all
+    processes)."""
     if steps <= 0:
         return []
     device = torch.device(settings.device)
     module.to(device)
-    module.eval()
-    for sub in module.modules():
-        if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
-            sub.train()
+    if settings.channels_last:
+        module.to(memory_format=torch.channels_last)
+    _train_mode(module)
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    losses = []
-    generator = torch.Generator().manual_seed(settings.seed)
-    augment = targets.teacher_fn is not None and settings.max_shift > 0
-    for step, idx in enumerate(batches(len(inputs), settings.batch_size, steps, settings.seed)):
-        x = torch.from_numpy(inputs[idx]).to(device)
-        if augment:
-            x = shift(x, settings.spatial_dims, settings.max_shift, generator)
-            with torch.no_grad():
-                teacher = [t.detach() for t in targets.teacher_fn(x)]
-        else:
-            teacher = [torch.from_numpy(t[idx]).to(device) for t in targets.teacher]
-        labels = None if targets.labels is None else torch.from_numpy(targets.labels[idx]).to(device)
-        loss = loss_for(run(module, x), teacher, labels, settings.label_weight)
+    trained = module
+    if settings.world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index or 0] if device.type == "cuda" else None)
+    loader = training_loader(data, settings.batch_size, steps, seed, settings.augment, settings.workers,
+                             settings.device, settings.rank, settings.world)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+    losses: list[torch.Tensor] = []
+    with_labels = data.labels is not None
+    for step, (x, labels) in enumerate(loader):
+        x = x.to(device, non_blocking=True)
+        if settings.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast:
+            targets = [t.float() for t in teacher(x)]
+        with autocast:
+            outputs = run(trained, x)
+        y = labels.to(device, non_blocking=True) if with_labels else None
+        loss = loss_for([o.float() for o in outputs], targets, y, settings.label_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())  # no .item() here: on a GPU it would wait for every step
         if progress:
-            progress(step, losses[-1])
+            progress(min((step + 1) * settings.batch_size, steps * settings.batch_size))
     module.to("cpu")
+    if settings.channels_last:
+        module.to(memory_format=torch.contiguous_format)
     module.eval()
-    return losses
+    return torch.stack(losses).float().cpu().tolist()
+
+
+def _train_mode(module: torch.nn.Module) -> None:
+    """BatchNorm learns its statistics; everything else (dropout) stays in eval mode."""
+    module.eval()
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
+            sub.train()

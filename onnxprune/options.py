@@ -123,15 +123,30 @@ class PruneOptions:
                                _at_least(1))
     flops_weight: float = option(0.1, "How much FLOPs saved weigh against saliency when ranking channels.",
                                  _at_least(0))
-    calibration_batches: int = option(4, "Batches used to score channels each round.", _at_least(1))
+    calibration_images: int = option(128, "Training images channels are scored on each round (a seeded "
+                                           "subset, held in memory).", _at_least(1))
+    val_images: int = option(500, "At most this many held-out images (a seeded subset of --val-split or "
+                                  "--val-data).", _at_least(1))
     lossless: bool = option(True, "Skip removing channels that are dead or constant on the data.",
                             cli="--no-lossless")
     schedule: str = option(
         "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
                      "slice once at the end (Soft Filter Pruning).", _one_of("iterative", "sfp"),
         metavar="iterative|sfp")
-    augment: bool = option(False, "Shift fine-tuning batches by up to 1/16 of H and W, the original model "
-                                  "as teacher on the same shift.")
+    augment: str = option(
+        "auto", "Fine-tuning views, the original model as teacher on the same view: crop-flip (random resized "
+                "crop of 25-100 % of the area, mirrored half the time), shift (rolled by up to 1/16 of H and W), "
+                "none, or auto: crop-flip for classifiers, none for detectors and other maps.",
+        _one_of("auto", "none", "shift", "crop", "crop-flip"), metavar="auto|none|shift|crop|crop-flip")
+    workers: int | None = option(None, "DataLoader processes that decode and augment images.", _at_least(0),
+                                 default_text="half the cores, ≤8")
+    precision: str = option("auto", "Fine-tuning arithmetic: bf16 autocast, fp32, or auto: bf16 on a CUDA GPU "
+                                    "that supports it (with channels-last), fp32 elsewhere.",
+                            _one_of("auto", "fp32", "bf16"), metavar="auto|fp32|bf16")
+    resume: bool = option(False, "Continue a killed run from its last finished round (the checkpoint in the "
+                                 "report folder); the model, data and settings must be the same.")
+    checkpoint_dir: str | None = option(None, "Where each finished round is saved for --resume (the CLI: "
+                                              "<output>.report/checkpoint).", cli=None)
     seed: int = option(0, "Seed for the split, scoring and fine-tuning.")
     device: str = option("auto", "Where fine-tuning runs (auto: CUDA when there is a GPU).",
                          _one_of("auto", "cpu", "cuda"), metavar="auto|cpu|cuda")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from math import ceil
 from pathlib import Path
@@ -26,20 +24,27 @@ import torch
 from .batch import restore_batch
 from .batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm, output_statistics
 from .bench import benchmark
-from .data import Dataset, load_data, split
+from .augment import resolve_mode
+from .checkpoint import Checkpoint, Checkpoints, fingerprint
+from .data import Dataset, bounded, load_data, split
+from .distributed import join, on_main
 from .errors import OnnxpruneError, QualityBudgetExceeded
-from .finetune import Targets, TrainSettings
+from .finetune import Targets, Teacher, TrainSettings, precision_for
 from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel, load
+from .loader import default_workers
 from .lossless import LosslessResult
 from .metrics import compare_outputs, is_classifier_output, quality_drop
 from .nodes import is_inserted
 from .options import PruneOptions, resolve
-from .run import Progress, Run
+from .run import Progress, Run, StageClock
 from .report import (
-    DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Verification, Widths,
+    DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime, Verification,
+    Widths,
 )
-from .rounds import WidthPlan, correct_latency, latency_met, plan_widths, prune_in_rounds, remove_lossless
+from .rounds import (
+    WidthPlan, correct_latency, latency_met, plan_widths, prune_in_rounds, remove_lossless,
+)
 from .runtime import run_devices
 from .session import TorchView
 from .verify import run_batched, verify
@@ -66,70 +71,122 @@ def prune(
     ``target_latency``, to at most that share of its measured latency; returns the verified model
     and its report.
 
-    ``data`` is an image folder, an .npy/.npz file, a ``Dataset`` or an array of model inputs.
-    ``options`` are ``PruneOptions`` fields. ``progress(stage, done, total)`` is called as long
-    steps advance. Nothing is written to disk (except the latency cache, see ``latency.cache_dir``).
+    ``data`` is an image folder, an .npy/.npz file, a ``Dataset`` or an array of model inputs;
+    images are read as they are needed. ``options`` are ``PruneOptions`` fields.
+    ``progress(stage, done, total)`` is called as long steps advance; stages whose name ends in
+    "fine-tuning" count images. Nothing is written to disk except the latency cache (see
+    ``latency.cache_dir``) and, with ``checkpoint_dir``, a checkpoint after each finished stage.
+    Under torchrun every process calls this; each returns the same model.
     """
     o = resolve(target_flops, options)
-    started = time.perf_counter()
+    clock = StageClock()
     torch.manual_seed(o.seed)
-    run = prepare(load(model, o.input_size), data, o, progress or (lambda stage, done, total: None))
+    with clock("prepare"):
+        run = prepare(load(model, o.input_size), data, o, progress or (lambda stage, done, total: None))
+    resumed = run.checkpoints.load() if o.resume else None
     analysis = run.work_groups
-    plan = plan_widths(run, analysis)
-    view, freed = remove_lossless(run, plan, TorchView.of(run.work.model, run.work.image), analysis)
-    view, records, reached = prune_in_rounds(run, plan, view)
-    if o.target_latency is not None and reached:
-        view = correct_latency(run, plan, view, records)
-    final_steps = ceil(o.epochs * ceil(len(run.train) / o.batch_size))
-    log.info("final fine-tuning: %d steps", final_steps)
-    view.finetune(run.train.inputs, run.targets, final_steps, run.settings,
-                  lambda step, _: run.progress("final fine-tuning", step + 1, final_steps))
+    with clock("plan widths"):
+        plan = on_main(lambda: plan_widths(run, analysis))
+    view, freed, records, reached = _resume_or_start(run, plan, analysis, resumed, clock)
+    if resumed is None or resumed.stage < Checkpoints.FINAL:
+        view = _final_finetune(run, view, records, freed, clock)
 
-    final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
-    written = restore_batch(final, run.loaded.fixed_batch)  # the user's signature
-    max_err = verify(written, view.imported.module, run.loaded.image.name, run.val.inputs, run.loaded.fixed_batch)
-    final_groups = analyze_groups(LoadedModel(final, run.loaded.image, None))
-    _check_reached(o, plan, final_groups)
-    quality = measure_quality(run, final)
-    timing = measure_latency(run, plan, final, final_groups)
-    report = build_report(run, plan, analysis, final_groups, freed, records, quality, max_err, timing,
-                          time.perf_counter() - started)
+    with clock("verify"):
+        final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
+        written = restore_batch(final, run.loaded.fixed_batch)  # the user's signature
+        max_err = verify(written, view.imported.module, run.loaded.image.name, run.val, run.loaded.fixed_batch)
+        final_groups = analyze_groups(LoadedModel(final, run.loaded.image, None))
+        _check_reached(o, plan, final_groups)
+    with clock("measure quality"):
+        quality = measure_quality(run, final)
+    with clock("measure latency"):
+        timing = on_main(lambda: measure_latency(run, plan, final, final_groups))
+    report = build_report(run, plan, analysis, final_groups, freed, records, quality, max_err, timing, clock,
+                          resumed)
     if not quality.drop.within:
         raise QualityBudgetExceeded(quality.drop.message(), report)
     return PruneResult(written, report)
 
 
+def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed: Checkpoint | None,
+                     clock: StageClock) -> tuple[TorchView, LosslessResult, list[RoundRecord], bool]:
+    """The lossless pass and the rounds, or what of them a checkpoint holds."""
+    o, saves = run.options, run.checkpoints
+    if resumed is not None:
+        view, freed, records = TorchView.of(resumed.model, run.work.image), resumed.freed, list(resumed.records)
+    else:
+        with clock("lossless pass"):
+            view, freed = remove_lossless(run, plan, TorchView.of(run.work.model, run.work.image), analysis)
+        records = []
+        saves.save(0, "lossless pass", view.model, records, freed)
+    reached = resumed.reached if resumed is not None else True
+    if reached and (resumed is None or resumed.stage < Checkpoints.CORRECTED):
+        with clock("rounds"):
+            def saved(r: int, label: str, done: TorchView, so_far: list[RoundRecord], ok: bool) -> None:
+                saves.save(r, label, done.model, so_far, freed, ok)
+
+            view, records, reached = prune_in_rounds(run, plan, view, records,
+                                                     after=resumed.stage if resumed else 0, saved=saved)
+        if o.target_latency is not None and reached:
+            with clock("latency correction"):
+                view = correct_latency(run, plan, view, records)
+        saves.save(Checkpoints.CORRECTED, "rounds", view.model, records, freed, reached)
+    return view, freed, records, reached
+
+
+def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed: LosslessResult,
+                    clock: StageClock) -> TorchView:
+    o = run.options
+    final_steps = ceil(o.epochs * ceil(len(run.train) / o.batch_size))
+    log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
+    total = final_steps * o.batch_size
+    with clock("final fine-tuning"):
+        view.finetune(run.train, run.teacher, final_steps, run.settings, (o.seed, 0),
+                      lambda images: run.progress("final fine-tuning", images, total))
+    run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed)
+    return view
+
+
 def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: PruneOptions,
             progress: Progress) -> Run:
-    """Split the data, run the original on it (the teacher) and add BatchNorm where it was folded."""
+    """List and split the data, run the original on the held-out and calibration inputs (the
+    teacher), set up where and how fine-tuning runs, and add BatchNorm where it was folded."""
     image = loaded.image
     device, ort_device = run_devices(o.device)
+    where = join(device)
     dataset = _dataset(data, loaded, o)
     if o.val_data:
-        train, val = dataset, load_data(o.val_data, image, o.preprocess, o.labels)
+        train = dataset
+        val = bounded(load_data(o.val_data, image, o.preprocess, o.labels), o.val_images, o.seed)
     else:
-        train, val = split(dataset, o.val_split, o.seed)
-    log.info("data: %d training and %d validation inputs", len(train), len(val))
-
-    teacher_train = run_batched(loaded.model, image.name, train.inputs)
-    teacher_val = run_batched(loaded.model, image.name, val.inputs)
-    teacher_fn = _teacher(loaded) if o.augment else None
-    settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=o.seed, device=device,
-                             spatial_dims=(2, 3) if image.layout == "NCHW" else (1, 2))
+        train, val = split(dataset, o.val_split, o.seed, o.val_images)
+    n_calib = min(len(train), o.calibration_images)
+    log.info("data: %d training and %d validation %s, %d calibrate", len(train), len(val), dataset.kind, n_calib)
+    calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory
+    teacher_calib = run_batched(loaded.model, image.name, calib)
+    teacher_val = run_batched(loaded.model, image.name, val)
     analysis = analyze_groups(loaded)
-    n_calib = min(len(train), o.calibration_batches * o.batch_size)
-    calib = train.inputs[:n_calib]
     work = _with_batchnorm(loaded, analysis, calib)
+    if where.world > 1 and device.startswith("cuda"):
+        device = f"cuda:{where.local}"
+    precision = precision_for(o.precision, device)
+    settings = TrainSettings(
+        lr=o.lr, batch_size=o.batch_size, seed=o.seed, device=device,
+        augment=resolve_mode(o.augment, teacher_val[0].shape),
+        workers=default_workers() if o.workers is None else o.workers, precision=precision,
+        channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world)
+    if where.world > o.batch_size:
+        raise OnnxpruneError(f"--batch-size {o.batch_size} is smaller than the {where.world} processes; "
+                             "each needs at least one image of every batch")
+    key = fingerprint(loaded.model, o, train, val)
     return Run(
         options=o, loaded=loaded, work=work, work_groups=analysis if work is loaded else analyze_groups(work),
-        train=train, val=val, teacher_val=teacher_val,
-        targets=Targets(teacher_train, train.labels, teacher_fn), calib=calib,
-        calib_targets=Targets([t[:n_calib] for t in teacher_train],
-                              None if train.labels is None else train.labels[:n_calib]),
+        train=train, val=val, teacher_val=teacher_val, teacher=_teacher(loaded),
+        calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib]),
         settings=settings,
         round_steps=o.round_steps if o.round_steps is not None else min(20, ceil(len(train) / o.batch_size)),
         device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
-        progress=progress,
+        progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
     )
 
 
@@ -147,7 +204,7 @@ def measure_quality(run: Run, final: onnx.ModelProto) -> Quality:
     """The original's and the pruned model's quality on the held-out data, and the drop."""
     val, o = run.val, run.options
     before = compare_outputs(run.teacher_val, run.teacher_val, val.labels)
-    after = compare_outputs(run_batched(final, run.loaded.image.name, val.inputs), run.teacher_val, val.labels)
+    after = compare_outputs(run_batched(final, run.loaded.image.name, val), run.teacher_val, val.labels)
     return Quality(before, after, len(val), quality_drop(before, after, o.max_drop))
 
 
@@ -174,7 +231,7 @@ def measure_latency(run: Run, plan: WidthPlan, final: onnx.ModelProto, final_gro
 
 def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: GroupAnalysis, freed: LosslessResult,
                  records: list[RoundRecord], quality: Quality, max_err: float, timing: dict[str, Any] | None,
-                 seconds: float) -> Report:
+                 clock: StageClock, resumed: Checkpoint | None = None) -> Report:
     o, base, after = run.options, plan.base, final.cost
     first = RoundRecord(0, base.flops, base.params, 1.0, None,
                         1.0 if is_classifier_output(run.teacher_val[0].shape) else None)
@@ -198,9 +255,13 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
         latency=timing,
         hardware_aware=hardware,
         trajectory=(first, *records),
-        data=DataSizes(len(run.train), len(run.val), o.labels),
+        data=DataSizes(len(run.train), len(run.val), o.labels, len(run.calib), run.train.kind, run.settings.augment),
         external_data=run.loaded.external_data,
-        time_s=round(seconds, 2),
+        time_s=round(clock.total(), 2),
+        runtime=Runtime(run.device, run.ort_device, run.settings.precision, run.settings.channels_last,
+                        run.ranks.world, run.settings.workers),
+        stage_times_s=clock.as_dict(),
+        resumed_after=None if resumed is None else resumed.name,
     )
 
 
@@ -208,8 +269,8 @@ def _widths(analysis: GroupAnalysis) -> dict[str, int]:
     return {" + ".join(g.producers) or f"group {g.id}": g.channels for g in analysis.groups if g.producers}
 
 
-def _teacher(loaded: LoadedModel) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-    """The original model in torch, frozen, for distilling on augmented batches."""
+def _teacher(loaded: LoadedModel) -> Teacher:
+    """The original model in torch, frozen, run on each fine-tuning batch (on its device)."""
     view = TorchView.of(loaded.model, loaded.image, check=False)
     module = view.imported.module.eval()
     for p in module.parameters():
@@ -240,5 +301,5 @@ def _dataset(data: str | Path | Dataset | np.ndarray, loaded: LoadedModel, o: Pr
         expected = loaded.image.shape(1)[1:]
         if data.ndim != 4 or tuple(data.shape[1:]) != expected:
             raise OnnxpruneError(f"data of shape {data.shape} does not fit the model's input (N, {expected})")
-        return Dataset(data.astype(np.float32), None, tuple(str(i) for i in range(len(data))))
+        return Dataset.of_array(data, image=loaded.image)
     return load_data(data, loaded.image, o.preprocess, o.labels)

@@ -12,7 +12,7 @@ from .metrics import QualityDrop
 
 __all__ = [
     "Report", "Macs", "Params", "Flops", "Widths", "LosslessCounts", "Quality", "Verification", "HardwareAware",
-    "RoundRecord", "DataSizes", "render_markdown", "render_plots", "human", "SCHEMA_VERSION",
+    "RoundRecord", "DataSizes", "Runtime", "render_markdown", "render_plots", "human", "SCHEMA_VERSION",
 ]
 
 SCHEMA_VERSION = 1
@@ -95,6 +95,21 @@ class DataSizes:
     train: int
     validation: int
     labels: str | None
+    calibration: int = 0  # training images scored on each round
+    kind: str = "images"  # "images" (decoded as read) or "tensors" (.npy, memory-mapped)
+    augment: str = "none"  # fine-tuning views (augment.MODES, auto settled)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where the run ran: torch's device and arithmetic, onnxruntime's device, the processes."""
+
+    torch_device: str
+    onnxruntime_device: str
+    precision: str
+    channels_last: bool
+    processes: int
+    workers: int  # DataLoader processes per training process
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,9 @@ class Report:
     data: DataSizes
     external_data: bool
     time_s: float
+    runtime: Runtime | None = None
+    stage_times_s: dict[str, float] = field(default_factory=dict)  # wall seconds per pipeline stage
+    resumed_after: str | None = None  # the checkpoint's stage when --resume continued a run
     output: str | None = None  # set by whoever writes the model (the CLI)
     report_folder: str | None = None
     schema_version: int = SCHEMA_VERSION

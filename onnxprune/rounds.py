@@ -17,6 +17,7 @@ import onnx
 
 from .bench import BenchResult, benchmark
 from .criteria import get
+from .distributed import on_main
 from .errors import OnnxpruneError
 from .flops import ModelCost, count
 from .groups import GroupAnalysis, predict_shapes
@@ -141,10 +142,10 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
                     o.flops_weight, plan.latency, goal_ms)
     cut = zero_channels if soft else slice_model
     view = TorchView.of(cut(view.model, analysis, chosen.keep), view.image)
-    steps = run.round_steps
-    losses = view.finetune(run.train.inputs, run.targets, steps, run.settings,
-                           lambda step, _: tick(f"{label}: fine-tuning", step + 1, steps))
-    agreement = compare_outputs(run_batched(view.model, view.image.name, run.val.inputs), run.teacher_val, None)
+    steps, batch = run.round_steps, run.settings.batch_size
+    losses = view.finetune(run.train, run.teacher, steps, run.settings, (o.seed, r),
+                           lambda images: tick(f"{label}: fine-tuning", images, steps * batch))
+    agreement = compare_outputs(run_batched(view.model, view.image.name, run.val), run.teacher_val, None)
     record = RoundRecord(
         r, chosen.flops, chosen.params, chosen.flops / plan.base.flops,
         float(np.mean(losses[-5:])) if losses else None, agreement.get("top1_agreement"),
@@ -161,22 +162,28 @@ def planned_rounds(o: PruneOptions) -> int:
     return o.rounds or max(1, ceil((1 - strictest) / 0.1 - 1e-9))
 
 
-def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView) -> tuple[TorchView, list[RoundRecord], bool]:
+def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView, records: list[RoundRecord] | None = None,
+                    after: int = 0, saved: Callable[[int, str, TorchView, list[RoundRecord], bool], None] | None = None
+                    ) -> tuple[TorchView, list[RoundRecord], bool]:
     """Rounds that each take an equal share of the way to the target (rounds already below
-    their goal are skipped); returns the view, the records and whether the target was reached."""
+    their goal are skipped, and those up to ``after`` were done by a resumed run); returns the
+    view, the records and whether the target was reached. ``saved`` is called after each round."""
     o = run.options
     rounds = planned_rounds(o)
-    records: list[RoundRecord] = []
-    for r in range(1, rounds + 1):
+    records = list(records or [])
+    for r in range(after + 1, rounds + 1):
         analysis = view.groups()
         share = r / rounds
         goal = int(plan.base.flops * (1 - (1 - o.target_flops) * share)) if r < rounds else plan.target_flops
         goal_ms = None if o.target_latency is None else plan.base_ms * (1 - (1 - o.target_latency) * share)
         if analysis.cost.flops <= goal and (goal_ms is None or plan.latency.predict(analysis.cost, analysis.shapes) <= goal_ms):
             continue
-        view, record, reached = prune_round(run, plan, view, analysis, r, f"round {r}/{rounds}", goal, goal_ms,
+        label = f"round {r}/{rounds}"
+        view, record, reached = prune_round(run, plan, view, analysis, r, label, goal, goal_ms,
                                             soft=o.schedule == "sfp" and r < rounds)
         records.append(record)
+        if saved:
+            saved(r, label, view, records, reached)
         if not reached:
             return view, records, False
     return view, records, True
@@ -198,7 +205,7 @@ def correct_latency(run: Run, plan: WidthPlan, view: TorchView, records: list[Ro
     o = run.options
     points = [(1.0, 1.0)]  # (predicted, measured) shares of the original; the original is exact
     for attempt in range(1, 3):
-        measured = measure(run, view.model)
+        measured = on_main(lambda: measure(run, view.model))
         if measured <= o.target_latency:
             break
         analysis = view.groups()

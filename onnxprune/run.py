@@ -1,21 +1,26 @@
-"""The frozen context every pruning stage reads (``pipeline.prepare`` builds it)."""
+"""The frozen context every pruning stage reads (``pipeline.prepare`` builds it), and the clock
+that times the stages for the report."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
+from .checkpoint import Checkpoints
 from .data import Dataset
-from .finetune import Targets, TrainSettings
+from .distributed import Ranks
+from .finetune import Targets, Teacher, TrainSettings
 from .groups import GroupAnalysis
 from .load import LoadedModel
 from .options import PruneOptions
 
-__all__ = ["Run", "Progress"]
+__all__ = ["Run", "Progress", "StageClock"]
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Progress = Callable[[str, int, int], None]  # (stage, done, total); "… fine-tuning" stages count images
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,11 @@ class Run:
     loaded: LoadedModel  # the user's model, normalized, its batch freed
     work: LoadedModel  # what the rounds prune: ``loaded``, plus BatchNorm where it was folded
     work_groups: GroupAnalysis
-    train: Dataset
-    val: Dataset
+    train: Dataset  # read lazily, batch by batch
+    val: Dataset  # bounded (--val-images), read lazily
     teacher_val: list[np.ndarray]  # the original's outputs on the held-out inputs
-    targets: Targets  # what fine-tuning learns from
-    calib: np.ndarray  # the inputs channels are scored on, every round
+    teacher: Teacher  # the original in torch, run on every fine-tuning batch
+    calib: np.ndarray  # the inputs channels are scored on, every round (--calibration-images)
     calib_targets: Targets
     settings: TrainSettings
     round_steps: int  # fine-tuning steps after each round
@@ -39,3 +44,27 @@ class Run:
     ort_device: str  # where onnxruntime measures latency
     threads: int
     progress: Progress
+    ranks: Ranks = Ranks()
+    checkpoints: Checkpoints = Checkpoints(None, "")
+
+
+class StageClock:
+    """Wall seconds per named stage, in the order they ran (a stage may run more than once)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in self.seconds.items()}

@@ -15,7 +15,9 @@ import torch
 from .criteria.registry import Criterion, Observation
 from .criteria.observe import observe
 from .criteria.stats import score_groups
-from .finetune import Targets, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
+from .data import Dataset
+from .distributed import gather_batches, ranks
+from .finetune import Targets, Teacher, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
 from .groups import GroupAnalysis, analyze_groups
 from .importer import Imported, import_model, torch_outputs, write_back
 from .image_input import ImageInput
@@ -48,17 +50,20 @@ class TorchView:
         self, analysis: GroupAnalysis, observation: Observation, inputs: np.ndarray, batch_size: int,
         targets: Targets | None, seed: int,
     ) -> dict[str, list[np.ndarray]]:
-        """The observation on each observed tensor, reduced per channel, one array per batch."""
+        """The observation on each observed tensor, reduced per channel, one array per batch (in
+        batch order). Under torchrun each process observes every world-th batch and all gather."""
         first_input = {n.name: n.input[0] for n in self.model.graph.node if n.input}
+        where = ranks()
         batches = [
             (i, torch.from_numpy(inputs[start : start + batch_size]))
-            for i, start in enumerate(range(0, len(inputs), batch_size))
+            for i, start in enumerate(range(0, len(inputs), batch_size)) if i % where.world == where.rank
         ]
         loss_fn = None
         if observation.gradient and targets is not None:
             loss_fn = _scoring_loss(targets, batch_size, seed)
-        return observe(self.imported.module, analysis, first_input, self.imported.module_of, batches,
+        mine = observe(self.imported.module, analysis, first_input, self.imported.module_of, batches,
                        observation, loss_fn, self.run)
+        return gather_batches(mine)
 
     def scores(self, analysis: GroupAnalysis, criterion: Criterion, inputs: np.ndarray, batch_size: int,
                targets: Targets | None, seed: int) -> dict[int, np.ndarray]:
@@ -69,10 +74,10 @@ class TorchView:
             observed = {tensor: sum(values) / max(len(values), 1) for tensor, values in per_batch.items()}
         return score_groups(criterion, self.model, analysis, observed, seed)
 
-    def finetune(self, inputs: np.ndarray, targets: Targets, steps: int, settings: TrainSettings,
+    def finetune(self, data: Dataset, teacher: Teacher, steps: int, settings: TrainSettings, seed,
                  progress=None) -> list[float]:
         """Fine-tune in torch, then write the weights back into the ONNX model."""
-        losses = finetune(self.imported.module, inputs, targets, steps, settings, self.run, progress)
+        losses = finetune(self.imported.module, data, teacher, steps, settings, self.run, seed, progress)
         if losses:
             self.model = write_back(self.model, self.imported.module, self.imported.links, trainable_only=False)
         return losses

@@ -3,10 +3,13 @@ onnxruntime on held-out inputs agree with the pruned torch model."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import onnx
 import torch
 
+from .data import Dataset
 from .errors import OnnxpruneError
 from .importer import torch_outputs
 from .metrics import max_difference
@@ -15,48 +18,61 @@ from .runtime import make_session
 __all__ = ["verify", "run_batched"]
 
 
-def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray, batch: int = 64) -> list[np.ndarray]:
-    """onnxruntime outputs for many inputs, in batches (one session)."""
+def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset, batch: int = 64
+                ) -> list[np.ndarray]:
+    """onnxruntime outputs for many inputs (an array, or a data set decoded batch by batch), in
+    batches (one session)."""
     session = make_session(model)
-    chunks: list[list[np.ndarray]] = []
-    for start in range(0, len(inputs), batch):
-        chunks.append(session.run(None, {name: inputs[start : start + batch]}))
+    chunks = [session.run(None, {name: x}) for x in _batches(inputs, batch)]
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inputs: np.ndarray,
-           fixed_batch: int | None = None) -> float:
+def _batches(inputs: np.ndarray | Dataset, size: int) -> Iterator[np.ndarray]:
+    if isinstance(inputs, Dataset):
+        yield from inputs.batches(size)
+    else:
+        for start in range(0, len(inputs), size):
+            yield inputs[start : start + size]
+
+
+def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inputs: np.ndarray | Dataset,
+           fixed_batch: int | None = None, batch: int = 32) -> float:
     """Raise unless the model is valid and matches the torch module; returns the max abs error.
 
-    A model with a ``fixed_batch`` (the user's signature) is run in batches of that size.
+    Compared batch by batch; a model with a ``fixed_batch`` (the user's signature) is run in
+    batches of that size, and a last, smaller batch is left out.
     """
     try:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as err:
         raise OnnxpruneError(f"the pruned model fails the ONNX checker ({err}); nothing was written") from err
-    if fixed_batch:
-        inputs = inputs[: max(fixed_batch, len(inputs) // fixed_batch * fixed_batch)]
-    step = fixed_batch or len(inputs)
-    try:
-        session = make_session(model)
-        chunks = [session.run(None, {input_name: inputs[i : i + step]}) for i in range(0, len(inputs), step)]
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise OnnxpruneError(f"onnxruntime cannot run the pruned model ({first}); nothing was written") from err
-    reference = [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
-    with torch.no_grad():
-        ours = torch_outputs(module.eval(), model, torch.from_numpy(inputs))
+    step = fixed_batch or batch
     worst = 0.0
-    for a, b in zip(ours, reference):
-        a = a.numpy()
-        if a.shape != b.shape:
-            raise OnnxpruneError(f"pruned model output shape {b.shape} differs from torch's {a.shape}")
-        diff, scale, close = max_difference([a], [b])
-        if not close:
-            raise OnnxpruneError(
-                f"onnxruntime and the pruned torch model differ by {diff:.3g} (outputs up to {scale:.3g}); "
-                "nothing was written — please report this model"
-            )
-        worst = max(worst, diff)
+    session = None
+    module.eval()
+    for x in _batches(inputs, step):
+        if fixed_batch and len(x) < fixed_batch:
+            if worst or session is not None:
+                break
+            x = np.concatenate([x] * -(-fixed_batch // len(x)))[:fixed_batch]  # too few for one batch: repeat
+        try:
+            session = session or make_session(model)
+            reference = session.run(None, {input_name: x})
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise OnnxpruneError(f"onnxruntime cannot run the pruned model ({first}); nothing was written") from err
+        with torch.no_grad():
+            ours = torch_outputs(module, model, torch.from_numpy(x))
+        for a, b in zip(ours, reference):
+            a = a.numpy()
+            if a.shape != b.shape:
+                raise OnnxpruneError(f"pruned model output shape {b.shape} differs from torch's {a.shape}")
+            diff, scale, close = max_difference([a], [b])
+            if not close:
+                raise OnnxpruneError(
+                    f"onnxruntime and the pruned torch model differ by {diff:.3g} (outputs up to {scale:.3g}); "
+                    "nothing was written — please report this model"
+                )
+            worst = max(worst, diff)
     return worst

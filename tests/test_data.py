@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxprune.data import Preprocess, load_data, split
+from onnxprune.data import Preprocess, bounded, load_data, split
 from onnxprune.errors import OnnxpruneError
 from onnxprune.load import ImageInput
 
@@ -99,3 +99,35 @@ def test_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
     again, _ = split(data, 0.25, seed=1)
     assert len(val) == 5 and len(train) == 15
     assert set(train.names).isdisjoint(val.names) and train.names == again.names
+
+
+def test_a_folder_is_listed_not_decoded_and_npy_is_memory_mapped(tmp_path: Path, monkeypatch) -> None:
+    import onnxprune.data as data_module
+
+    for i in range(3):
+        _image(tmp_path / f"{i}.png")
+    decoded = []
+    real_cut = data_module._cut
+    monkeypatch.setattr(data_module, "_cut", lambda *a: decoded.append(1) or real_cut(*a))
+    data = load_data(tmp_path, NCHW)
+    assert len(data) == 3 and not decoded
+    assert [b.shape for b in data.batches(2)] == [(2, 3, 8, 8), (1, 3, 8, 8)] and len(decoded) == 3
+    np.save(tmp_path / "d.npy", np.ones((5, 3, 8, 8), np.float16))
+    tensors = load_data(tmp_path / "d.npy", NCHW)
+    assert isinstance(tensors.source.array, np.memmap)
+    assert tensors.read(4).dtype == np.float32 and tensors.read(4).sum() == 3 * 8 * 8
+
+
+def test_validation_is_bounded_and_the_rest_trains(tmp_path: Path) -> None:
+    np.save(tmp_path / "d.npy", np.zeros((100, 3, 8, 8), np.float32))
+    train, val = split(load_data(tmp_path / "d.npy", NCHW), 0.5, seed=0, max_val=10)
+    assert (len(train), len(val)) == (90, 10)
+    assert len(bounded(val, 4, seed=0)) == 4 and bounded(val, 40, seed=0) is val
+
+
+def test_an_image_that_cannot_be_decoded_names_its_file(tmp_path: Path) -> None:
+    path = _image(tmp_path / "a.png")
+    data = load_data(tmp_path, NCHW)
+    path.write_bytes(path.read_bytes()[:40])  # the header stays, the pixels go
+    with pytest.raises(OnnxpruneError, match="cannot decode .*a.png"):
+        data.read(0)

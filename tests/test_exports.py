@@ -15,7 +15,7 @@ from onnxprune.runtime import run_model
 pytestmark = pytest.mark.slow  # run with --all (CI does)
 
 # one round, one fine-tuning step: these tests are about the files, not the quality
-FAST = dict(rounds=1, round_steps=1, epochs=0, calibration_batches=1, round_to=1, bench=False, max_drop=100)
+FAST = dict(rounds=1, round_steps=1, epochs=0, calibration_images=32, round_to=1, bench=False, max_drop=100)
 
 
 def _signature(model: onnx.ModelProto) -> list[tuple[str, tuple]]:
@@ -67,7 +67,7 @@ def test_a_detector_exported_with_defaults_prunes_to_half(tmp_path, name: str) -
 def test_the_default_export_of_a_sample_keeps_its_batch_and_structure() -> None:
     original = onnx.load(str(SAMPLES / "digits_resnet.default.onnx"))
     result = prune(SAMPLES / "digits_resnet.default.onnx", SAMPLES / "digits", 0.6, labels="imagefolder",
-                   rounds=1, round_steps=1, epochs=0, calibration_batches=1, round_to=1, bench=False,
+                   rounds=1, round_steps=1, epochs=0, calibration_images=32, round_to=1, bench=False,
                    max_drop=100)
     assert _signature(result.model) == _signature(original)
     assert sorted(n.op_type for n in result.model.graph.node) == sorted(n.op_type for n in original.graph.node)

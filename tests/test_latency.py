@@ -93,7 +93,7 @@ def test_latency_costs_steer_removal_to_slow_layers_and_targets_hold() -> None:
 
 def test_target_latency_alone_prunes_and_is_confirmed_by_measuring() -> None:
     result = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", target_latency=0.8, rounds=2, round_steps=1,
-                   epochs=0.2, calibration_batches=1, bench=False, bench_runs=5, max_drop=100)
+                   epochs=0.2, calibration_images=32, bench=False, bench_runs=5, max_drop=100)
     report = result.report
     assert report.settings["target_flops"] == 1.0 and report.settings["target_latency"] == 0.8
     assert report.hardware_aware.predicted_fraction <= 0.8
@@ -108,7 +108,7 @@ def test_group_step_halves_only_for_groups_narrower_than_one_step() -> None:
 
 def test_auto_widths_stay_multiples_of_the_measured_step_even_after_the_lossless_pass() -> None:
     result = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", 0.5, rounds=1, round_steps=1, epochs=0.1,
-                   calibration_batches=1, bench=False, max_drop=100)
+                   calibration_images=32, bench=False, max_drop=100)
     step = result.report.hardware_aware.round_to
     before, after = result.report.widths.before, result.report.widths.after
     for name, width in after.items():

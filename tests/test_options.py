@@ -30,7 +30,7 @@ def test_every_option_the_cli_offers_comes_from_prune_options() -> None:
     offered = {p.name for p in command.params} - {"model", "data", "output", "as_json"}
     assert offered == {f.name for f in cli_fields()}
     api_only = {f.name for f in fields(PruneOptions)} - offered
-    assert api_only == {"bench_runs", "bench_threads"}
+    assert api_only == {"bench_runs", "bench_threads", "checkpoint_dir"}
 
 
 @pytest.mark.parametrize("spelling", [["0.5,0.4,0.3"], ["0.5", "0.4", "0.3"], ["0.5,", "0.4,0.3"]])

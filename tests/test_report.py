@@ -19,7 +19,7 @@ SCHEMA = json.loads((SAMPLES.parent / "docs" / "report.schema.json").read_text()
 @pytest.fixture(scope="module")
 def report() -> Report:
     return prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, labels="imagefolder", rounds=1, round_steps=1,
-                 epochs=0.1, calibration_batches=1, round_to=1, bench=False, max_drop=100).report
+                 epochs=0.1, calibration_images=32, round_to=1, bench=False, max_drop=100).report
 
 
 def test_the_json_form_follows_the_schema_and_round_trips(report: Report) -> None:

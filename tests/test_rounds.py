@@ -30,7 +30,7 @@ def test_a_target_below_every_floor_is_refused_before_any_round() -> None:
 
 
 def test_a_latency_target_the_device_misses_gets_correction_rounds() -> None:
-    o = resolve(None, dict(target_latency=0.7, rounds=2, round_steps=1, epochs=0, calibration_batches=1,
+    o = resolve(None, dict(target_latency=0.7, rounds=2, round_steps=1, epochs=0, calibration_images=32,
                            bench=False, max_drop=100))
     run = prepare(load(SAMPLES / "digits_resnet.onnx"), SAMPLES / "digits", o, lambda *a: None)
     plan = plan_widths(run, run.work_groups)

@@ -39,8 +39,8 @@ def observe(
     observation: Observation,
     loss_fn: LossFn | None,
     run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
-) -> dict[str, list[np.ndarray]]:
-    """Per observed tensor, the reduced signal per channel of each batch, in batch order.
+) -> dict[str, dict[int, np.ndarray]]:
+    """Per observed tensor, the reduced signal per channel of each batch, by batch index.
 
     An observation that needs the gradient back-propagates ``loss_fn``; parameter gradients are
     cleared afterwards.
@@ -66,7 +66,7 @@ def observe(
         module.get_submodule(module_of[node]).register_forward_pre_hook(hook_for(tensor))
         for tensor, node in points.items()
     ]
-    values: dict[str, list[np.ndarray]] = {}
+    values: dict[str, dict[int, np.ndarray]] = {}
     try:
         for index, x in batches:
             captured.clear()
@@ -86,7 +86,7 @@ def observe(
                 a = as_channels(captured[tensor], layout)
                 g = as_channels(grads.get(tensor, torch.zeros_like(captured[tensor])), layout) if needs_grad else None
                 s = observation.signal(a, g)
-                values.setdefault(tensor, []).append(observation.reduce(s.double()).cpu().numpy())
+                values.setdefault(tensor, {})[index] = observation.reduce(s.double()).cpu().numpy()
     finally:
         for handle in handles:
             handle.remove()

@@ -1,0 +1,99 @@
+"""Peak memory and time against the size of the data set: synthesized JPEG folders of 500, 2,000
+and 8,000 images at 256×256, torchvision's resnet18 (random weights, TorchScript export with a
+free batch, BatchNorm folded) at 224×224, labels from the folders, a short schedule
+(``--rounds 1 --round-steps 1 --epochs 0.02 --round-to 1 --no-bench``), each run in a fresh process.
+
+    python benchmarks/scale.py [--sizes 500 2000 8000] [--baseline PATH-TO-AN-OLDER-CHECKOUT]
+
+Peak RSS is the pruning process's own (``wait4``'s ru_maxrss); "with workers" adds the DataLoader
+processes, sampled every 0.1 s as proportional set size (shared pages counted once). With
+``--baseline`` the same command runs on another checkout too (its ``onnxprune`` and ``cli``
+packages), side by side. Prints the table and saves benchmarks/results/scale.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from jpeg_folder import jpeg_folder  # noqa: E402
+
+SCHEDULE = ["--labels", "imagefolder", "--rounds", "1", "--round-steps", "1", "--epochs", "0.02",
+            "--round-to", "1", "--no-bench", "--target-flops", "0.5", "--max-drop", "100", "-q"]
+LAUNCH = "import sys; sys.path.insert(0, {root!r}); sys.argv[0] = 'onnxprune'; from cli.main import main; main()"
+
+
+def _tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its children, MB."""
+    total, pending = 0, [pid]
+    while pending:
+        p = pending.pop()
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(c) for c in children)
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
+def run(root: Path, model: Path, data: Path, out: Path) -> tuple[float, float, float, int]:
+    """(peak RSS MB of the main process, peak PSS MB with its workers, wall s, exit code)."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", LAUNCH.format(root=str(root)), str(model), "--data",
+                                str(data), "-o", str(out), *SCHEDULE], stdout=subprocess.DEVNULL)
+    peak_tree = 0.0
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        peak_tree = max(peak_tree, _tree_pss_mb(process.pid))
+        time.sleep(0.1)
+    return usage.ru_maxrss / 1024, peak_tree, time.perf_counter() - start, os.waitstatus_to_exitcode(status)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="*", default=[500, 2000, 8000])
+    parser.add_argument("--baseline", type=Path, help="another checkout to run side by side")
+    parser.add_argument("--work", type=Path, help="where the JPEG folders are kept between runs")
+    args = parser.parse_args()
+    from torchvision_onnx import torchvision_onnx
+    import onnx
+
+    work = args.work or Path(tempfile.gettempdir()) / "onnxprune-scale"
+    work.mkdir(parents=True, exist_ok=True)
+    model = work / "resnet18_224.onnx"
+    if not model.exists():
+        onnx.save(torchvision_onnx("resnet18", 224), str(model))
+    checkouts = [("this", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+    lines = ["# peak memory against data set size: resnet18 224x224, JPEGs 256x256, "
+             f"{' '.join(SCHEDULE[:-1])}, {os.cpu_count()} cores",
+             f"{'code':<10}{'images':>8}{'peak RSS MB':>13}{'with workers MB':>17}{'wall s':>8}{'ms/image':>10}{'exit':>6}"]
+    print("\n".join(lines), flush=True)
+    for n in args.sizes:
+        data = jpeg_folder(work / f"jpegs_{n}", n, size=256)
+        for name, root in checkouts:
+            with tempfile.TemporaryDirectory() as tmp:
+                rss, tree, wall, code = run(root, model, data, Path(tmp) / "out.onnx")
+            line = f"{name:<10}{n:>8}{rss:>13.0f}{tree:>17.0f}{wall:>8.1f}{1000 * wall / n:>10.1f}{code:>6}"
+            lines.append(line)
+            print(line, flush=True)
+    out = ROOT / "benchmarks" / "results" / "scale.txt"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"saved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

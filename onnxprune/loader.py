@@ -1,0 +1,90 @@
+"""Fine-tuning batches from a lazy ``Dataset``: decoded and augmented in DataLoader worker
+processes, pinned for the GPU, split across processes under torchrun.
+
+The order is planned up front from the seed: step s takes the next ``batch_size`` positions of
+seeded reshuffles, and item j of it is drawn with view number s × batch_size + j. Under
+DistributedDataParallel process r takes items r, r + world, … of each global batch, so N
+processes train on the very batches one process would, and no batch depends on the number of
+workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from .augment import draw_view
+from .data import Dataset
+
+__all__ = ["plan_batches", "training_loader", "default_workers"]
+
+
+def plan_batches(n: int, batch_size: int, steps: int, seed) -> Iterator[np.ndarray]:
+    """``steps`` batches of positions from seeded reshuffles of range(n)."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    for _ in range(steps):
+        while len(order) < batch_size:
+            order.extend(rng.permutation(n).tolist())
+        yield np.asarray(order[:batch_size])
+        del order[:batch_size]
+
+
+class _Views(torch.utils.data.Dataset):
+    """Item (position, draw) → (input tensor, label or -1), decoded where the loader runs it."""
+
+    def __init__(self, data: Dataset, mode: str, seed) -> None:
+        self.data, self.mode = data, mode
+        self.seed = list(np.atleast_1d(seed))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]):
+        position, draw = key
+        view = draw_view(self.mode, np.random.default_rng([*self.seed, draw]))
+        x = torch.from_numpy(self.data.read(position, view))
+        label = -1 if self.data.labels is None else int(self.data.labels[position])
+        return x, label
+
+
+class _PlannedBatches(torch.utils.data.Sampler):
+    def __init__(self, n: int, batch_size: int, steps: int, seed, rank: int, world: int) -> None:
+        self.args = (n, batch_size, steps, seed)
+        self.rank, self.world, self.steps = rank, world, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        n, batch_size, steps, seed = self.args
+        for step, positions in enumerate(plan_batches(n, batch_size, steps, seed)):
+            keys = [(int(p), step * batch_size + j) for j, p in enumerate(positions)]
+            yield keys[self.rank :: self.world]
+
+
+def default_workers() -> int:
+    """Decoding workers: half the cores (the other half trains), at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def training_loader(data: Dataset, batch_size: int, steps: int, seed, mode: str, workers: int,
+                    device: str, rank: int = 0, world: int = 1) -> torch.utils.data.DataLoader:
+    """``steps`` batches of (inputs, labels); each process gets its share of every global batch."""
+    if world > batch_size:
+        raise ValueError(f"batch size {batch_size} is smaller than the {world} processes")
+    sampler = _PlannedBatches(len(data), batch_size, steps, seed, rank, world)
+    return torch.utils.data.DataLoader(
+        _Views(data, mode, seed), batch_sampler=sampler, num_workers=workers,
+        pin_memory=device.startswith("cuda"), persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+        # workers decode with PIL and numpy; torch threads in them would only compete with training
+        worker_init_fn=_one_thread if workers else None,
+    )
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)

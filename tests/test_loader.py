@@ -1,0 +1,55 @@
+"""Fine-tuning batches: planned from the seed, the same whatever the workers or processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from onnxprune.data import Dataset
+from onnxprune.image_input import ImageInput
+from onnxprune.loader import plan_batches, training_loader
+
+IMAGE = ImageInput("x", "NCHW", 3, 8, 8, "N")
+
+
+def _data(n: int = 10) -> Dataset:
+    x = np.random.default_rng(0).standard_normal((n, 3, 8, 8)).astype(np.float32)
+    return Dataset.of_array(x, labels=np.arange(n), image=IMAGE)
+
+
+def _all(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+def test_batches_reshuffle_each_pass_and_depend_on_the_seed() -> None:
+    batches = list(plan_batches(10, 4, 5, 0))
+    assert [len(b) for b in batches] == [4] * 5
+    first_pass = np.concatenate(batches)[:10]
+    assert sorted(first_pass) == list(range(10))  # every item once before any comes again
+    assert [b.tolist() for b in plan_batches(10, 4, 5, 0)] == [b.tolist() for b in batches]
+    assert [b.tolist() for b in plan_batches(10, 4, 5, 1)] != [b.tolist() for b in batches]
+
+
+def test_workers_do_not_change_the_batches() -> None:
+    data = _data()
+    inline = _all(training_loader(data, 4, 6, (0, 1), "crop-flip", 0, "cpu"))
+    workers = _all(training_loader(data, 4, 6, (0, 1), "crop-flip", 2, "cpu"))
+    assert len(inline) == 6
+    for (xa, ya), (xb, yb) in zip(inline, workers):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_processes_split_every_global_batch() -> None:
+    data = _data()
+    whole = _all(training_loader(data, 4, 3, 7, "shift", 0, "cpu"))
+    parts = [_all(training_loader(data, 4, 3, 7, "shift", 0, "cpu", rank=r, world=2)) for r in range(2)]
+    for step, (x, y) in enumerate(whole):
+        assert torch.equal(torch.cat([parts[0][step][1], parts[1][step][1]]).sort().values, y.sort().values)
+        assert torch.equal(parts[0][step][0], x[0::2]) and torch.equal(parts[1][step][0], x[1::2])
+
+
+def test_labels_come_with_their_images() -> None:
+    data = _data()
+    for x, y in training_loader(data, 4, 3, 0, "none", 0, "cpu"):
+        for xi, yi in zip(x, y):
+            assert torch.equal(xi, torch.from_numpy(data.read(int(yi))))  # labels are the positions here
