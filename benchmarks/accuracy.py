@@ -57,7 +57,7 @@ def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> d
     base_macs, _ = tp.utils.count_ops_and_params(module, example)
     rounds = ceil((1 - mac_fraction) / 0.1 - 1e-9)
     teacher_module = copy.deepcopy(module).requires_grad_(False)
-    teacher = lambda x: run(teacher_module, x)  # noqa: E731
+    teacher = lambda x, _positions=None: run(teacher_module, x)  # noqa: E731
     trained = train if labels else replace(train, labels=None)
     # onnxprune's own recipe: its default views (auto: crop for a classifier), its workers
     settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=seed, augment=resolve_mode(o.augment, (1, 10)),

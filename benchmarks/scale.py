@@ -4,6 +4,7 @@ free batch, BatchNorm folded) at 224×224, labels from the folders, a short sche
 (``--rounds 1 --round-steps 1 --epochs 0.02 --round-to 1 --no-bench``), each run in a fresh process.
 
     python benchmarks/scale.py [--sizes 500 2000 8000] [--baseline PATH-TO-AN-OLDER-CHECKOUT]
+                               [--baseline-sizes 500 2000]
 
 Peak RSS is the pruning process's own (``wait4``'s ru_maxrss); "with workers" adds the DataLoader
 processes, sampled every 0.1 s as proportional set size (shared pages counted once). With
@@ -67,6 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="*", default=[500, 2000, 8000])
     parser.add_argument("--baseline", type=Path, help="another checkout to run side by side")
+    parser.add_argument("--baseline-sizes", type=int, nargs="*", default=[500, 2000],
+                        help="sizes the baseline runs at (the landed code needed 6 GB at 2,000)")
     parser.add_argument("--work", type=Path, help="where the JPEG folders are kept between runs")
     args = parser.parse_args()
     from torchvision_onnx import torchvision_onnx
@@ -85,6 +88,8 @@ def main() -> None:
     for n in args.sizes:
         data = jpeg_folder(work / f"jpegs_{n}", n, size=256)
         for name, root in checkouts:
+            if name == "baseline" and n not in args.baseline_sizes:
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 rss, tree, wall, code = run(root, model, data, Path(tmp) / "out.onnx")
             line = f"{name:<10}{n:>8}{rss:>13.0f}{tree:>17.0f}{wall:>8.1f}{1000 * wall / n:>10.1f}{code:>6}"

@@ -6,8 +6,9 @@ distillation (the original run on each batch as teacher), timed interleaved in o
 
 "plain" is what a user would write: a torch Dataset that opens, crops and normalizes each JPEG,
 a shuffling DataLoader with the same workers, the teacher under no_grad, KL + cross-entropy,
-Adam with a cosine schedule. "plain, no teacher" drops the teacher's forward pass: what a cache
-of the teacher's outputs could at best save (it cannot serve augmented views). On a GPU (when
+Adam with a cosine schedule. "plain, no teacher" drops the teacher's forward pass. Without
+augmentation ("no views") onnxprune may read the teacher's outputs from a memory-mapped cache
+(``teacher.py``): both rows are timed. On a GPU (when
 there is one) the CUDA rows time onnxprune's loop in fp32 and in bf16 autocast with channels-last.
 Prints images/s per loop (median of the repeats) and the ratio; saves
 benchmarks/results/throughput.txt (throughput_cuda.txt on a GPU).
@@ -40,6 +41,7 @@ from onnxprune.finetune import TrainSettings, finetune  # noqa: E402
 from onnxprune.load import load  # noqa: E402
 from onnxprune.loader import default_workers  # noqa: E402
 from onnxprune.session import TorchView  # noqa: E402
+from onnxprune.teacher import Teacher  # noqa: E402
 
 
 class PlainImages(torch.utils.data.Dataset):
@@ -109,13 +111,17 @@ def main() -> None:
         files = [folder / n for n in data.names]
         plain_data = PlainImages(files, [int(v) for v in data.labels], args.size)
 
-        def ours(device: str, precision: str, channels_last: bool):
+        cached = Teacher(loaded)
+        cached.build_cache(loaded, data, tmp)
+
+        def ours(device: str, precision: str, channels_last: bool, augment: str = "crop", from_cache=False):
             module = copy.deepcopy(view.imported.module)
-            settings = TrainSettings(batch_size=args.batch, device=device, augment="crop",
+            settings = TrainSettings(batch_size=args.batch, device=device, augment=augment,
                                      workers=args.workers, precision=precision, channels_last=channels_last)
             teacher.to(device)
+            on_the_fly = lambda x, _positions: teacher_view.run(teacher, x)  # noqa: E731
             start = time.perf_counter()
-            finetune(module, data, lambda x: teacher_view.run(teacher, x), args.steps, settings, view.run, 0)
+            finetune(module, data, cached if from_cache else on_the_fly, args.steps, settings, view.run, 0)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             return args.steps * args.batch / (time.perf_counter() - start)
@@ -130,7 +136,9 @@ def main() -> None:
             return images / (time.perf_counter() - start)
 
         loops = {"onnxprune": lambda: ours("cpu", "fp32", False), "plain": lambda: plain(True),
-                 "plain, no teacher": lambda: plain(False)}
+                 "plain, no teacher": lambda: plain(False),
+                 "onnxprune, no views": lambda: ours("cpu", "fp32", False, "none"),
+                 "onnxprune, no views, cached teacher": lambda: ours("cpu", "fp32", False, "none", True)}
         if torch.cuda.is_available():
             loops = {"onnxprune cuda fp32": lambda: ours("cuda", "fp32", False),
                      "onnxprune cuda bf16 channels-last": lambda: ours("cuda", "bf16", True)}

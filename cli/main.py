@@ -109,7 +109,7 @@ class _ProgressBars:
         rate = _rate(stage, done, now - self.started)
         if self.bar is not None:
             self.bar.update(done - self.done, rate)
-        elif now - self.logged >= self.every or done >= total:
+        elif now - self.logged >= self.every or (done >= total and now - self.started >= 1.0):
             self.logged = now
             eta = (total - done) * (now - self.started) / done if done else None
             click.echo(f"onnxprune: {stage}: {done}/{total}{f', {rate}' if rate else ''}"
@@ -274,7 +274,8 @@ def bench(models: tuple[str, ...], device: str, threads: int | None, batch: int,
 
     inputs = None
     if data:
-        inputs = load_data(data, load(models[0], _input_size(input_size)).image).inputs
+        listed = load_data(data, load(models[0], _input_size(input_size)).image)
+        inputs = listed.subset(range(min(len(listed), batch))).inputs  # one batch is timed: decode no more
     result = benchmark_files(list(models), _input_size(input_size), device=device, threads=threads,
                              batch=batch, warmup=warmup, runs=runs, inputs=inputs)
     if as_json:

@@ -4,16 +4,19 @@ The teacher (the original model) is run on the very same augmented batch, so dis
 consistent whatever the view: consistent teaching (Beyer et al., 2022). Labels do not move with
 the image, which is why ``auto`` augments only classifiers:
 
-- ``crop-flip``: a random region of 25–100 % of the image's area, aspect 3:4 to 4:3, resized to
-  the model's input, mirrored half of the time (the usual classifier training views);
+- ``crop``: a random region of 25–100 % of the image's area, aspect 3:4 to 4:3, resized to the
+  model's input (the usual classifier training view);
+- ``crop-flip``: the same, mirrored half of the time; not the default, because a mirror changes
+  what some classifiers are asked (digits, text orientation), and ``benchmarks/augment.py``
+  measured it below ``crop`` on the sample digit classifiers;
 - ``shift``: the centred view rolled by up to 1/16 of H and W (keeps everything in frame but
   the border; works for any output, the teacher sees the same shift);
 - ``none``: the centred view (the same one calibration and validation use);
-- ``auto``: ``crop-flip`` when the model's first output is a classifier's (batch, classes),
-  ``none`` for detectors, segmenters and other maps.
+- ``auto``: ``crop`` when the model's first output is a classifier's (batch, classes), ``none``
+  for detectors, segmenters and other maps.
 
-Each view is drawn from a generator seeded by (seed, draw number), so the batches are the same
-whatever the number of DataLoader workers or processes, and a resumed run draws what the
+Each view is drawn from a generator seeded by (seed, round, draw number), so the batches are the
+same whatever the number of DataLoader workers or processes, and a resumed run draws what the
 uninterrupted one drew.
 """
 

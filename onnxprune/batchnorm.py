@@ -74,11 +74,13 @@ def _feeds_weighted(model: onnx.ModelProto, consumers: dict[str, list[onnx.NodeP
 
 
 def output_statistics(model: onnx.ModelProto, names: list[str], input_name: str, inputs: np.ndarray,
-                      batch: int = 16) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                      batch: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per-channel mean and variance (axis 1) of the named tensors over ``inputs``, accumulated
     batch by batch so no activation of the whole set is held."""
-    from .runtime import make_session
+    from .runtime import batch_for, make_session
     from .shapes import expose_all
+
+    batch = batch or batch_for(inputs[0].size, most=16)
 
     session = make_session(expose_all(model, names))
     sums: dict[str, np.ndarray] = {}

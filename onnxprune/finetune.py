@@ -27,7 +27,8 @@ from .metrics import feature_axis, is_classifier_output
 __all__ = ["TrainSettings", "Targets", "Teacher", "loss_for", "finetune", "feature_mse", "is_distribution",
            "log_probabilities", "precision_for"]
 
-Teacher = Callable[[torch.Tensor], list[torch.Tensor]]  # inputs → the original's outputs
+# (inputs, their training positions) → the original's outputs (``teacher.Teacher``)
+Teacher = Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,12 @@ def finetune(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
     losses: list[torch.Tensor] = []
     with_labels = data.labels is not None
-    for step, (x, labels) in enumerate(loader):
+    for step, (x, labels, positions) in enumerate(loader):
         x = x.to(device, non_blocking=True)
         if settings.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), autocast:
-            targets = [t.float() for t in teacher(x)]
+            targets = [t.float() for t in teacher(x, positions if settings.augment == "none" else None)]
         with autocast:
             outputs = run(trained, x)
         y = labels.to(device, non_blocking=True) if with_labels else None

@@ -34,7 +34,7 @@ def plan_batches(n: int, batch_size: int, steps: int, seed) -> Iterator[np.ndarr
 
 
 class _Views(torch.utils.data.Dataset):
-    """Item (position, draw) → (input tensor, label or -1), decoded where the loader runs it."""
+    """Item (position, draw) → (input tensor, label or -1, position), decoded where the loader runs it."""
 
     def __init__(self, data: Dataset, mode: str, seed) -> None:
         self.data, self.mode = data, mode
@@ -48,7 +48,7 @@ class _Views(torch.utils.data.Dataset):
         view = draw_view(self.mode, np.random.default_rng([*self.seed, draw]))
         x = torch.from_numpy(self.data.read(position, view))
         label = -1 if self.data.labels is None else int(self.data.labels[position])
-        return x, label
+        return x, label, position
 
 
 class _PlannedBatches(torch.utils.data.Sampler):
@@ -73,7 +73,7 @@ def default_workers() -> int:
 
 def training_loader(data: Dataset, batch_size: int, steps: int, seed, mode: str, workers: int,
                     device: str, rank: int = 0, world: int = 1) -> torch.utils.data.DataLoader:
-    """``steps`` batches of (inputs, labels); each process gets its share of every global batch."""
+    """``steps`` batches of (inputs, labels, positions); each process gets its share of every global batch."""
     if world > batch_size:
         raise ValueError(f"batch size {batch_size} is smaller than the {world} processes")
     sampler = _PlannedBatches(len(data), batch_size, steps, seed, rank, world)

@@ -29,7 +29,7 @@ from .checkpoint import Checkpoint, Checkpoints, fingerprint
 from .data import Dataset, bounded, load_data, split
 from .distributed import join, on_main
 from .errors import OnnxpruneError, QualityBudgetExceeded
-from .finetune import Targets, Teacher, TrainSettings, precision_for
+from .finetune import Targets, TrainSettings, precision_for
 from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel, load
 from .loader import default_workers
@@ -43,10 +43,11 @@ from .report import (
     Widths,
 )
 from .rounds import (
-    WidthPlan, correct_latency, latency_met, plan_widths, prune_in_rounds, remove_lossless,
+    WidthPlan, correct_latency, latency_met, plan_widths, planned_rounds, prune_in_rounds, remove_lossless,
 )
 from .runtime import run_devices
 from .session import TorchView
+from .teacher import Teacher, worth_caching
 from .verify import run_batched, verify
 
 __all__ = ["PruneOptions", "PruneResult", "prune", "prepare"]
@@ -83,6 +84,14 @@ def prune(
     torch.manual_seed(o.seed)
     with clock("prepare"):
         run = prepare(load(model, o.input_size), data, o, progress or (lambda stage, done, total: None))
+    try:
+        return _prune_prepared(run, clock)
+    finally:
+        run.teacher.close()  # its cache, if it made one
+
+
+def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
+    o = run.options
     resumed = run.checkpoints.load() if o.resume else None
     analysis = run.work_groups
     with clock("plan widths"):
@@ -179,13 +188,17 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         raise OnnxpruneError(f"--batch-size {o.batch_size} is smaller than the {where.world} processes; "
                              "each needs at least one image of every batch")
     key = fingerprint(loaded.model, o, train, val)
+    round_steps = o.round_steps if o.round_steps is not None else min(20, ceil(len(train) / o.batch_size))
+    teacher = Teacher(loaded)
+    seen = (planned_rounds(o) * round_steps + ceil(o.epochs * ceil(len(train) / o.batch_size))) * o.batch_size
+    if worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val), where.world):
+        teacher.build_cache(loaded, train, Path(o.checkpoint_dir).parent if o.checkpoint_dir else None)
     return Run(
         options=o, loaded=loaded, work=work, work_groups=analysis if work is loaded else analyze_groups(work),
-        train=train, val=val, teacher_val=teacher_val, teacher=_teacher(loaded),
+        train=train, val=val, teacher_val=teacher_val, teacher=teacher,
         calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib]),
         settings=settings,
-        round_steps=o.round_steps if o.round_steps is not None else min(20, ceil(len(train) / o.batch_size)),
-        device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
+        round_steps=round_steps, device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
         progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
     )
 
@@ -267,20 +280,6 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
 
 def _widths(analysis: GroupAnalysis) -> dict[str, int]:
     return {" + ".join(g.producers) or f"group {g.id}": g.channels for g in analysis.groups if g.producers}
-
-
-def _teacher(loaded: LoadedModel) -> Teacher:
-    """The original model in torch, frozen, run on each fine-tuning batch (on its device)."""
-    view = TorchView.of(loaded.model, loaded.image, check=False)
-    module = view.imported.module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-
-    def run(x: torch.Tensor) -> list[torch.Tensor]:
-        module.to(x.device)
-        return view.run(module, x)
-
-    return run
 
 
 def _with_batchnorm(loaded: LoadedModel, analysis: GroupAnalysis, calib: np.ndarray) -> LoadedModel:

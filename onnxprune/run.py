@@ -13,10 +13,11 @@ import numpy as np
 from .checkpoint import Checkpoints
 from .data import Dataset
 from .distributed import Ranks
-from .finetune import Targets, Teacher, TrainSettings
+from .finetune import Targets, TrainSettings
 from .groups import GroupAnalysis
 from .load import LoadedModel
 from .options import PruneOptions
+from .teacher import Teacher
 
 __all__ = ["Run", "Progress", "StageClock"]
 
@@ -35,7 +36,7 @@ class Run:
     train: Dataset  # read lazily, batch by batch
     val: Dataset  # bounded (--val-images), read lazily
     teacher_val: list[np.ndarray]  # the original's outputs on the held-out inputs
-    teacher: Teacher  # the original in torch, run on every fine-tuning batch
+    teacher: Teacher  # the original's outputs for each fine-tuning batch
     calib: np.ndarray  # the inputs channels are scored on, every round (--calibration-images)
     calib_targets: Targets
     settings: TrainSettings

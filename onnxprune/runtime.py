@@ -12,7 +12,7 @@ import onnx
 
 from .errors import OnnxpruneError
 
-__all__ = ["make_session", "run_model", "cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
+__all__ = ["batch_for", "BATCH_VALUES", "make_session", "run_model", "cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,15 @@ def _ort():
 
     ort.set_default_logger_severity(3)  # our own errors say what matters; ORT's warnings are noise
     return ort
+
+
+BATCH_VALUES = 4 * 3 * 224 * 224  # input values per onnxruntime batch: 4 RGB 224×224 inputs, 64 of 56×56
+
+
+def batch_for(values_per_input: int, most: int = 64) -> int:
+    """How many inputs one onnxruntime run takes at once: as many as hold ``BATCH_VALUES``
+    values, since the session's arena keeps its largest batch's activations while it lives."""
+    return max(1, min(most, BATCH_VALUES // max(values_per_input, 1)))
 
 
 def cuda_available() -> bool:

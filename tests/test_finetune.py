@@ -25,3 +25,26 @@ def test_detector_outputs_are_compared_feature_by_feature() -> None:
     assert torch.nn.functional.mse_loss(wrong_classes, teacher) / teacher.var() < 1e-3  # invisible overall
     assert feature_mse(wrong_classes, teacher) > 1.0  # seen per feature
     assert feature_mse(teacher, teacher) == 0
+
+
+def test_the_mixed_precision_channels_last_path_trains_and_hands_back_a_plain_module() -> None:
+    # the CUDA defaults (bf16 autocast, channels-last) run on the CPU too: the same code path
+    import numpy as np
+
+    from onnxprune.data import Dataset
+    from onnxprune.finetune import TrainSettings, finetune
+    from onnxprune.image_input import ImageInput
+
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                  torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8), torch.nn.Flatten()).requires_grad_(False)
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    data = Dataset.of_array(x, labels=np.arange(16) % 4, image=ImageInput("x", "NCHW", 3, 8, 8, "N"))
+    before = student[0].weight.detach().clone()
+    settings = TrainSettings(batch_size=8, precision="bf16", channels_last=True, augment="crop")
+    losses = finetune(student, data, lambda batch, _positions: [teacher(batch)], 3, settings,
+                      lambda m, batch: [m(batch)], seed=0)
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert not torch.equal(before, student[0].weight)
+    assert student[0].weight.is_contiguous() and student[0].weight.dtype == torch.float32

@@ -18,7 +18,7 @@ def _data(n: int = 10) -> Dataset:
 
 
 def _all(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(x.clone(), y.clone()) for x, y in loader]
+    return [(x.clone(), y.clone()) for x, y, _ in loader]
 
 
 def test_batches_reshuffle_each_pass_and_depend_on_the_seed() -> None:
@@ -50,6 +50,7 @@ def test_processes_split_every_global_batch() -> None:
 
 def test_labels_come_with_their_images() -> None:
     data = _data()
-    for x, y in training_loader(data, 4, 3, 0, "none", 0, "cpu"):
-        for xi, yi in zip(x, y):
-            assert torch.equal(xi, torch.from_numpy(data.read(int(yi))))  # labels are the positions here
+    for x, y, positions in training_loader(data, 4, 3, 0, "none", 0, "cpu"):
+        assert torch.equal(y, positions)  # the labels are the positions here
+        for xi, p in zip(x, positions):
+            assert torch.equal(xi, torch.from_numpy(data.read(int(p))))

@@ -50,43 +50,52 @@ def observe(
         if slot.role == "consumer" and any(analysis.group(g).prunable for g in slot.segments):
             tensor = first_input_of[slot.node]
             points.setdefault(tensor, slot.node)
-    captured: dict[str, torch.Tensor] = {}
-    grads: dict[str, torch.Tensor] = {}
+    captured: dict[str, torch.Tensor] = {}  # activations whose gradient has not arrived yet
     needs_grad = observation.gradient
+    values: dict[str, dict[int, np.ndarray]] = {}
+    batch_index = [0]
+
+    def record(tensor: str, a: torch.Tensor, g: torch.Tensor | None) -> None:
+        layout = analysis.tensors[tensor]
+        signal = observation.signal(as_channels(a, layout), None if g is None else as_channels(g, layout))
+        values.setdefault(tensor, {})[batch_index[0]] = observation.reduce(signal.double()).cpu().numpy()
 
     def hook_for(tensor: str):
         def hook(_module, inputs):
             x = inputs[0]
-            captured[tensor] = x.detach()
-            if needs_grad and x.requires_grad:
-                x.register_hook(lambda g: grads.__setitem__(tensor, g.detach()))
+            if not needs_grad:
+                record(tensor, x.detach(), None)
+            elif x.requires_grad:
+                captured[tensor] = x.detach()
+
+                def on_gradient(g: torch.Tensor) -> None:
+                    # reduced as soon as it arrives: the gradients of a large input are never all held
+                    record(tensor, captured.pop(tensor), g.detach())
+
+                x.register_hook(on_gradient)
+            else:  # computed from constants alone: nothing flows back to it
+                record(tensor, x.detach(), torch.zeros_like(x))
         return hook
 
     handles = [
         module.get_submodule(module_of[node]).register_forward_pre_hook(hook_for(tensor))
         for tensor, node in points.items()
     ]
-    values: dict[str, dict[int, np.ndarray]] = {}
     try:
         for index, x in batches:
+            batch_index[0] = index
             captured.clear()
-            grads.clear()
             if needs_grad:
                 x = x.clone().requires_grad_(True)  # so gradients reach the first consumer too
                 outputs = run(module, x)
                 assert loss_fn is not None
                 loss_fn(outputs, index).backward()
+                for tensor, a in list(captured.items()):  # off the loss's path: no gradient came
+                    record(tensor, a, torch.zeros_like(a))
+                captured.clear()
             else:
                 with torch.no_grad():
                     run(module, x)
-            for tensor in points:
-                if tensor not in captured:
-                    continue
-                layout = analysis.tensors[tensor]
-                a = as_channels(captured[tensor], layout)
-                g = as_channels(grads.get(tensor, torch.zeros_like(captured[tensor])), layout) if needs_grad else None
-                s = observation.signal(a, g)
-                values.setdefault(tensor, {})[index] = observation.reduce(s.double()).cpu().numpy()
     finally:
         for handle in handles:
             handle.remove()
