@@ -59,7 +59,7 @@ def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> d
     teacher_module = copy.deepcopy(module).requires_grad_(False)
     teacher = lambda x, _positions=None: run(teacher_module, x)  # noqa: E731
     trained = train if labels else replace(train, labels=None)
-    # onnxprune's own recipe: its default views (auto: crop for a classifier), its workers
+    # onnxprune's own recipe: its default views (auto: shift for a classifier), its workers
     settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=seed, augment=resolve_mode(o.augment, (1, 10)),
                              workers=default_workers())
     calib_inputs = train.subset(np.arange(o.calibration_images)).inputs

@@ -286,7 +286,8 @@ def bench(models: tuple[str, ...], device: str, threads: int | None, batch: int,
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report a pipeline needs at once; report.json has the rest."""
-    keys = ("output", "report_folder", "flops", "params", "quality", "latency", "criterion", "time_s")
+    keys = ("output", "report_folder", "flops", "params", "quality", "latency", "criterion", "data", "runtime",
+            "stage_times_s", "time_s")
     return {k: report[k] for k in keys}
 
 

@@ -120,7 +120,18 @@ def render_summary(r: dict[str, Any]) -> str:
     if free["dead_channels_removed"] or free["constant_channels_folded"]:
         lines.append(f"removed for free  {free['dead_channels_removed']} dead and "
                      f"{free['constant_channels_folded']} constant channel(s)")
-    lines.append(f"time  {r['time_s']:.1f} s")
+    data, run = r["data"], r.get("runtime")
+    lines.append(f"data  {data['train']} training, {data['validation']} held-out, {data['calibration']} calibration "
+                 f"{data['kind']}; views {data['augment']}")
+    if run:
+        lines.append(f"ran on  torch {run['torch_device']} ({run['precision']}"
+                     f"{', channels-last' if run['channels_last'] else ''}), {run['processes']} process(es), "
+                     f"{run['workers']} loader worker(s); onnxruntime {run['onnxruntime_device']}")
+    stages = ", ".join(f"{name} {seconds:.0f}" for name, seconds in r.get("stage_times_s", {}).items()
+                       if seconds >= 0.5)
+    lines.append(f"time  {r['time_s']:.1f} s" + (f"  ({stages})" if stages else ""))
+    if r.get("resumed_after"):
+        lines.append(f"resumed  after {r['resumed_after']} (from the checkpoint)")
     return "\n".join(lines)
 
 

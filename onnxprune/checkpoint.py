@@ -71,6 +71,9 @@ class Checkpoints:
         self.folder = Path(folder) if folder else None
         self.key, self.writer = key, writer
 
+    def exists(self) -> bool:
+        return self.folder is not None and (self.folder / "state.json").is_file()
+
     def load(self) -> Checkpoint | None:
         """The last finished stage of an earlier run with the same fingerprint."""
         if self.folder is None:

@@ -76,9 +76,17 @@ def on_main(compute: Callable[[], T]) -> T:
         return compute()
     import torch.distributed as dist
 
-    box: list[Any] = [compute() if where.main else None]
+    box: list[Any] = [None]
+    if where.main:
+        try:
+            box[0] = ("value", compute())
+        except Exception as err:  # every process must learn of it, or the others wait forever
+            box[0] = ("error", err)
     dist.broadcast_object_list(box, src=0)
-    return box[0]
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
 
 
 def gather_batches(mine: dict[str, dict[int, Any]]) -> dict[str, list[Any]]:

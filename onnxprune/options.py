@@ -134,9 +134,9 @@ class PruneOptions:
                      "slice once at the end (Soft Filter Pruning).", _one_of("iterative", "sfp"),
         metavar="iterative|sfp")
     augment: str = option(
-        "auto", "Fine-tuning views, the original model as teacher on the same view: crop-flip (random resized "
-                "crop of 25-100 % of the area, mirrored half the time), shift (rolled by up to 1/16 of H and W), "
-                "none, or auto: crop-flip for classifiers, none for detectors and other maps.",
+        "auto", "Fine-tuning views, the original model as teacher on the same view: shift (rolled by up to 1/16 of "
+                "H and W), crop (random resized crop of 25-100 % of the area), crop-flip (that, mirrored half the "
+                "time), none, or auto: shift for classifiers, none for detectors and other maps.",
         _one_of("auto", "none", "shift", "crop", "crop-flip"), metavar="auto|none|shift|crop|crop-flip")
     workers: int | None = option(None, "DataLoader processes that decode and augment images.", _at_least(0),
                                  default_text="half the cores, ≤8")
@@ -147,7 +147,7 @@ class PruneOptions:
                                  "report folder); the model, data and settings must be the same.")
     checkpoint_dir: str | None = option(None, "Where each finished round is saved for --resume (the CLI: "
                                               "<output>.report/checkpoint).", cli=None)
-    seed: int = option(0, "Seed for the split, scoring and fine-tuning.")
+    seed: int = option(0, "Seed for the split, scoring and fine-tuning.", _at_least(0))
     device: str = option("auto", "Where fine-tuning runs (auto: CUDA when there is a GPU).",
                          _one_of("auto", "cpu", "cuda"), metavar="auto|cpu|cuda")
     bench: bool = option(True, "Skip timing original and pruned model in onnxruntime.", cli="--no-bench")

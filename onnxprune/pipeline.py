@@ -93,6 +93,9 @@ def prune(
 def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     o = run.options
     resumed = run.checkpoints.load() if o.resume else None
+    if resumed is None and run.checkpoints.exists():
+        log.warning("starting over: the checkpoint of an earlier run in %s will be replaced (--resume continues it)",
+                    run.checkpoints.folder)
     analysis = run.work_groups
     with clock("plan widths"):
         plan = on_main(lambda: plan_widths(run, analysis))

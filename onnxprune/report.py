@@ -179,6 +179,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"| params | {human(p['before'])} | {human(p['after'])} | {p['fraction']:.1%} |",
     ]
     before, after = q["before"], q["after"]
+    data, run = r["data"], r.get("runtime")
     if "accuracy" in after:
         lines.append(f"| accuracy ({q['validation_inputs']} held-out) | {before['accuracy']:.2%} | {after['accuracy']:.2%} | |")
     if "top1_agreement" in after:
@@ -206,6 +207,16 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += ["", f"Hardware-aware widths: measured width step {hw['round_to']} on {hw['device']} "
                       f"({hw['threads']} thread(s)), latency tables for {hw['layers_measured']} layer(s); predicted "
                       f"latency {hw['predicted_fraction']:.1%} of the original's {hw['original_ms_measured']:.2f} ms."]
+    lines += ["", f"Data: {data['train']} training, {data['validation']} held-out and {data['calibration']} calibration "
+                  f"{data['kind']}; fine-tuning views: {data['augment']}."]
+    if run:
+        lines.append(f"Ran on torch {run['torch_device']} ({run['precision']}"
+                     f"{', channels-last' if run['channels_last'] else ''}) in {run['processes']} process(es) with "
+                     f"{run['workers']} loader worker(s) each; onnxruntime on {run['onnxruntime_device']}.")
+    if r.get("stage_times_s"):
+        lines.append("Seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in r["stage_times_s"].items()) + ".")
+    if r.get("resumed_after"):
+        lines.append(f"Resumed after {r['resumed_after']} from the checkpoint of a stopped run.")
     free = r["lossless"]
     kept = (f" {free['constant_channels_kept']} constant channel(s) stay: a padded consumer cannot absorb them."
             if free["constant_channels_kept"] else "")

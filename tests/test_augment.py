@@ -16,7 +16,7 @@ NCHW = ImageInput("x", "NCHW", 3, 16, 16, "N")
 
 
 def test_auto_augments_classifiers_and_leaves_maps_alone() -> None:
-    assert resolve_mode("auto", (1, 10)) == "crop"
+    assert resolve_mode("auto", (1, 10)) == "shift"
     assert resolve_mode("auto", (1, 84, 8400)) == "none"  # a detector head
     assert resolve_mode("auto", (1, 21, 64, 64)) == "none"  # a segmenter
     assert resolve_mode("shift", (1, 84, 8400)) == "shift"

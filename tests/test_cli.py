@@ -76,6 +76,9 @@ def test_prune_is_the_default_command_and_writes_model_and_report(tmp_path: Path
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["flops"]["after"] <= 0.5 * summary["flops"]["before"]
+    assert summary["data"]["kind"] == "images" and summary["data"]["train"] + summary["data"]["validation"] > 0
+    assert summary["runtime"]["torch_device"] == "cpu" and summary["runtime"]["processes"] == 1
+    assert {"prepare", "rounds", "final fine-tuning", "verify"} <= set(summary["stage_times_s"])
     assert (tmp_path / "m.pruned.onnx").is_file()
     folder = tmp_path / "m.pruned.report"
     report = json.loads((folder / "report.json").read_text())
