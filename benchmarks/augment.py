@@ -17,6 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from table import Table  # noqa: E402
 
 from onnxprune import prune  # noqa: E402
 
@@ -32,22 +35,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    lines = [f"# fine-tuning views: 30 % FLOPs, {args.epochs:g} epochs, seed {args.seed}, labels (imagefolder)",
-             f"{'model':<28}{'views':<11}{'accuracy':>9}{'before':>8}{'agreement':>10}{'time s':>8}"]
-    print("\n".join(lines), flush=True)
+    table = Table("augment.txt",
+                  f"# fine-tuning views: 30 % FLOPs, {args.epochs:g} epochs, seed {args.seed}, labels (imagefolder)",
+                  f"{'model':<28}{'views':<11}{'accuracy':>9}{'before':>8}{'agreement':>10}{'time s':>8}")
     for name in args.models:
         for mode in args.modes:
             start = time.perf_counter()
             r = prune(SAMPLES / name, SAMPLES / "digits", 0.3, labels="imagefolder", augment=mode, round_to=1,
                       bench=False, epochs=args.epochs, seed=args.seed, max_drop=100).report
             q = r.quality
-            line = (f"{name:<28}{mode:<11}{q.after['accuracy']:>9.2%}{q.before['accuracy']:>8.2%}"
-                    f"{q.after['top1_agreement']:>10.2%}{time.perf_counter() - start:>8.0f}")
-            lines.append(line)
-            print(line, flush=True)
-    out = ROOT / "benchmarks" / "results" / "augment.txt"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+            table.add(f"{name:<28}{mode:<11}{q.after['accuracy']:>9.2%}{q.before['accuracy']:>8.2%}"
+                      f"{q.after['top1_agreement']:>10.2%}{time.perf_counter() - start:>8.0f}")
+    table.save()
 
 
 if __name__ == "__main__":

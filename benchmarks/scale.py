@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from jpeg_folder import jpeg_folder  # noqa: E402
+from table import Table  # noqa: E402
 
 SCHEDULE = ["--labels", "imagefolder", "--rounds", "1", "--round-steps", "1", "--epochs", "0.02",
             "--round-to", "1", "--no-bench", "--target-flops", "0.5", "--max-drop", "100", "-q"]
@@ -81,10 +82,10 @@ def main() -> None:
     if not model.exists():
         onnx.save(torchvision_onnx("resnet18", 224), str(model))
     checkouts = [("this", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
-    lines = ["# peak memory against data set size: resnet18 224x224, JPEGs 256x256, "
-             f"{' '.join(SCHEDULE[:-1])}, {os.cpu_count()} cores",
-             f"{'code':<10}{'images':>8}{'peak RSS MB':>13}{'with workers MB':>17}{'wall s':>8}{'ms/image':>10}{'exit':>6}"]
-    print("\n".join(lines), flush=True)
+    table = Table("scale.txt", "# peak memory against data set size: resnet18 224x224, JPEGs 256x256, "
+                  f"{' '.join(SCHEDULE[:-1])}, {os.cpu_count()} cores",
+                  f"{'code':<10}{'images':>8}{'peak RSS MB':>13}{'with workers MB':>17}{'wall s':>8}{'ms/image':>10}"
+                  f"{'exit':>6}")
     for n in args.sizes:
         data = jpeg_folder(work / f"jpegs_{n}", n, size=256)
         for name, root in checkouts:
@@ -92,12 +93,8 @@ def main() -> None:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 rss, tree, wall, code = run(root, model, data, Path(tmp) / "out.onnx")
-            line = f"{name:<10}{n:>8}{rss:>13.0f}{tree:>17.0f}{wall:>8.1f}{1000 * wall / n:>10.1f}{code:>6}"
-            lines.append(line)
-            print(line, flush=True)
-    out = ROOT / "benchmarks" / "results" / "scale.txt"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+            table.add(f"{name:<10}{n:>8}{rss:>13.0f}{tree:>17.0f}{wall:>8.1f}{1000 * wall / n:>10.1f}{code:>6}")
+    table.save()
 
 
 if __name__ == "__main__":

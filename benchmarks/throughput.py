@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from jpeg_folder import jpeg_folder  # noqa: E402
+from table import Table  # noqa: E402
 from torchvision_onnx import torchvision_onnx  # noqa: E402
 
 from onnxprune.augment import AREA, ASPECT  # noqa: E402
@@ -149,23 +150,19 @@ def main() -> None:
             for name, loop in loops.items():
                 rates[name].append(loop())
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    lines = [f"# fine-tuning throughput: resnet18 {args.size}x{args.size}, batch {args.batch}, {args.steps} steps, "
-             f"{args.workers} DataLoader worker(s), {args.images} JPEGs, {device}, torch {torch.__version__}, "
-             f"interleaved, median of {args.repeats}",
-             f"{'loop':<36}{'images/s':>10}{'spread':>9}{'vs first':>10}"]
+    name = "throughput_cuda.txt" if torch.cuda.is_available() else "throughput.txt"
+    table = Table(name, f"# fine-tuning throughput: resnet18 {args.size}x{args.size}, batch {args.batch}, {args.steps} "
+                        f"steps, {args.workers} DataLoader worker(s), {args.images} JPEGs, {device}, torch "
+                        f"{torch.__version__}, interleaved, median of {args.repeats}",
+                  f"{'loop':<36}{'images/s':>10}{'spread':>9}{'vs first':>10}")
     first = statistics.median(next(iter(rates.values())))
-    reference = statistics.median(rates["plain"]) if "plain" in rates else first
-    for name, values in rates.items():
+    for loop, values in rates.items():
         median = statistics.median(values)
         spread = (max(values) - min(values)) / median
-        lines.append(f"{name:<36}{median:>10.1f}{spread:>8.0%}{median / first:>10.2f}")
+        table.add(f"{loop:<36}{median:>10.1f}{spread:>8.0%}{median / first:>10.2f}")
     if "plain" in rates:
-        lines.append(f"onnxprune / plain: {statistics.median(rates['onnxprune']) / reference:.2f}")
-    print("\n".join(lines))
-    out = ROOT / "benchmarks" / "results" / ("throughput_cuda.txt" if torch.cuda.is_available() else "throughput.txt")
-    out.write_text("\n".join(lines) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
-
+        table.add(f"onnxprune / plain: {statistics.median(rates['onnxprune']) / statistics.median(rates['plain']):.2f}")
+    table.save()
 
 if __name__ == "__main__":
     main()
