@@ -22,7 +22,7 @@ import numpy as np
 from .errors import OnnxpruneError
 from .image_input import ImageInput
 
-__all__ = ["Preprocess", "View", "Dataset", "ImageFiles", "Tensors", "load_data", "split", "bounded",
+__all__ = ["Preprocess", "View", "Dataset", "UnreadableImage", "ImageFiles", "Tensors", "load_data", "split", "bounded",
            "IMAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ class View:
 CENTRE = View()
 
 
+class UnreadableImage(OnnxpruneError):
+    """A listed image whose header opened but whose pixels do not decode (a truncated file)."""
+
+
 class ImageFiles:
     """Image files decoded on demand."""
 
@@ -85,7 +89,7 @@ class ImageFiles:
                 img = _cut(img, image.width, image.height, view)
                 array = np.asarray(img, dtype=np.float32) / 255.0
         except OSError as err:
-            raise OnnxpruneError(f"--data: cannot decode {path} ({err})") from err
+            raise UnreadableImage(f"--data: cannot decode {path} ({err}); remove or replace it") from err
         if array.ndim == 2:
             array = array[:, :, None]
         if image.channels == 3 and self.prep.bgr:

@@ -10,6 +10,7 @@ workers.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -17,9 +18,12 @@ import numpy as np
 import torch
 
 from .augment import draw_view
-from .data import Dataset
+from .data import Dataset, UnreadableImage
+from .errors import OnnxpruneError
 
 __all__ = ["plan_batches", "training_loader", "default_workers"]
+
+log = logging.getLogger(__name__)
 
 
 def plan_batches(n: int, batch_size: int, steps: int, seed) -> Iterator[np.ndarray]:
@@ -46,9 +50,18 @@ class _Views(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]):
         position, draw = key
         view = draw_view(self.mode, np.random.default_rng([*self.seed, draw]))
-        x = torch.from_numpy(self.data.read(position, view))
-        label = -1 if self.data.labels is None else int(self.data.labels[position])
-        return x, label, position
+        n = len(self.data)
+        for offset in range(n):  # a file that will not decode: the next one, with its label, in its place
+            at = (position + offset) % n
+            try:
+                x = torch.from_numpy(self.data.read(at, view))
+            except UnreadableImage as err:
+                if offset == 0:
+                    log.warning("%s; training on the next image in its place", err)
+                continue
+            label = -1 if self.data.labels is None else int(self.data.labels[at])
+            return x, label, at
+        raise OnnxpruneError("--data: none of the training images could be decoded")
 
 
 class _PlannedBatches(torch.utils.data.Sampler):
@@ -72,18 +85,42 @@ def default_workers() -> int:
 
 
 def training_loader(data: Dataset, batch_size: int, steps: int, seed, mode: str, workers: int,
-                    device: str, rank: int = 0, world: int = 1) -> torch.utils.data.DataLoader:
+                    device: str, rank: int = 0, world: int = 1) -> _OneLineErrors:
     """``steps`` batches of (inputs, labels, positions); each process gets its share of every global batch."""
     if world > batch_size:
         raise ValueError(f"batch size {batch_size} is smaller than the {world} processes")
     sampler = _PlannedBatches(len(data), batch_size, steps, seed, rank, world)
-    return torch.utils.data.DataLoader(
+    return _OneLineErrors(torch.utils.data.DataLoader(
         _Views(data, mode, seed), batch_sampler=sampler, num_workers=workers,
         pin_memory=device.startswith("cuda"), persistent_workers=False,
         prefetch_factor=4 if workers else None,
         # workers decode with PIL and numpy; torch threads in them would only compete with training
         worker_init_fn=_one_thread if workers else None,
-    )
+    ))
+
+
+class _OneLineErrors:
+    """The loader, with an error raised in a worker process handed on as the one line it was:
+    torch re-raises it with the worker's whole traceback in its message."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except OnnxpruneError as err:
+                last = str(err).strip().splitlines()[-1]
+                prefix = f"{type(err).__module__}.{type(err).__name__}: "
+                raise type(err)(last.removeprefix(prefix)) from None
+            yield batch
 
 
 def _one_thread(_worker: int) -> None:

@@ -54,3 +54,24 @@ def test_labels_come_with_their_images() -> None:
         assert torch.equal(y, positions)  # the labels are the positions here
         for xi, p in zip(x, positions):
             assert torch.equal(xi, torch.from_numpy(data.read(int(p))))
+
+
+def test_an_image_that_will_not_decode_is_replaced_by_the_next_with_its_label(tmp_path) -> None:
+    import pytest
+    from PIL import Image
+
+    from onnxprune.data import load_data
+    from onnxprune.errors import OnnxpruneError
+
+    for i in range(3):
+        Image.new("RGB", (8, 8), (80 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    data = Dataset(load_data(tmp_path, IMAGE).source, np.arange(3), labels=np.array([10, 11, 12]))
+    broken = tmp_path / "1.png"
+    broken.write_bytes(broken.read_bytes()[:40])  # the header stays, the pixels go
+    batches = _all(training_loader(data, 3, 1, 0, "none", 1, "cpu"))
+    assert sorted(batches[0][1].tolist()) == [10, 12, 12]  # 1.png trained as 2.png, with 2.png's label
+    for path in tmp_path.glob("*.png"):
+        path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(OnnxpruneError) as caught:  # from a worker process: still the one line
+        _all(training_loader(data, 3, 1, 0, "none", 1, "cpu"))
+    assert str(caught.value) == "--data: none of the training images could be decoded"
