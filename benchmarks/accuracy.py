@@ -60,7 +60,7 @@ def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> d
     teacher = lambda x, _positions=None: run(teacher_module, x)  # noqa: E731
     trained = train if labels else replace(train, labels=None)
     # onnxprune's own recipe: its default views (auto: shift for a classifier), its workers
-    settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, seed=seed, augment=resolve_mode(o.augment, (1, 10)),
+    settings = TrainSettings(lr=o.lr, batch_size=o.batch_size, augment=resolve_mode(o.augment, (1, 10)),
                              workers=default_workers())
     calib_inputs = train.subset(np.arange(o.calibration_images)).inputs
     teacher_calib = run_batched(loaded.model, loaded.image.name, calib_inputs)

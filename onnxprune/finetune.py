@@ -24,18 +24,17 @@ from .data import Dataset
 from .loader import training_loader
 from .metrics import feature_axis, is_classifier_output
 
-__all__ = ["TrainSettings", "Targets", "Teacher", "loss_for", "finetune", "feature_mse", "is_distribution",
+__all__ = ["TrainSettings", "Targets", "TeacherFn", "loss_for", "finetune", "feature_mse", "is_distribution",
            "log_probabilities", "precision_for"]
 
 # (inputs, their training positions) → the original's outputs (``teacher.Teacher``)
-Teacher = Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]
+TeacherFn = Callable[[torch.Tensor, torch.Tensor | None], list[torch.Tensor]]
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     lr: float = 1e-3
     batch_size: int = 32  # the global batch: split across processes under torchrun
-    seed: int = 0
     device: str = "cpu"
     weight_decay: float = 0.0
     label_weight: float = 1.0  # cross-entropy weight next to distillation, when labels exist
@@ -110,7 +109,7 @@ def feature_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 def finetune(
     module: torch.nn.Module,
     data: Dataset,
-    teacher: Teacher,
+    teacher: TeacherFn,
     steps: int,
     settings: TrainSettings,
     run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],

@@ -183,14 +183,14 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         device = f"cuda:{where.local}"
     precision = precision_for(o.precision, device)
     settings = TrainSettings(
-        lr=o.lr, batch_size=o.batch_size, seed=o.seed, device=device,
+        lr=o.lr, batch_size=o.batch_size, device=device,
         augment=resolve_mode(o.augment, teacher_val[0].shape),
         workers=default_workers() if o.workers is None else o.workers, precision=precision,
         channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world)
     if where.world > o.batch_size:
         raise OnnxpruneError(f"--batch-size {o.batch_size} is smaller than the {where.world} processes; "
                              "each needs at least one image of every batch")
-    key = fingerprint(loaded.model, o, train, val)
+    key = fingerprint(loaded.model, o, train, val) if o.checkpoint_dir else ""
     round_steps = o.round_steps if o.round_steps is not None else min(20, ceil(len(train) / o.batch_size))
     teacher = Teacher(loaded)
     seen = (planned_rounds(o) * round_steps + ceil(o.epochs * ceil(len(train) / o.batch_size))) * o.batch_size

@@ -45,8 +45,8 @@ class Run:
     ort_device: str  # where onnxruntime measures latency
     threads: int
     progress: Progress
-    ranks: Ranks = Ranks()
-    checkpoints: Checkpoints = Checkpoints(None, "")
+    ranks: Ranks  # this process's place under torchrun
+    checkpoints: Checkpoints
 
 
 class StageClock:

@@ -17,7 +17,7 @@ from .criteria.observe import observe
 from .criteria.stats import score_groups
 from .data import Dataset
 from .distributed import gather_batches, ranks
-from .finetune import Targets, Teacher, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
+from .finetune import Targets, TeacherFn, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
 from .groups import GroupAnalysis, analyze_groups
 from .importer import Imported, import_model, torch_outputs, write_back
 from .image_input import ImageInput
@@ -74,7 +74,7 @@ class TorchView:
             observed = {tensor: sum(values) / max(len(values), 1) for tensor, values in per_batch.items()}
         return score_groups(criterion, self.model, analysis, observed, seed)
 
-    def finetune(self, data: Dataset, teacher: Teacher, steps: int, settings: TrainSettings, seed,
+    def finetune(self, data: Dataset, teacher: TeacherFn, steps: int, settings: TrainSettings, seed,
                  progress=None) -> list[float]:
         """Fine-tune in torch, then write the weights back into the ONNX model."""
         losses = finetune(self.imported.module, data, teacher, steps, settings, self.run, seed, progress)
