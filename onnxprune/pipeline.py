@@ -195,7 +195,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     teacher = Teacher(loaded)
     seen = (planned_rounds(o) * round_steps + ceil(o.epochs * ceil(len(train) / o.batch_size))) * o.batch_size
     if worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val), where.world):
-        teacher.build_cache(loaded, train, Path(o.checkpoint_dir).parent if o.checkpoint_dir else None)
+        teacher.build_cache(loaded, train, o.checkpoint_dir)
     return Run(
         options=o, loaded=loaded, work=work, work_groups=analysis if work is loaded else analyze_groups(work),
         train=train, val=val, teacher_val=teacher_val, teacher=teacher,

@@ -4,7 +4,9 @@ By default the original runs in torch on every batch, on the same augmented view
 sees, so nothing of the data set's size is held. Without augmentation the outputs for an image
 never change, so where every training image is seen at least twice and the outputs fit in
 ``CACHE_LIMIT`` on disk, one onnxruntime pass writes them to memory-mapped files and batches
-read their rows instead: ``benchmarks/throughput.py`` measures what the forward pass costs.
+read their rows instead: ``benchmarks/throughput.py`` measures what the forward pass costs. The
+files go into the checkpoint folder (the CLI's is in the report folder, on the output's disk),
+else the system's temporary folder, and are deleted when the run ends.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Teacher:
         self.module = self.view.imported.module.eval().requires_grad_(False)
         self.cache: list[np.ndarray] | None = None
         self.folder: Path | None = None
+        self.made: list[Path] = []  # folders made to hold the cache, removed with it when left empty
 
     def __call__(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> list[torch.Tensor]:
         if self.cache is not None and positions is not None:
@@ -49,6 +52,10 @@ class Teacher:
 
     def build_cache(self, loaded: LoadedModel, train: Dataset, where: str | Path | None, batch: int = 64) -> None:
         """Run the original once over ``train`` in onnxruntime into .npy files under ``where``."""
+        if where is not None:
+            where = Path(where)
+            self.made = [p for p in (where, *where.parents) if not p.exists()]
+            where.mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="onnxprune-teacher-", dir=where))
         session = make_session(loaded.model)
         name = loaded.image.name
@@ -71,6 +78,10 @@ class Teacher:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+        for folder in self.made:  # innermost first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        self.made = []
 
 
 def worth_caching(augment: str, images_seen: int, items: int, bytes_per_item: int, processes: int) -> bool:

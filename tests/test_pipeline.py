@@ -60,3 +60,16 @@ def test_soft_filter_pruning_with_augmentation_reaches_the_target_and_verifies()
     fractions = [row.flops_fraction for row in result.report.trajectory]
     assert result.report.flops.after == _flops(result.model) <= 0.5 * result.report.flops.before
     assert fractions[-1] <= 0.5 and fractions == sorted(fractions, reverse=True)
+
+
+def test_without_views_the_teacher_is_read_from_a_cache_that_is_removed_after(tmp_path, monkeypatch) -> None:
+    from onnxprune.teacher import Teacher
+
+    built = []
+    real = Teacher.build_cache
+    monkeypatch.setattr(Teacher, "build_cache", lambda self, *a, **k: built.append(1) or real(self, *a, **k))
+    checkpoints = tmp_path / "out.report" / "checkpoint"  # not there yet, as in the CLI's first run
+    result = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, augment="none", rounds=1, round_steps=1,
+                   epochs=2, round_to=1, bench=False, max_drop=100, checkpoint_dir=str(checkpoints))
+    assert built and result.report.data.augment == "none"
+    assert not list(checkpoints.glob("onnxprune-teacher-*"))
