@@ -88,7 +88,7 @@ class ImageFiles:
                 img = img.convert("L" if image.channels == 1 else "RGB")
                 img = _cut(img, image.width, image.height, view)
                 array = np.asarray(img, dtype=np.float32) / 255.0
-        except OSError as err:
+        except Exception as err:  # PIL raises several kinds, and a library may patch Image.open
             raise UnreadableImage(f"--data: cannot decode {path} ({err}); remove or replace it") from err
         if array.ndim == 2:
             array = array[:, :, None]
