@@ -20,7 +20,7 @@ from torchvision_onnx import torchvision_onnx
 from onnxprune.bench import benchmark
 from onnxprune.flops import count
 from onnxprune.groups import analyze_groups, predict_shapes
-from onnxprune.latency import measure_granularity, measure_latency
+from onnxprune.latency import LocalCache, measure_granularity, measure_latency
 from onnxprune.load import load
 from onnxprune.slice import slice_model
 
@@ -33,8 +33,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     loaded = load(torchvision_onnx(args.model))
     analysis = analyze_groups(loaded)
-    step = measure_granularity("cpu", 2)
-    latency = measure_latency(loaded.model, analysis, loaded.image, "cpu", 2, granularity=step)
+    step = measure_granularity(LocalCache("cpu", 2))
+    latency = measure_latency(loaded.model, analysis, loaded.image, LocalCache("cpu", 2), granularity=step)
     base = latency.predict(analysis.cost, analysis.shapes)
     variants, predicted, labels = [("original", loaded.model)], {}, {}
     for group in analysis.prunable:

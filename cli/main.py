@@ -165,6 +165,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     onnxprune MODEL.onnx --data DIR --target-flops 0.3   prune (same as `onnxprune prune …`)
     onnxprune analyze MODEL.onnx                          what a model costs and what can be pruned
     onnxprune bench A.onnx B.onnx                         latency side by side in onnxruntime
+    onnxprune profile-device MODEL.onnx --out dev.json    latency tables for pruning elsewhere
     """
     _setup_logging(verbose, quiet)
     ctx.obj = _Context()
@@ -284,10 +285,45 @@ def bench(models: tuple[str, ...], device: str, threads: int | None, batch: int,
         click.echo(render_bench(result.as_dict()))
 
 
+@cli.command("profile-device")
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--out", required=True, type=click.Path(path_type=str), help="The table file to write (JSON).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the model will run.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads it will run with "
+              "[default: all cores].")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="The batch it will run at.")
+@click.option("--input-size", nargs=2, type=click.IntRange(min=1), metavar="H W",
+              help="Input height and width for models with symbolic spatial dims.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.pass_context
+def profile_device(ctx: click.Context, models: tuple[str, ...], out: str, device: str, threads: int | None,
+                   batch: int, input_size, as_json: bool) -> None:
+    """Measure, on the machine that will run MODELS, the width step and the latency tables of their
+    prunable layers; prune elsewhere with `--latency-table OUT`."""
+    from onnxprune.device_table import profile_device as run_profile
+    from onnxprune.runtime import onnxruntime_device
+    from onnxprune.write import check_output_path
+
+    check_output_path(Path(out), None)
+    bars = _ProgressBars(enabled=not ctx.obj.quiet)
+    try:
+        result = run_profile(list(models), out, onnxruntime_device(device), threads, batch, _input_size(input_size),
+                             progress=bars)
+    finally:
+        bars.close()
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"wrote {result['out']}: width step {result['width_step']}, {result['layers']} layer table(s) of "
+                   f"{result['models']} model(s), measured on {result['device']} ({result['threads']} thread(s), "
+                   f"batch {result['batch']})")
+
+
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report a pipeline needs at once; report.json has the rest."""
     keys = ("output", "report_folder", "flops", "params", "quality", "latency", "criterion", "data", "runtime",
-            "stage_times_s", "time_s")
+            "stage_times_s", "time_s", "budget", "stages")
     return {k: report[k] for k in keys}
 
 

@@ -79,10 +79,12 @@ def render_groups(a: dict[str, Any]) -> list[str]:
 def render_summary(r: dict[str, Any]) -> str:
     """What a pruning run did, in a few lines."""
     f, p, q = r["flops"], r["params"], r["quality"]
+    budget = r.get("budget")
+    goal = (f"the smallest by {budget['minimize']} within --max-drop {budget['max_points']:g}" if budget
+            else f"target {r['settings']['target_flops']:.0%}")
     lines = [
         f"wrote {r['output']}  (report: {r['report_folder']}/report.json)",
-        f"FLOPs   {human(f['before'])} → {human(f['after'])}  ({f['fraction']:.1%} kept, target "
-        f"{r['settings']['target_flops']:.0%})",
+        f"FLOPs   {human(f['before'])} → {human(f['after'])}  ({f['fraction']:.1%} kept, {goal})",
         f"params  {human(p['before'])} → {human(p['after'])}  ({p['fraction']:.1%} kept)",
     ]
     before, after = q["before"], q["after"]
@@ -98,6 +100,9 @@ def render_summary(r: dict[str, Any]) -> str:
     verb = "lost" if drop["points"] >= 0 else "gained"
     lines.append(f"quality {verb}  {abs(drop['points']):.1f} points of {drop['metric'].replace('_', ' ')} "
                  f"(--max-drop {drop['max']:g})")
+    if budget:
+        kept = f"round {budget['kept_round']}" if budget["kept_round"] else "the original"
+        lines.append(f"stopped  after round {budget['stopped_after']}, kept {kept}: {budget['reason']}")
     if r.get("fixed_batch"):
         lines.append(f"batch  fixed at {r['fixed_batch']} in the input file: freed while pruning, kept in the output")
     if r.get("batchnorm_inserted"):
@@ -105,11 +110,16 @@ def render_summary(r: dict[str, Any]) -> str:
                      "folded back into the convs")
     lat = r.get("latency")
     if lat:
-        base, pruned = lat["timings"]
-        noise = " (within noise)" if pruned["within_noise"] else ""
-        lines.append(f"latency  {base['median_ms']:.2f} → {pruned['median_ms']:.2f} ms  "
-                     f"({pruned['speedup']:.2f}x{noise}; {lat['provider'].replace('ExecutionProvider', '')}, "
-                     f"{lat['threads']} threads, batch {lat['batch']})")
+        base, *others = lat["timings"]
+        for other in others:
+            noise = " (within noise)" if other["within_noise"] else ""
+            lines.append(f"latency  {base['median_ms']:.2f} → {other['median_ms']:.2f} ms {other['name']}  "
+                         f"({other['speedup']:.2f}x{noise}; {lat['provider'].replace('ExecutionProvider', '')}, "
+                         f"{lat['threads']} threads, batch {lat['batch']})")
+    for st in r.get("stages", ())[1:]:
+        if "INT8" in st["name"]:
+            lines.append(f"{st['name']}  {st['size_bytes'] / 1e6:.2f} MB (original "
+                         f"{r['stages'][0]['size_bytes'] / 1e6:.2f} MB), {st['quality_drop']:.1f} points lost")
         if "target" in lat:
             lines.append(f"latency target  {lat['target']:.0%}: {'met' if lat['target_met'] else 'NOT met'}")
     hw = r.get("hardware_aware")

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,9 +23,10 @@ from .data import Dataset
 from .errors import OnnxpruneError
 from .lossless import LosslessResult
 from .options import PruneOptions
-from .report import RoundRecord
+from .report import Budget, RoundRecord
+from .write import atomic_write_bytes
 
-__all__ = ["Checkpoint", "Checkpoints", "fingerprint", "FORMAT"]
+__all__ = ["FORMAT", "Checkpoint", "Checkpoints", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,7 @@ class Checkpoint:
     records: tuple[RoundRecord, ...]
     freed: LosslessResult  # the lossless pass's counts
     reached: bool
+    budget: Budget | None = None  # where a budget-goal run's rounds stopped
 
 
 def fingerprint(model: onnx.ModelProto, options: PruneOptions, train: Dataset, val: Dataset) -> str:
@@ -90,23 +90,25 @@ class Checkpoints:
         freed = LosslessResult(model, **state["lossless"])  # the report reads only its counts
         records = tuple(RoundRecord(**r) for r in state["records"])
         log.info("resuming after %s (checkpoint in %s)", state["stage_name"], self.folder)
-        return Checkpoint(state["stage"], state["stage_name"], model, records, freed, state["reached"])
+        budget = Budget(**state["budget"]) if state.get("budget") else None
+        return Checkpoint(state["stage"], state["stage_name"], model, records, freed, state["reached"], budget)
 
     def save(self, stage: int, name: str, model: onnx.ModelProto, records: list[RoundRecord],
-             freed: LosslessResult, reached: bool = True) -> None:
+             freed: LosslessResult, reached: bool = True, budget: Budget | None = None) -> None:
         """Record a finished stage: the model file first, then state.json naming it, each
         renamed into place, so a kill at any instant leaves the previous checkpoint or this one."""
         if self.folder is None or not self.writer:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         model_name = f"stage-{stage}.onnx"
-        _atomic_bytes(self.folder / model_name, model.SerializeToString())
+        atomic_write_bytes(self.folder / model_name, model.SerializeToString())
         state = {
             "format": FORMAT, "fingerprint": self.key, "stage": stage, "stage_name": name, "model": model_name,
             "lossless": {"dead": freed.dead, "folded": freed.folded, "constant_kept": freed.constant_kept},
             "records": [asdict(r) for r in records], "reached": reached,
+            "budget": asdict(budget) if budget else None,
         }
-        _atomic_bytes(self.folder / "state.json", (json.dumps(state, indent=1) + "\n").encode())
+        atomic_write_bytes(self.folder / "state.json", (json.dumps(state, indent=1) + "\n").encode())
         for old in self.folder.glob("stage-*.onnx"):
             if old.name != model_name:
                 old.unlink(missing_ok=True)
@@ -114,16 +116,3 @@ class Checkpoints:
     def clear(self) -> None:
         if self.folder is not None and self.writer:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _atomic_bytes(path: Path, content: bytes) -> None:
-    handle, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staged, path)
-    except BaseException:
-        Path(staged).unlink(missing_ok=True)
-        raise

@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -39,7 +40,18 @@ from .ops import rule
 from .shapes import random_feed, random_input
 from .slice import slice_model
 
-__all__ = ["LayerTable", "LatencyModel", "measure_granularity", "measure_latency", "cache_dir"]
+__all__ = [
+    "LatencyModel",
+    "LayerTable",
+    "LocalCache",
+    "Store",
+    "cache_dir",
+    "entry_digest",
+    "measure_granularity",
+    "measure_latency",
+    "structure_digest",
+    "timed_convs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +66,34 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ONNXPRUNE_CACHE_DIR") or Path.home() / ".cache" / "onnxprune")
 
 
-class _Cache:
-    """A JSON file of measurements keyed by what they depend on; unreadable or unwritable is fine."""
+class Store(Protocol):
+    """Where measurements come from: measured here and cached (``LocalCache``), or read from a
+    table measured on another device (``device_table.TableFile``)."""
 
-    def __init__(self) -> None:
+    device: str  # the device's name, as the report gives it
+    provider: str  # "cpu" or "cuda"
+    threads: int
+    batch: int
+
+    def value(self, kind: str, key: dict, measure: Callable[[], Any], what: str) -> Any:
+        """The measurement ``kind`` ("granularity", "layer", "model") at ``key``; ``what`` names
+        it for a person. ``measure()`` takes it on this machine where the store may."""
+
+    def finish(self) -> None:
+        """Keep what was measured."""
+
+
+def entry_digest(kind: str, key: dict) -> str:
+    return hashlib.sha1(json.dumps({"kind": kind, **key}, sort_keys=True).encode()).hexdigest()
+
+
+class LocalCache:
+    """Measured on this machine, kept in a JSON file keyed by what each value depends on (the
+    device, onnxruntime's version, threads and batch too); unreadable or unwritable is fine."""
+
+    def __init__(self, device: str, threads: int, batch: int = 1) -> None:
+        self.provider, self.threads, self.batch = device, threads, batch
+        self.device = device_name(device)
         self.path = cache_dir() / "latency.json"
         try:
             self.entries = json.loads(self.path.read_text())
@@ -65,14 +101,20 @@ class _Cache:
             self.entries = {}
         self.dirty = False
 
-    def get_or_measure(self, key: dict, measure: Callable[[], object]):
-        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    def device_key(self) -> dict:
+        import onnxruntime
+
+        return {"device": self.device, "provider": self.provider, "ort": onnxruntime.__version__,
+                "threads": self.threads, "batch": self.batch}
+
+    def value(self, kind: str, key: dict, measure: Callable[[], Any], what: str) -> Any:
+        digest = entry_digest(kind, {**key, **self.device_key()})
         if digest not in self.entries:
             self.entries[digest] = measure()
             self.dirty = True
         return self.entries[digest]
 
-    def save(self) -> None:
+    def finish(self) -> None:
         if not self.dirty:
             return
         try:
@@ -80,15 +122,9 @@ class _Cache:
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self.entries))
             os.replace(tmp, self.path)
+            self.dirty = False
         except OSError as err:
             log.debug("latency cache not saved: %s", err)
-
-
-def _device_key(device: str, threads: int, batch: int) -> dict:
-    import onnxruntime
-
-    return {"device": device_name(device), "provider": device, "ort": onnxruntime.__version__,
-            "threads": threads, "batch": batch}
 
 
 def _conv_model(attrs: list[onnx.AttributeProto], x_shape: tuple[int, ...], cout: int, cin: int,
@@ -123,9 +159,9 @@ def _time(entries, device: str, threads: int) -> list[float]:
     return [float(np.median(ms)) for ms in time_interleaved(entries, device, threads, warmup=2, runs=runs)]
 
 
-def measure_granularity(device: str, threads: int, batch: int = 1) -> int:
-    """The channel step this device's conv kernels run fastest at (see the module docstring)."""
-    cache = _Cache()
+def measure_granularity(store: Store) -> int:
+    """The channel step the store's device runs conv kernels fastest at (see the module docstring)."""
+    device, threads, batch = store.provider, store.threads, store.batch
 
     def measure() -> int:
         entries = []
@@ -150,8 +186,8 @@ def measure_granularity(device: str, threads: int, batch: int = 1) -> int:
                  ", ".join(f"{w}:{m:.3f}" for w, m in zip(_PROBE_WIDTHS, medians)))
         return step
 
-    step = int(cache.get_or_measure({"probe": "granularity", **_device_key(device, threads, batch)}, measure))
-    cache.save()
+    step = int(store.value("granularity", {"probe": _PROBE_WIDTHS}, measure, "the width step"))
+    store.finish()
     return step
 
 
@@ -250,26 +286,23 @@ def _conv_points(node: onnx.NodeProto, analysis: GroupAnalysis, step: int, batch
     return points, outs, ins, depthwise, group
 
 
-def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInput, device: str,
-                    threads: int, batch: int = 1, granularity: int = 1,
-                    progress: Callable[[int, int], None] | None = None) -> LatencyModel:
-    """Latency tables for every Conv that a prunable group reaches, calibrated on the whole graph."""
-    cache = _Cache()
-    prunable = {g.id for g in analysis.prunable}
-    touched = {s.node for s in analysis.slots if set(s.segments) & prunable}
-    convs = [n for n in model.graph.node if rule(n.op_type).timed_per_layer and n.name in touched
-             and len(analysis.shapes.get(n.input[0], ())) == 4]
+def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInput, store: Store,
+                    granularity: int = 1, progress: Callable[[int, int], None] | None = None) -> LatencyModel:
+    """Latency tables for every Conv that a prunable group reaches, calibrated on the whole graph,
+    from ``store`` (measured on its device where it may)."""
+    device, threads, batch = store.provider, store.threads, store.batch
+    convs = timed_convs(model, analysis)
     layers: dict[str, LayerTable] = {}
     groups: dict[str, int] = {}
-    device_key = _device_key(device, threads, batch)
     for i, node in enumerate(convs):
         points, outs, ins, depthwise, group = _conv_points(node, analysis, granularity, batch)
         key = {"grid": [p[0] for p in points], "x": list(analysis.shapes[node.input[0]][1:]),
                "w": list(analysis.shapes[node.input[1]][2:]), "bias": len(node.input) > 2,
-               "attrs": sorted(str(helper.get_attribute_value(a)) + a.name for a in node.attribute),
-               **device_key}
-        ms = cache.get_or_measure(key, lambda: _time([(p[1], p[2]) for p in points], device, threads))
-        by_size = {p[0]: m for p, m in zip(points, ms)}
+               "attrs": sorted(str(helper.get_attribute_value(a)) + a.name for a in node.attribute)}
+        what = (f"Conv {node.name!r} ({key['x'][0]} channels of {'x'.join(map(str, key['x'][1:]))}, "
+                f"{'x'.join(map(str, key['w']))} kernel, width step {granularity})")
+        ms = store.value("layer", key, lambda: _time([(p[1], p[2]) for p in points], device, threads), what)
+        by_size = {tuple(p[0]): m for p, m in zip(points, ms)}
         if depthwise:
             grid = tuple((by_size[(o, o)],) for o in outs)
         else:
@@ -280,9 +313,9 @@ def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: Imag
             progress(i + 1, len(convs))
     cost, shapes = analysis.cost, analysis.shapes
     table_macs = sum(n.macs for n in cost.nodes if n.name in layers)
-    raw = LatencyModel(device, threads, batch, granularity, layers, groups, 0.0, 1.0, 0.0, 0.0)
+    raw = LatencyModel(store.device, threads, batch, granularity, layers, groups, 0.0, 1.0, 0.0, 0.0)
     rate = raw.predict(cost, shapes) / table_macs if table_macs else 0.0
-    raw = LatencyModel(device, threads, batch, granularity, layers, groups, rate, 1.0, 0.0, 0.0)
+    raw = LatencyModel(store.device, threads, batch, granularity, layers, groups, rate, 1.0, 0.0, 0.0)
     # Calibrate on the whole graph: the model sliced to uniform widths, timed side by side.
     # Layers timed alone pay call overhead and layout reorders that a whole graph does not;
     # a least-squares fit of offset + scale × (the layers' sum) to these timings removes both.
@@ -298,24 +331,42 @@ def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: Imag
         feed = random_feed(image, batch)
         return _time([(m, feed) for m in variants], device, threads)
 
-    # cached by the model's bytes, so the same model and cache give the same selection
-    digest = _model_digest(model)
-    measured = cache.get_or_measure({"model": digest, "granularity": granularity, **device_key}, measure_whole)
-    cache.save()
+    # by the graph's structure (timings do not depend on weight values), so the same model and
+    # store give the same selection, and a table profiled elsewhere matches this run's model
+    measured = store.value("model", {"model": structure_digest(model), "granularity": granularity}, measure_whole,
+                           "this model as a whole")
+    store.finish()
+    if measured is None:  # a table that covers every layer but was not profiled on this model
+        log.info("latency tables for %d layers from %s (not calibrated on this whole model: its layers' sum is "
+                 "the prediction)", len(layers), store.device)
+        base = raw.predict(cost, shapes)
+        return LatencyModel(store.device, threads, batch, granularity, layers, groups, rate, 1.0, 0.0, base,
+                            min(predicted))
     scale, rest = _fit(np.asarray(predicted), np.asarray(measured))
     log.info("latency tables for %d layers on %s: model %.2f ms; whole-graph fit: %.2f ms + %.2f × layers",
-             len(layers), device_name(device), measured[0], rest, scale)
-    return LatencyModel(device, threads, batch, granularity, layers, groups, rate, scale, rest, measured[0],
+             len(layers), store.device, measured[0], rest, scale)
+    return LatencyModel(store.device, threads, batch, granularity, layers, groups, rate, scale, rest, measured[0],
                         min(predicted))
 
 
-def _model_digest(model: onnx.ModelProto) -> str:
-    """A hash of the graph and its weights, piece by piece (a whole model may exceed 2 GiB)."""
+def timed_convs(model: onnx.ModelProto, analysis: GroupAnalysis) -> list[onnx.NodeProto]:
+    """The convs that get a latency table: those a prunable group reaches."""
+    prunable = {g.id for g in analysis.prunable}
+    touched = {s.node for s in analysis.slots if set(s.segments) & prunable}
+    return [n for n in model.graph.node if rule(n.op_type).timed_per_layer and n.name in touched
+            and len(analysis.shapes.get(n.input[0], ())) == 4]
+
+
+def structure_digest(model: onnx.ModelProto) -> str:
+    """A hash of the graph and its weights' names, types and shapes, not their values: what a
+    timing depends on (BatchNorm put back with this data's statistics times like any other)."""
     h = hashlib.sha1()
     for node in model.graph.node:
         h.update(node.SerializeToString(deterministic=True))
     for init in model.graph.initializer:
-        h.update(init.SerializeToString(deterministic=True))
+        h.update(f"{init.name}:{init.data_type}:{list(init.dims)}".encode())
+    for value in (*model.graph.input, *model.graph.output):
+        h.update(value.SerializeToString(deterministic=True))
     return h.hexdigest()
 
 

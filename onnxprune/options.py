@@ -44,13 +44,13 @@ def _positive(v: float) -> str | None:
 
 def _between(low: float, high: float, unit: str = "") -> Check:
     def check(v: float) -> str | None:
-        return None if low <= v <= high else f"must be between {low:g} and {high:g}{unit}, got {v:g}"
+        return None if v is None or low <= v <= high else f"must be between {low:g} and {high:g}{unit}, got {v:g}"
     return check
 
 
 def _one_of(*choices: str) -> Check:
     def check(v: str) -> str | None:
-        return None if v in choices else f"must be one of {', '.join(choices)}, not {v!r}"
+        return None if v is None or v in choices else f"must be one of {', '.join(choices)}, not {v!r}"
     return check
 
 
@@ -91,7 +91,7 @@ class PruneOptions:
 
     target_flops: float | None = option(
         None, "Keep at most this share of the original FLOPs, in (0, 1].", _share,
-        default_text="0.3 unless only --target-latency is given")
+        default_text="0.3, or 1 with only --target-latency; none with only --max-drop")
     target_latency: float | None = option(
         None, "Keep at most this share of the original's latency measured in onnxruntime on the device, "
               "in (0, 1]; with --target-flops too, the stricter wins.", _share)
@@ -154,10 +154,28 @@ class PruneOptions:
     bench_runs: int = option(30, "Interleaved timed runs per model.", _at_least(1), cli=None)
     bench_threads: int | None = option(None, "onnxruntime threads for timing (default: all cores).",
                                        _at_least(1), cli=None)
-    max_drop: float = option(
-        3.0, "Quality points the pruned model may lose on the held-out data (accuracy with labels, else top-1 "
-             "agreement, else explained variance); beyond it nothing is written but the report, exit 1. "
-             "100 turns it off.", _between(0, 100, " points"), metavar="PTS")
+    max_drop: float | None = option(
+        None, "Quality points the pruned model may lose on the held-out data (accuracy with labels, else top-1 "
+              "agreement, else explained variance); beyond it nothing is written but the report, exit 1. "
+              "100 turns it off. Given without --target-flops or --target-latency it is the goal: prune round by "
+              "round while the model stays within it and keep the smallest that does.",
+        _between(0, 100, " points"), metavar="PTS", default_text="3")
+    minimize: str | None = option(
+        None, "With --max-drop as the goal: the smallest model by FLOPs, or by latency (predicted from this "
+              "device's tables or --latency-table).", _one_of("flops", "latency"), metavar="flops|latency",
+        default_text="flops")
+    latency_table: str | None = option(
+        None, "Latency tables measured on the device the model will run on (onnxprune profile-device); "
+              "hardware-aware widths and --target-latency use them instead of measuring here.", metavar="FILE")
+    quantize: str | None = option(
+        None, "Quantize the pruned model to INT8 (onnxruntime static QDQ, per-channel weights, calibrated on "
+              "--data) and check it against the original within --max-drop; --target-flops 1 quantizes "
+              "without pruning.", _one_of("int8"), metavar="int8")
+
+    @property
+    def budget_goal(self) -> bool:
+        """--max-drop alone: the quality budget is the goal (settled by ``resolve``)."""
+        return self.target_flops is None and self.target_latency is None
 
     @property
     def preprocess(self) -> Preprocess:
@@ -184,14 +202,25 @@ def validate(o: PruneOptions) -> None:
 
 
 def resolve(target_flops: float | None, options: dict[str, Any]) -> PruneOptions:
-    """Options from the API's keywords, checked, with the FLOPs target settled (0.3, or 1.0
-    when only a latency target is given)."""
+    """Options from the API's keywords, checked, with the goal settled: a FLOPs target of 0.3
+    when nothing is asked, 1.0 when only a latency target is; none when only ``max_drop`` is
+    given (the budget is the goal, ``budget_goal``); ``max_drop`` 3 when not given."""
     unknown = set(options) - {f.name for f in fields(PruneOptions)}
     if unknown:
         raise OnnxpruneError(f"unknown option(s) {', '.join(sorted(unknown))}")
     o = PruneOptions(target_flops=target_flops, **options)
     validate(o)
-    if o.target_flops is None:
-        o = PruneOptions(**{**asdict(o), "target_flops": 0.3 if o.target_latency is None else 1.0})
+    settled: dict[str, Any] = {}
+    if o.target_flops is None and (o.target_latency is not None or o.max_drop is None):
+        settled["target_flops"] = 0.3 if o.target_latency is None else 1.0
+    if o.max_drop is None:
+        settled["max_drop"] = 3.0
+    o = PruneOptions(**{**asdict(o), **settled})
+    if o.budget_goal and o.schedule == "sfp":
+        raise InvalidOption("schedule", "sfp slices once at the end, so it needs a --target-flops or "
+                                        "--target-latency to know where the end is")
+    if o.minimize is not None and not o.budget_goal:
+        raise InvalidOption("minimize", "applies when --max-drop alone is the goal; with --target-flops or "
+                                        "--target-latency the target says what to minimize")
     return o
 

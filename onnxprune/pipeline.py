@@ -39,12 +39,15 @@ from .nodes import is_inserted
 from .options import PruneOptions, resolve
 from .run import Progress, Run, StageClock
 from .report import (
-    DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime, Verification,
+    Budget, DataSizes, Flops, HardwareAware, Stage, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime, Verification,
     Widths,
 )
 from .rounds import (
-    WidthPlan, correct_latency, latency_met, plan_widths, planned_rounds, prune_in_rounds, remove_lossless,
+    WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, planned_rounds, prune_in_rounds,
+    remove_lossless,
 )
+from .budget import prune_within_budget
+from .quantize import quantize_int8
 from .runtime import run_devices
 from .session import TorchView
 from .teacher import Teacher, worth_caching
@@ -99,29 +102,65 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     analysis = run.work_groups
     with clock("plan widths"):
         plan = on_main(lambda: plan_widths(run, analysis))
-    view, freed, records, reached = _resume_or_start(run, plan, analysis, resumed, clock)
+    view, freed, records, budget = _resume_or_start(run, plan, analysis, resumed, clock)
     if resumed is None or resumed.stage < Checkpoints.FINAL:
-        view = _final_finetune(run, view, records, freed, clock)
+        view = _final_finetune(run, view, records, freed, clock, budget)
 
     with clock("verify"):
         final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
         written = restore_batch(final, run.loaded.fixed_batch)  # the user's signature
         max_err = verify(written, view.imported.module, run.loaded.image.name, run.val, run.loaded.fixed_batch)
         final_groups = analyze_groups(LoadedModel(final, run.loaded.image, None))
-        _check_reached(o, plan, final_groups)
+        if not o.budget_goal:
+            _check_reached(o, plan, final_groups)
     with clock("measure quality"):
         quality = measure_quality(run, final)
+    int8 = int8_quality = None
+    if o.quantize:
+        with clock("quantize"):
+            int8 = on_main(lambda: quantize_int8(final, run.loaded.image.name, run.calib))
+            int8_quality = measure_quality(run, int8)
+    pruned_anything = final_groups.cost.flops < plan.base.flops
+    candidates = [("original", run.loaded.model)]
+    if pruned_anything or int8 is None:
+        candidates.append(("pruned", final))
+    if int8 is not None:
+        candidates.append(("pruned + INT8" if pruned_anything else "INT8", int8))
     with clock("measure latency"):
-        timing = on_main(lambda: measure_latency(run, plan, final, final_groups))
-    report = build_report(run, plan, analysis, final_groups, freed, records, quality, max_err, timing, clock,
-                          resumed)
+        timing = on_main(lambda: measure_latency(run, plan, candidates, final_groups))
+    stages = _stages(run, plan, final_groups, candidates, {"pruned": quality, "pruned + INT8": int8_quality,
+                                             "INT8": int8_quality}, timing)
+    delivered = int8_quality or quality
+    report = build_report(run, plan, analysis, final_groups, freed, records, delivered, max_err, timing, clock,
+                          resumed, budget, stages)
     if not quality.drop.within:
         raise QualityBudgetExceeded(quality.drop.message(), report)
-    return PruneResult(written, report)
+    if int8_quality is not None and not int8_quality.drop.within:
+        raise QualityBudgetExceeded(
+            f"the INT8 model loses {int8_quality.drop.points:.1f} points of "
+            f"{int8_quality.drop.metric.replace('_', ' ')} on the held-out data (the float pruned model "
+            f"{quality.drop.points:.1f}), more than --max-drop {o.max_drop:g}; no model was written (the report was) "
+            "— leave out --quantize, prune less, or allow more with --max-drop", report)
+    return PruneResult(restore_batch(int8, run.loaded.fixed_batch) if int8 is not None else written, report)
+
+
+def _stages(run: Run, plan: WidthPlan, final: GroupAnalysis, candidates: list[tuple[str, onnx.ModelProto]],
+            qualities: dict[str, Quality | None], timing: dict[str, Any] | None) -> tuple[Stage, ...]:
+    """Each model the run compares, measured alike: FLOPs, params, bytes, quality, latency. INT8
+    runs the float model's operations, so it counts its FLOPs and params."""
+    timings = {t["name"]: t for t in timing["timings"]} if timing else {}
+    stages = []
+    for name, model in candidates:
+        cost = plan.base if name in ("original", "INT8") else final.cost
+        quality = measure_quality(run, None) if name == "original" else qualities[name]
+        t = timings.get(name)
+        stages.append(Stage(name, cost.flops, cost.params, model.ByteSize(), quality.after, quality.drop.points,
+                            t["median_ms"] if t else None, t["speedup"] if t else None))
+    return tuple(stages)
 
 
 def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed: Checkpoint | None,
-                     clock: StageClock) -> tuple[TorchView, LosslessResult, list[RoundRecord], bool]:
+                     clock: StageClock) -> tuple[TorchView, LosslessResult, list[RoundRecord], Budget | None]:
     """The lossless pass and the rounds, or what of them a checkpoint holds."""
     o, saves = run.options, run.checkpoints
     if resumed is not None:
@@ -132,30 +171,51 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
         records = []
         saves.save(0, "lossless pass", view.model, records, freed)
     reached = resumed.reached if resumed is not None else True
+    budget = resumed.budget if resumed is not None else None
     if reached and (resumed is None or resumed.stage < Checkpoints.CORRECTED):
         with clock("rounds"):
             def saved(r: int, label: str, done: TorchView, so_far: list[RoundRecord], ok: bool) -> None:
                 saves.save(r, label, done.model, so_far, freed, ok)
 
-            view, records, reached = prune_in_rounds(run, plan, view, records,
-                                                     after=resumed.stage if resumed else 0, saved=saved)
+            after = resumed.stage if resumed else 0
+            if o.budget_goal:
+                view, records, budget = prune_within_budget(run, plan, view, records, after, saved)
+            else:
+                view, records, reached = prune_in_rounds(run, plan, view, records, after=after, saved=saved)
         if o.target_latency is not None and reached:
-            with clock("latency correction"):
-                view = correct_latency(run, plan, view, records)
-        saves.save(Checkpoints.CORRECTED, "rounds", view.model, records, freed, reached)
-    return view, freed, records, reached
+            if o.latency_table:
+                log.info("the latency target is held by the tables of %s: the device they were measured on is not "
+                         "this one, so no correction by measuring here", plan.latency.device)
+            else:
+                with clock("latency correction"):
+                    view = correct_latency(run, plan, view, records)
+        saves.save(Checkpoints.CORRECTED, "rounds", view.model, records, freed, reached, budget)
+    return view, freed, records, budget
 
 
 def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed: LosslessResult,
-                    clock: StageClock) -> TorchView:
+                    clock: StageClock, budget: Budget | None = None) -> TorchView:
+    """The longer fine-tuning at the end, unless nothing was pruned. With the budget as the goal
+    it is kept only where it does not take the model out of the budget the rounds kept it in."""
     o = run.options
+    if not any(r.kept for r in records) and (budget is not None or o.target_flops >= 1):
+        log.info("nothing was pruned: no final fine-tuning")
+        run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget)
+        return view
     final_steps = ceil(o.epochs * ceil(len(run.train) / o.batch_size))
     log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
     total = final_steps * o.batch_size
+    before = view.model
     with clock("final fine-tuning"):
         view.finetune(run.train, run.teacher, final_steps, run.settings, (o.seed, 0),
                       lambda images: run.progress("final fine-tuning", images, total))
-    run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed)
+    if budget is not None and final_steps:
+        _, drop = held_out_quality(run, view.model)
+        if not drop.within:
+            log.warning("the final fine-tuning took the model to %.1f points lost, beyond --max-drop %g: keeping the "
+                        "model of round %d as it was", drop.points, o.max_drop, budget.kept_round)
+            view = TorchView.of(before, view.image)
+    run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget)
     return view
 
 
@@ -216,24 +276,25 @@ def _check_reached(o: PruneOptions, plan: WidthPlan, final: GroupAnalysis) -> No
         )
 
 
-def measure_quality(run: Run, final: onnx.ModelProto) -> Quality:
-    """The original's and the pruned model's quality on the held-out data, and the drop."""
+def measure_quality(run: Run, final: onnx.ModelProto | None) -> Quality:
+    """The original's and ``final``'s quality on the held-out data, and the drop (``None``: the
+    original itself)."""
     val, o = run.val, run.options
     before = compare_outputs(run.teacher_val, run.teacher_val, val.labels)
-    after = compare_outputs(run_batched(final, run.loaded.image.name, val), run.teacher_val, val.labels)
+    outputs = run.teacher_val if final is None else run_batched(final, run.loaded.image.name, val)
+    after = compare_outputs(outputs, run.teacher_val, val.labels)
     return Quality(before, after, len(val), quality_drop(before, after, o.max_drop))
 
 
-def measure_latency(run: Run, plan: WidthPlan, final: onnx.ModelProto, final_groups: GroupAnalysis
-                    ) -> dict[str, Any] | None:
-    """Original and pruned timed side by side in onnxruntime (a latency target is always
-    confirmed by measuring), with the target's verdict."""
+def measure_latency(run: Run, plan: WidthPlan, candidates: list[tuple[str, onnx.ModelProto]],
+                    final_groups: GroupAnalysis) -> dict[str, Any] | None:
+    """The original and what the run made (pruned, INT8) timed side by side in onnxruntime (a
+    latency target is always confirmed by measuring), with the target's verdict."""
     o = run.options
     if not o.bench and o.target_latency is None:
         return None
-    log.info("timing original and pruned model in onnxruntime (%d interleaved runs)", o.bench_runs)
-    result = benchmark([("original", run.loaded.model), ("pruned", final)], run.loaded.image,
-                       device=run.ort_device, threads=run.threads, runs=o.bench_runs)
+    log.info("timing %s in onnxruntime (%d interleaved runs)", ", ".join(n for n, _ in candidates), o.bench_runs)
+    result = benchmark(candidates, run.loaded.image, device=run.ort_device, threads=run.threads, runs=o.bench_runs)
     timing = result.as_dict()
     if o.target_latency is not None:
         measured, timing["target_met"] = latency_met(result, o.target_latency)
@@ -247,14 +308,16 @@ def measure_latency(run: Run, plan: WidthPlan, final: onnx.ModelProto, final_gro
 
 def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: GroupAnalysis, freed: LosslessResult,
                  records: list[RoundRecord], quality: Quality, max_err: float, timing: dict[str, Any] | None,
-                 clock: StageClock, resumed: Checkpoint | None = None) -> Report:
+                 clock: StageClock, resumed: Checkpoint | None = None, budget: Budget | None = None,
+                 stages: tuple[Stage, ...] = ()) -> Report:
     o, base, after = run.options, plan.base, final.cost
     first = RoundRecord(0, base.flops, base.params, 1.0, None,
-                        1.0 if is_classifier_output(run.teacher_val[0].shape) else None)
+                        1.0 if is_classifier_output(run.teacher_val[0].shape) else None,
+                        1.0 if plan.latency else None, 0.0)
     hardware = None
     if plan.latency:
         hardware = HardwareAware(plan.latency.device, plan.latency.threads, plan.round_to, len(plan.latency.layers),
-                                 plan.latency.original_ms, plan.predicted_fraction(final))
+                                 plan.latency.original_ms, plan.predicted_fraction(final), o.latency_table)
     return Report(
         model=str(run.loaded.source) if run.loaded.source else None,
         settings=o.as_dict() | {"device": run.device},
@@ -278,6 +341,8 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
                         run.ranks.world, run.settings.workers),
         stage_times_s=clock.as_dict(),
         resumed_after=None if resumed is None else resumed.name,
+        budget=budget,
+        stages=stages,
     )
 
 

@@ -12,7 +12,7 @@ from .metrics import QualityDrop
 
 __all__ = [
     "Report", "Macs", "Params", "Flops", "Widths", "LosslessCounts", "Quality", "Verification", "HardwareAware",
-    "RoundRecord", "DataSizes", "Runtime", "render_markdown", "render_plots", "human", "SCHEMA_VERSION",
+    "RoundRecord", "Budget", "Stage", "DataSizes", "Runtime", "render_markdown", "render_plots", "human", "SCHEMA_VERSION",
 ]
 
 SCHEMA_VERSION = 1
@@ -75,6 +75,7 @@ class HardwareAware:
     layers_measured: int
     original_ms_measured: float
     predicted_fraction: float
+    table: str | None = None  # --latency-table: measured on ``device``, not here
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,21 @@ class RoundRecord:
     loss: float | None
     agreement: float | None  # top-1 agreement with the original on the held-out data (classifiers)
     latency_fraction_predicted: float | None = None
+    quality_drop: float | None = None  # points lost on the held-out data by --max-drop's measure
+    extra_steps: int = 0  # more fine-tuning given after the round broke the budget (budget goal)
+    kept: bool = True  # False: the round broke the budget even so; the run kept the one before
+
+
+@dataclass(frozen=True)
+class Budget:
+    """--max-drop as the goal: where the rounds stopped and why."""
+
+    metric: str
+    max_points: float
+    minimize: str  # "flops" or "latency"
+    kept_round: int  # 0: no round stayed within the budget
+    stopped_after: int  # the last round tried
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,20 @@ class Runtime:
     channels_last: bool
     processes: int
     workers: int  # DataLoader processes per training process
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One model the run delivers or compares against, measured alike."""
+
+    name: str  # "original", "pruned", "pruned + INT8", "INT8"
+    flops: int
+    params: int
+    size_bytes: int  # serialized (weights included)
+    quality: dict[str, float]  # on the held-out data (``metrics.compare_outputs``)
+    quality_drop: float  # points, by --max-drop's measure
+    latency_ms: float | None  # median in onnxruntime, timed side by side with the others
+    speedup: float | None
 
 
 @dataclass(frozen=True)
@@ -137,6 +167,8 @@ class Report:
     runtime: Runtime | None = None
     stage_times_s: dict[str, float] = field(default_factory=dict)  # wall seconds per pipeline stage
     resumed_after: str | None = None  # the checkpoint's stage when --resume continued a run
+    budget: Budget | None = None  # with --max-drop as the goal
+    stages: tuple[Stage, ...] = ()  # original, pruned (and pruned + INT8): quality, size, latency
     output: str | None = None  # set by whoever writes the model (the CLI)
     report_folder: str | None = None
     schema_version: int = SCHEMA_VERSION
@@ -165,10 +197,13 @@ def render_markdown(r: dict[str, Any]) -> str:
     """One page: what was done, before → after, settings, time."""
     f, p, q = r["flops"], r["params"], r["quality"]
     s = r["settings"]
+    budget = r.get("budget")
+    goal = (f"the smallest by {budget['minimize']} within --max-drop {budget['max_points']:g}" if budget
+            else f"target {s['target_flops']:.0%}")
     lines = [
         f"# onnxprune report: {r.get('model') or 'model'}",
         "",
-        f"Pruned to **{f['fraction']:.1%} of the FLOPs** (target {s['target_flops']:.0%}) with the "
+        f"Pruned to **{f['fraction']:.1%} of the FLOPs** ({goal}) with the "
         f"`{r['criterion']}` criterion in {len(r['trajectory']) - 1} round(s), verified against the "
         f"fine-tuned torch model (max abs error {r['verification']['max_abs_error']:.2g}), in {r['time_s']:.0f} s.",
         "",
@@ -194,7 +229,7 @@ def render_markdown(r: dict[str, Any]) -> str:
                       f"{verdict} --max-drop {drop['max']:g}."]
     lat = r.get("latency")
     if lat:
-        base, pruned = lat["timings"]
+        base, pruned = lat["timings"][:2]
         lines.append(f"| latency, median ms | {base['median_ms']:.2f} | {pruned['median_ms']:.2f} | "
                      f"{pruned['speedup']:.2f}x faster{' (within noise)' if pruned['within_noise'] else ''} |")
         lines += ["", f"Latency: onnxruntime {lat['provider']} on {lat['device']}, {lat['threads']} thread(s), "
@@ -202,11 +237,26 @@ def render_markdown(r: dict[str, Any]) -> str:
         if "target" in lat:
             lines.append(f"Latency target {lat['target']:.0%}: {'met' if lat['target_met'] else 'NOT met'} "
                          f"(measured {1 / pruned['speedup']:.1%} of the original).")
+    if budget:
+        lines += ["", f"Budget as the goal: stopped after round {budget['stopped_after']}, keeping "
+                      f"{'round ' + str(budget['kept_round']) if budget['kept_round'] else 'the original'}: "
+                      f"{budget['reason']}."]
+    if r.get("stages"):
+        lines += ["", "## Stages", "", "| model | FLOPs | params | size | quality lost, points | latency, median ms "
+                  "| speed-up |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for st in r["stages"]:
+            ms = "" if st["latency_ms"] is None else f"{st['latency_ms']:.2f}"
+            up = "" if st["speedup"] is None else f"{st['speedup']:.2f}x"
+            lines.append(f"| {st['name']} | {human(st['flops'])} | {human(st['params'])} | "
+                         f"{st['size_bytes'] / 1e6:.2f} MB | {st['quality_drop']:.1f} | {ms} | {up} |")
     hw = r.get("hardware_aware")
     if hw:
         lines += ["", f"Hardware-aware widths: measured width step {hw['round_to']} on {hw['device']} "
                       f"({hw['threads']} thread(s)), latency tables for {hw['layers_measured']} layer(s); predicted "
                       f"latency {hw['predicted_fraction']:.1%} of the original's {hw['original_ms_measured']:.2f} ms."]
+        if hw.get("table"):
+            lines.append(f"The tables come from `{hw['table']}`, measured on {hw['device']}; the latency above was "
+                         "measured on this machine.")
     lines += ["", f"Data: {data['train']} training, {data['validation']} held-out and {data['calibration']} calibration "
                   f"{data['kind']}; fine-tuning views: {data['augment']}."]
     if run:
@@ -223,13 +273,18 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += ["", f"Lossless pass: {free['dead_channels_removed']} dead channel(s) removed and "
                   f"{free['constant_channels_folded']} constant channel(s) folded into their consumers' biases, "
                   f"for free.{kept}", "",
-              "## Rounds", "", "| round | FLOPs kept | agreement | fine-tune loss |", "| ---: | ---: | ---: | ---: |"]
+              "## Rounds", "", "| round | FLOPs kept | params | latency kept, predicted | agreement "
+              "| quality lost, points | fine-tune loss | |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for t in r["trajectory"]:
         frac = t["flops"] / f["before"]
-        agree = t.get("agreement")
-        loss = t.get("loss")
-        lines.append(f"| {t['round']} | {frac:.1%} | {'' if agree is None else f'{agree:.2%}'} | "
-                     f"{'' if loss is None else f'{loss:.4f}'} |")
+        agree, loss, drop = t.get("agreement"), t.get("loss"), t.get("quality_drop")
+        ms = t.get("latency_fraction_predicted")
+        note = ("not kept: beyond the budget" if not t.get("kept", True) else "") + \
+            (f" (after {t['extra_steps']} more steps)" if t.get("extra_steps") else "")
+        lines.append(f"| {t['round']} | {frac:.1%} | {human(t['params'])} | {'' if ms is None else f'{ms:.1%}'} | "
+                     f"{'' if agree is None else f'{agree:.2%}'} | {'' if drop is None else f'{drop:.1f}'} | "
+                     f"{'' if loss is None else f'{loss:.4f}'} | {note.strip()} |")
     lines += ["", "## Settings", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in sorted(s.items())]
     lines += ["", "Plots: `widths.png` (channels per group), `trajectory.png` (FLOPs and agreement per "
@@ -270,7 +325,8 @@ def render_plots(r: dict[str, Any]) -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     rounds = [t["round"] for t in traj]
     ax.plot(rounds, [t["flops"] / r["flops"]["before"] for t in traj], "o-", color="#2f6db5", label="FLOPs kept")
-    ax.axhline(r["settings"]["target_flops"], color="#999", ls="--", lw=1, label="target")
+    if r["settings"].get("target_flops") is not None:
+        ax.axhline(r["settings"]["target_flops"], color="#999", ls="--", lw=1, label="target")
     agreement = [(t["round"], t["agreement"]) for t in traj if t.get("agreement") is not None]
     if agreement:
         ax.plot(*zip(*agreement), "s-", color="#d0602a", label="top-1 agreement (held-out)")
@@ -286,10 +342,11 @@ def render_plots(r: dict[str, Any]) -> dict[str, bytes]:
         timings = lat["timings"]
         medians = [t["median_ms"] for t in timings]
         errors = [t["p90_ms"] - t["median_ms"] for t in timings]
-        ax.bar(["original", "pruned"], medians, yerr=errors, capsize=6, color=["#c8d3e0", "#2f6db5"])
+        ax.bar([t["name"] for t in timings], medians, yerr=errors, capsize=6,
+               color=["#c8d3e0", "#2f6db5", "#d0602a"][:len(timings)])
         ax.set_ylabel("median latency, ms (bar to p90)")
         ax.set_title(f"{lat['provider'].replace('ExecutionProvider', '')}, batch {lat['batch']}: "
-                     f"{timings[1]['speedup']:.2f}x")
+                     + ", ".join(f"{t['speedup']:.2f}x" for t in timings[1:]))
         save(fig, "latency.png")
     return plots
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from math import ceil
+from math import ceil, log as ln
 
 import numpy as np
 import onnx
@@ -21,9 +21,10 @@ from .distributed import on_main
 from .errors import OnnxpruneError
 from .flops import ModelCost, count
 from .groups import GroupAnalysis, predict_shapes
-from .latency import LatencyModel, measure_granularity, measure_latency
+from .device_table import TableFile
+from .latency import LatencyModel, LocalCache, Store, measure_granularity, measure_latency
 from .lossless import LosslessResult, lossless_pass
-from .metrics import compare_outputs, max_difference
+from .metrics import QualityDrop, compare_outputs, max_difference, quality_drop
 from .options import PruneOptions
 from .report import RoundRecord
 from .run import Run
@@ -33,9 +34,12 @@ from .slice import slice_model, zero_channels
 from .verify import run_batched
 
 __all__ = ["WidthPlan", "plan_widths", "remove_lossless", "prune_round", "prune_in_rounds", "correct_latency",
-           "corrected_goal", "latency_met", "planned_rounds", "measured_share"]
+           "corrected_goal", "latency_met", "planned_rounds", "measured_share", "held_out_quality",
+           "latency_store", "BUDGET_STEP"]
 
 log = logging.getLogger(__name__)
+
+BUDGET_STEP = 0.15  # with --max-drop as the goal, each round removes this share of what is left
 
 
 @dataclass(frozen=True)
@@ -72,25 +76,38 @@ class WidthPlan:
         return self.latency.predict(analysis.cost, analysis.shapes) / self.base_ms
 
 
+def latency_store(run: Run) -> Store:
+    """Measurements from --latency-table, or measured here (and cached)."""
+    o = run.options
+    return TableFile(o.latency_table) if o.latency_table else LocalCache(run.ort_device, run.threads)
+
+
 def plan_widths(run: Run, analysis: GroupAnalysis) -> WidthPlan:
-    """Measure the width step and latency tables when asked, and refuse targets the floors
-    cannot reach."""
+    """Measure (or read from --latency-table) the width step and latency tables when asked, and
+    refuse targets the floors cannot reach. With --max-drop as the goal there is no target: the
+    rounds go on while quality holds."""
     o = run.options
     base = analysis.cost
     latency, round_to = None, o.round_to if isinstance(o.round_to, int) else 1
-    if not analysis.prunable and o.target_flops < 1:
+    target = 1.0 if o.budget_goal else o.target_flops
+    if not analysis.prunable and target < 1:
         reasons = sorted({r for g in analysis.groups for r in g.blocked})[:3]
         raise OnnxpruneError(f"nothing in this model can be pruned ({'; '.join(reasons)})")
-    if o.round_to == "auto" or o.target_latency is not None:
-        if o.round_to == "auto":
-            log.info("measuring how latency moves with channel counts on this device (cached)")
-            round_to = measure_granularity(run.ort_device, run.threads)
-        latency = measure_latency(run.work.model, analysis, run.work.image, run.ort_device, run.threads,
-                                  granularity=round_to,
+    if o.round_to == "auto" or o.target_latency is not None or o.minimize == "latency" or o.latency_table:
+        store = latency_store(run)
+        grid_step = round_to
+        if o.round_to == "auto" or o.latency_table:
+            log.info("width step and layer latency on %s%s", store.device,
+                     f" from {o.latency_table}" if o.latency_table else " (measured here, cached)")
+            grid_step = measure_granularity(store)
+            round_to = grid_step if o.round_to == "auto" else round_to
+        latency = measure_latency(run.work.model, analysis, run.work.image, store, granularity=grid_step,
                                   progress=lambda d, t: run.progress("measuring layer latency", d, t))
-    plan = WidthPlan(base, int(o.target_flops * base.flops), {frozenset(g.producers): g.channels for g in analysis.groups},
+    plan = WidthPlan(base, int(target * base.flops), {frozenset(g.producers): g.channels for g in analysis.groups},
                      round_to, o.round_to == "auto", o.min_channels, latency,
                      latency.predict(base, analysis.shapes) if latency else None)
+    if o.budget_goal:
+        return plan
     floor_shapes = predict_shapes(analysis, plan.floors(analysis))
     best = count(run.loaded.model, floor_shapes)
     if best.flops > plan.target_flops:
@@ -145,19 +162,31 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     steps, batch = run.round_steps, run.settings.batch_size
     losses = view.finetune(run.train, run.teacher, steps, run.settings, (o.seed, r),
                            lambda images: tick(f"{label}: fine-tuning", images, steps * batch))
-    agreement = compare_outputs(run_batched(view.model, view.image.name, run.val), run.teacher_val, None)
+    quality, drop = held_out_quality(run, view.model)
     record = RoundRecord(
         r, chosen.flops, chosen.params, chosen.flops / plan.base.flops,
-        float(np.mean(losses[-5:])) if losses else None, agreement.get("top1_agreement"),
-        chosen.latency_ms / plan.base_ms if plan.latency else None,
+        float(np.mean(losses[-5:])) if losses else None, quality.get("top1_agreement"),
+        chosen.latency_ms / plan.base_ms if plan.latency else None, drop.points,
     )
-    log.info("%s: %.1f%% of FLOPs left%s", label, 100 * record.flops_fraction,
+    log.info("%s: %.1f%% of FLOPs left, %s %.2f%% (%+.1f points)%s", label, 100 * record.flops_fraction,
+             drop.metric.replace("_", " "), 100 * quality[drop.metric], -drop.points,
              f", fine-tune loss {record.loss:.4f}" if losses else "")
     return view, record, chosen.reached
 
 
+def held_out_quality(run: Run, model: onnx.ModelProto) -> tuple[dict[str, float], QualityDrop]:
+    """``model``'s quality on the held-out data, and what it lost against the original by the
+    measure --max-drop limits."""
+    before = compare_outputs(run.teacher_val, run.teacher_val, run.val.labels)
+    after = compare_outputs(run_batched(model, run.work.image.name, run.val), run.teacher_val, run.val.labels)
+    return after, quality_drop(before, after, run.options.max_drop)
+
+
 def planned_rounds(o: PruneOptions) -> int:
-    """--rounds, or enough that each removes at most ~10 % of the FLOPs (or latency)."""
+    """--rounds, or enough that each removes at most ~10 % of the FLOPs (or latency); with the
+    budget as the goal, the rounds down to 30 % (an estimate: quality decides)."""
+    if o.budget_goal:
+        return o.rounds or ceil(ln(0.3) / ln(1 - BUDGET_STEP))
     strictest = min(o.target_flops, 1.0 if o.target_latency is None else o.target_latency)
     return o.rounds or max(1, ceil((1 - strictest) / 0.1 - 1e-9))
 
@@ -241,6 +270,6 @@ def corrected_goal(points: list[tuple[float, float]], target: float) -> float:
 def latency_met(result: BenchResult, target: float) -> tuple[float, bool]:
     """The pruned model's measured share of the original's latency, and whether it is within the
     target give or take the timing noise (the report's verdict)."""
-    original, pruned = result.timings
+    original, pruned = result.timings[:2]
     measured = pruned.median_ms / original.median_ms
     return measured, measured <= target * (1 + max(original.spread, pruned.spread))

@@ -17,17 +17,17 @@ import onnx
 from .errors import OnnxpruneError
 from .runtime import PROTOBUF_LIMIT
 
-__all__ = ["default_output", "report_folder", "check_output_path", "write_model", "write_report"]
+__all__ = ["atomic_write_bytes", "check_output_path", "default_output", "report_folder", "write_model", "write_report"]
 
 
 
 def default_output(model_path: Path) -> Path:
-    stem = model_path.name[: -len(".onnx")] if model_path.name.endswith(".onnx") else model_path.name
+    stem = model_path.name.removesuffix(".onnx")
     return model_path.with_name(f"{stem}.pruned.onnx")
 
 
 def report_folder(output: Path) -> Path:
-    stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
+    stem = output.name.removesuffix(".onnx")
     return output.with_name(f"{stem}.report")
 
 
@@ -87,4 +87,18 @@ def write_report(report: dict[str, Any], folder: Path, extra: dict[str, bytes] |
             os.replace(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, content: bytes) -> None:
+    """``content`` at ``path``, flushed to disk under a temporary name first, then renamed."""
+    handle, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
         raise

@@ -9,7 +9,7 @@ from conftest import SAMPLES
 import onnxprune.latency as latency
 from onnxprune.flops import count
 from onnxprune.groups import analyze_groups, predict_cost, predict_shapes
-from onnxprune.latency import LatencyModel, LayerTable, measure_granularity, measure_latency
+from onnxprune.latency import LatencyModel, LayerTable, LocalCache, measure_granularity, measure_latency
 from onnxprune.load import load
 from onnxprune import prune
 from onnxprune.select import floor_for, group_step, select
@@ -34,7 +34,7 @@ def test_whole_graph_fit_is_exact_at_the_original_and_may_take_off_overhead() ->
 
 
 def test_granularity_is_measured_once_then_read_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    step = measure_granularity("cpu", 1)
+    step = measure_granularity(LocalCache("cpu", 1))
     cached = json.loads((latency.cache_dir() / "latency.json").read_text())
     assert step in cached.values()
 
@@ -42,13 +42,13 @@ def test_granularity_is_measured_once_then_read_from_the_cache(monkeypatch: pyte
         raise AssertionError("timed again instead of reading the cache")
 
     monkeypatch.setattr(latency, "time_interleaved", no_timing)
-    assert measure_granularity("cpu", 1) == step
+    assert measure_granularity(LocalCache("cpu", 1)) == step
 
 
 def test_latency_model_predicts_the_measured_original() -> None:
     loaded = load(SAMPLES / "digits_resnet.onnx")
     analysis = analyze_groups(loaded)
-    model = measure_latency(loaded.model, analysis, loaded.image, "cpu", 1, granularity=8)
+    model = measure_latency(loaded.model, analysis, loaded.image, LocalCache("cpu", 1), granularity=8)
     convs = [n.name for n in loaded.model.graph.node if n.op_type == "Conv"]
     assert set(model.layers) <= set(convs) and len(model.layers) >= len(convs) - 1
     shapes = predict_shapes(analysis, {g.id: max(1, g.channels // 2) for g in analysis.prunable})
