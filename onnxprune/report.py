@@ -182,6 +182,7 @@ class Report:
         d = asdict(self)
         d["quality"]["drop"] = self.quality.drop.as_dict()
         d["trajectory"] = list(d["trajectory"])
+        d["stages"] = list(d["stages"])
         return d
 
 
