@@ -305,7 +305,7 @@ def profile_device(ctx: click.Context, models: tuple[str, ...], out: str, device
     from onnxprune.runtime import onnxruntime_device
     from onnxprune.write import check_output_path
 
-    check_output_path(Path(out), None)
+    check_output_path(Path(out), None, flag="--out")
     bars = _ProgressBars(enabled=not ctx.obj.quiet)
     try:
         result = run_profile(list(models), out, onnxruntime_device(device), threads, batch, _input_size(input_size),

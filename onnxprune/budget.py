@@ -26,7 +26,7 @@ __all__ = ["prune_within_budget", "retry_steps", "MAX_ROUNDS"]
 
 log = logging.getLogger(__name__)
 
-MAX_ROUNDS = 40  # 0.85⁴⁰ ≈ 0.15 %: the floors stop a run long before
+MAX_ROUNDS = 40  # unless --rounds caps them; 0.85⁴⁰ ≈ 0.15 %: the floors stop a run long before
 
 
 def retry_steps(run: Run) -> int:
@@ -46,8 +46,9 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
     minimize = o.minimize or "flops"
     records = list(records or [])
     kept = after
-    reason = f"the round limit ({MAX_ROUNDS}) was reached"
-    for r in range(after + 1, MAX_ROUNDS + 1):
+    limit = o.rounds or MAX_ROUNDS
+    reason = f"the round limit ({limit}, --rounds) was reached"
+    for r in range(after + 1, limit + 1):
         analysis = view.groups()
         flops = analysis.cost.flops
         if minimize == "latency":

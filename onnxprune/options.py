@@ -109,8 +109,8 @@ class PruneOptions:
     criterion: str = option("taylor", "Channel saliency: taylor, taylor-sq, fisher, l1, l2, bn-scale, mean-activation, "
                                       "apoz, random, or one registered in onnxprune.criteria.", _criterion,
                             metavar="NAME")
-    rounds: int | None = option(None, "Prune/fine-tune rounds.", _at_least(1),
-                                default_text="≤10 % of FLOPs per round")
+    rounds: int | None = option(None, "Prune/fine-tune rounds (with --max-drop as the goal: at most this many).",
+                                _at_least(1), default_text="≤10 % of FLOPs per round")
     round_steps: int | None = option(None, "Fine-tuning steps after each round.", _at_least(0),
                                      default_text="one epoch, ≤20")
     epochs: float = option(10.0, "Final fine-tuning, in passes over the training share.", _at_least(0))

@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 CALIBRATION_BATCH = 8
 
 
-def quantize_int8(model: onnx.ModelProto, input_name: str, calibration: np.ndarray) -> onnx.ModelProto:
-    """``model`` (float, batch free) quantized to INT8, its activation ranges taken on ``calibration``."""
+def quantize_int8(model: onnx.ModelProto, input_name: str, calibration: np.ndarray,
+                  reduce_range: bool = True) -> onnx.ModelProto:
+    """``model`` (float, batch free) quantized to INT8, its activation ranges taken on ``calibration``
+    (``reduce_range=False``: weights at full 8-bit range, for comparison)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -50,7 +52,7 @@ def quantize_int8(model: onnx.ModelProto, input_name: str, calibration: np.ndarr
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             quantize_static(str(prepared), str(quantized), Batches(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                            per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8)
         except Exception as err:  # onnxruntime's tools raise bare exceptions for graphs they cannot handle
             raise OnnxpruneError(f"INT8 quantization failed in onnxruntime's quantizer: {err}".splitlines()[0]) from err

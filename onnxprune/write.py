@@ -31,21 +31,22 @@ def report_folder(output: Path) -> Path:
     return output.with_name(f"{stem}.report")
 
 
-def check_output_path(output: Path, model_path: Path | None) -> None:
-    """Refuse, before any work, an output that would overwrite the input or cannot be written."""
+def check_output_path(output: Path, model_path: Path | None, flag: str = "-o") -> None:
+    """Refuse, before any work, an output that would overwrite the input or cannot be written
+    (``flag`` names the option in the message)."""
     if model_path is not None and output.resolve() == model_path.resolve():
-        raise OnnxpruneError(f"-o {output} is the input model; choose another output path")
+        raise OnnxpruneError(f"{flag} {output} is the input model; choose another output path")
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
-        raise OnnxpruneError(f"-o {output}: folder {folder} does not exist")
+        raise OnnxpruneError(f"{flag} {output}: folder {folder} does not exist")
     try:  # try it: permission bits say nothing for root, nor for read-only or special file systems
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        raise OnnxpruneError(f"-o {output}: folder {folder} is not writable ({err.strerror}); "
+        raise OnnxpruneError(f"{flag} {output}: folder {folder} is not writable ({err.strerror}); "
                              "choose another output folder") from None
     if output.is_dir():
-        raise OnnxpruneError(f"-o {output} is a directory; give a file name ending in .onnx")
+        raise OnnxpruneError(f"{flag} {output} is a directory; give a file name")
 
 
 def write_model(model: onnx.ModelProto, output: Path, external_data: bool = False) -> None:
