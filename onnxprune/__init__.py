@@ -15,9 +15,10 @@ __version__ = "0.1.0"
 
 from .errors import OnnxpruneError  # noqa: E402
 
-__all__ = ["OnnxpruneError", "PruneOptions", "PruneResult", "__version__", "analyze", "prune"]
+__all__ = ["OnnxpruneError", "PruneOptions", "PruneResult", "__version__", "analyze", "profile_device", "prune"]
 
-_LAZY = {"analyze": "analyze", "prune": "pipeline", "PruneOptions": "options", "PruneResult": "pipeline"}
+_LAZY = {"analyze": "analyze", "prune": "pipeline", "PruneOptions": "options", "PruneResult": "pipeline",
+         "profile_device": "device_table"}
 
 
 def __getattr__(name: str) -> Any:

@@ -148,7 +148,7 @@ def remove_lossless(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupA
 
 
 def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis, r: int, label: str, goal: int,
-                goal_ms: float | None, soft: bool) -> tuple[TorchView, RoundRecord, bool]:
+                goal_ms: float | None, soft: bool, per_flop: bool | None = None) -> tuple[TorchView, RoundRecord, bool]:
     """Score, choose, slice (or zero, ``soft``) and fine-tune: one round (``analysis`` is the
     view's groups). Returns the new view, the round's record and whether the goal was reached."""
     o, tick = run.options, run.progress
@@ -156,7 +156,7 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     scores = view.scores(analysis, get(o.criterion), run.calib, o.batch_size, run.calib_targets, o.seed + r)
     tick(f"{label}: scoring", 1, 1)
     chosen = select(view.model, analysis, scores, goal, plan.floors(analysis), plan.steps(analysis),
-                    o.flops_weight, plan.latency, goal_ms)
+                    o.flops_weight, plan.latency, goal_ms, per_flop)
     cut = zero_channels if soft else slice_model
     view = TorchView.of(cut(view.model, analysis, chosen.keep), view.image)
     steps, batch = run.round_steps, run.settings.batch_size

@@ -85,11 +85,14 @@ def select(
     flops_weight: float = 0.1,
     latency: LatencyModel | None = None,
     target_latency_ms: float | None = None,
+    per_flop: bool | None = None,
 ) -> Selection:
     """Keep-sets that bring the model to at most ``target_flops`` (as close as granularity allows)
-    and, with ``target_latency_ms``, to at most that predicted latency."""
+    and, with ``target_latency_ms``, to at most that predicted latency. ``per_flop`` ranks by the
+    milliseconds saved per FLOP saved even under a latency goal (default: only without one)."""
     steps = {g.id: round_to.get(g.id, 1) if isinstance(round_to, Mapping) else round_to for g in analysis.prunable}
-    per_channel = _cost_per_channel(model, analysis, latency, steps, per_flop=target_latency_ms is None)
+    per_flop = target_latency_ms is None if per_flop is None else per_flop
+    per_channel = _cost_per_channel(model, analysis, latency, steps, per_flop=per_flop)
     # the scale: groups that may still lose channels (one at its floor must not set it)
     movable = [per_channel[g.id] for g in analysis.prunable if _widths_down(g.channels, floors.get(g.id, 1), steps[g.id])]
     max_cost = max(movable, default=1.0) or 1.0
