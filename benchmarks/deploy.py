@@ -103,6 +103,16 @@ def _op_profile(variants: dict[str, onnx.ModelProto], image, runs: int) -> dict[
     return result
 
 
+def _add_profile(table: Table, model: str, variants: dict[str, onnx.ModelProto], image, runs: int) -> None:
+    """Where the pruned model's time goes at batch 1, float beside INT8: kernels by op type."""
+    profile = _op_profile({k: variants[k] for k in ("pruned 0.3", "pruned 0.3 + INT8")}, image, runs)
+    for variant, ops in profile.items():
+        total = sum(us for _, us in ops.values())
+        parts = ", ".join(f"{op} {n}x {us:.0f}" for op, (n, us) in sorted(ops.items(), key=lambda kv: -kv[1][1]))
+        table.add(f"#   {model} {variant}, batch 1, onnxruntime's profiler: {total:.0f} µs in kernels per run "
+                  f"(op type, nodes, µs): {parts}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
@@ -136,13 +146,7 @@ def main() -> None:
                        f"accuracy {q['accuracy']:.2%} on {len(val)} held-out digits, top-1 agreement "
                        f"{q['top1_agreement']:.2%}"))
 
-    # where the time of the small model goes at batch 1: kernels by op type
-    profile = _op_profile({k: variants[k] for k in ("pruned 0.3", "pruned 0.3 + INT8")}, sample.image, args.runs)
-    table.add("# digits_resnet at batch 1, onnxruntime's profiler: op type, nodes run, kernel µs per run")
-    for variant, ops in profile.items():
-        total = sum(us for _, us in ops.values())
-        parts = ", ".join(f"{op} {n}x {us:.0f}" for op, (n, us) in sorted(ops.items(), key=lambda kv: -kv[1][1]))
-        table.add(f"#   {variant:<19} {total:6.0f} µs in kernels: {parts}")
+    _add_profile(table, "digits_resnet", variants, sample.image, args.runs)
 
     for name in args.models:
         model = torchvision_onnx(name)
@@ -156,6 +160,7 @@ def main() -> None:
             q = compare_outputs(run_batched(m, image.name, x[32:]), reference, None)
             table.add(_row(name, variant, m, times1[variant], times8[variant], times1["original"], times8["original"],
                            f"top-1 agreement {q['top1_agreement']:.0%}, cosine {q['cosine']:.3f} (32 random inputs)"))
+        _add_profile(table, name, variants, image, args.runs)
     table.add(f"# {datetime.date.today()}, {platform.machine()}, python benchmarks/deploy.py "
               f"--models {' '.join(args.models)} --runs {args.runs}")
     table.save()

@@ -54,6 +54,12 @@ def _one_of(*choices: str) -> Check:
     return check
 
 
+def _existing_file(v: str | None) -> str | None:
+    from pathlib import Path
+
+    return None if v is None or Path(v).is_file() else f"{v}: no such file"
+
+
 def _round_to(v: int | str) -> str | None:
     if v == "auto":
         return None
@@ -166,7 +172,8 @@ class PruneOptions:
         default_text="flops")
     latency_table: str | None = option(
         None, "Latency tables measured on the device the model will run on (onnxprune profile-device); "
-              "hardware-aware widths and --target-latency use them instead of measuring here.", metavar="FILE")
+              "hardware-aware widths and --target-latency use them instead of measuring here.", _existing_file,
+        metavar="FILE")
     quantize: str | None = option(
         None, "Quantize the pruned model to INT8 (onnxruntime static QDQ, per-channel weights, calibrated on "
               "--data) and check it against the original within --max-drop; --target-flops 1 quantizes "

@@ -22,6 +22,7 @@ from onnxprune.flops import count
 from onnxprune.load import load
 from onnxprune.metrics import QualityDrop
 from onnxprune.options import InvalidOption, resolve
+from onnxprune.report import render_markdown
 from onnxprune.runtime import run_model
 from onnxprune.shapes import probe_shapes
 
@@ -70,6 +71,10 @@ def test_the_budget_keeps_the_last_round_within_it_after_retrying_the_one_that_b
     assert report.flops.after == kept[-1].flops == _flops(result.model) and report.flops.fraction > 0.45
     assert len(kept) >= 2  # several rounds of BUDGET_STEP each, not one jump
     assert sum(share <= 0.45 for share in judged) == 2  # the breaking round, judged again after the retry
+    page = render_markdown(report.as_dict())
+    assert f"stopped after round {broken.round}, keeping round {broken.round - 1}" in page
+    assert f"not kept: beyond the budget (after {broken.extra_steps} more steps)" in page
+    assert "## Stages" in page and "smallest by flops within --max-drop 20" in page
 
 
 def test_with_no_budget_to_break_the_rounds_go_on_to_the_floors_or_the_round_cap() -> None:
@@ -158,3 +163,20 @@ def test_a_table_that_does_not_cover_the_model_is_refused_with_one_line(tmp_path
     (tmp_path / "junk.json").write_text("{}")
     with pytest.raises(OnnxpruneError, match="not a latency table written by onnxprune"):
         rounds.TableFile(tmp_path / "junk.json")
+
+
+def test_profile_device_on_the_command_line(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "onnxprune"]
+    done = subprocess.run([*cli, "profile-device", str(SAMPLES / "digits_vgg.onnx"), "--threads", "1", "--out",
+                           str(tmp_path / "dev.json"), "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["threads"] == 1 and summary["layers"] >= 3 and (tmp_path / "dev.json").is_file()
+    missing = subprocess.run([*cli, "profile-device", str(SAMPLES / "digits_vgg.onnx"), "--out",
+                              str(tmp_path / "no" / "dev.json")], capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
+        f"onnxprune: error: --out {tmp_path / 'no' / 'dev.json'}: folder {tmp_path / 'no'} does not exist"]
+    absent = subprocess.run([*cli, str(SAMPLES / "digits_vgg.onnx"), "--data", str(SAMPLES / "digits"),
+                             "--latency-table", str(tmp_path / "absent.json")], capture_output=True, text=True)
+    assert absent.returncode == 2 and "--latency-table" in absent.stderr and "no such file" in absent.stderr
+    assert len(absent.stderr.strip().splitlines()) == 1
