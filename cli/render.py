@@ -120,8 +120,9 @@ def render_summary(r: dict[str, Any]) -> str:
             lines.append(f"latency target  {lat['target']:.0%}: {'met' if lat['target_met'] else 'NOT met'}")
     for st in r.get("stages", ())[1:]:
         if "INT8" in st["name"]:
+            verb = "lost" if st["quality_drop"] >= 0 else "gained"
             lines.append(f"{st['name']}  {st['size_bytes'] / 1e6:.2f} MB (original "
-                         f"{r['stages'][0]['size_bytes'] / 1e6:.2f} MB), {st['quality_drop']:.1f} points lost")
+                         f"{r['stages'][0]['size_bytes'] / 1e6:.2f} MB), {abs(st['quality_drop']):.1f} points {verb}")
     hw = r.get("hardware_aware")
     if hw:
         lines.append(f"widths  multiples of {hw['round_to']} (measured on {hw['device']}), "
