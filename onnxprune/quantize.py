@@ -4,15 +4,15 @@ QDQ format (QuantizeLinear/DequantizeLinear pairs that onnxruntime fuses into in
 and that other runtimes read too), weights int8 per output channel, activations uint8 with
 ranges calibrated (min/max) on the run's calibration images. Weights use 7 of their 8 bits
 (``reduce_range``): onnxruntime's u8×s8 kernels on x86 CPUs without VNNI add pairs of products
-in 16 bits, which saturate with full-range weights — on the pruned ResNet sample that cost 9.6
-points of accuracy with 8 bits and none with 7 (the kernels, and so the speed, are the same). onnxruntime's own pre-processing
-runs first: shape inference and the basic graph optimizations, which fold BatchNorm into the
-convs so that they quantize as one op.
+in 16 bits, which saturate with full-range weights. The kernels, and so the speed, are the same
+(benchmarks/results/deploy.txt has both; on the digits sample 8-bit weights cost a held-out
+image that 7-bit ones do not). onnxruntime's own pre-processing runs first: shape inference and
+the basic graph optimizations, which fold BatchNorm into the convs so that they quantize as one op.
 
 What follows the last layer with weights stays in float: a detector's box decoding (sigmoids,
 exponentials, grid offsets) concatenates values of very different ranges — pixel coordinates
-and 0–1 scores — that one 8-bit scale cannot hold; quantized, a YOLOv8-style export lost 95
-points of explained variance. The layers and everything between them are quantized.
+and 0–1 scores — that one 8-bit scale cannot hold (quantized whole, a YOLOv8-style export's
+outputs no longer explained the original's). The layers and everything between them are quantized.
 """
 
 from __future__ import annotations

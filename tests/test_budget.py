@@ -83,3 +83,12 @@ def test_minimize_latency_cuts_the_predicted_latency_each_round() -> None:
     predicted = [r.latency_fraction_predicted for r in report.trajectory]
     assert predicted[0] == 1.0 and predicted[1] <= 0.86 and predicted[2] < predicted[1]
     assert report.budget.minimize == "latency"
+
+
+def test_a_resumed_budget_run_keeps_where_it_stopped_and_why(tmp_path) -> None:
+    settings = dict(QUICK, max_drop=100, rounds=2, checkpoint_dir=str(tmp_path / "checkpoint"))
+    first = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", **settings)
+    again = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", **settings, resume=True)
+    assert again.report.resumed_after == "final fine-tuning"
+    assert again.report.budget == first.report.budget and again.report.budget.kept_round == 2
+    assert again.model.SerializeToString() == first.model.SerializeToString()
