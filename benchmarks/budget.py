@@ -67,8 +67,13 @@ def main() -> None:
                 written[name][label] = out
                 q, lat, budget = summary["quality"], summary.get("latency"), summary.get("budget")
                 speedup = lat["timings"][1]["speedup"] if lat else float("nan")
-                stopped = (f"kept round {budget['kept_round']} of {budget['stopped_after']}: {budget['reason']}"
-                           if budget else "")
+                stopped = ""
+                if budget:
+                    rows = json.loads((Path(summary["report_folder"]) / "report.json").read_text())["trajectory"]
+                    recovered = [r["round"] for r in rows if r.get("extra_steps") and r.get("kept", True)]
+                    stopped = (f"kept round {budget['kept_round']} of {budget['stopped_after']}"
+                               f"{f' (rounds {recovered} recovered after more fine-tuning)' if recovered else ''}: "
+                               f"{budget['reason']}")
                 table.add(f"{name:<22} {label:<22} {summary['flops']['fraction']:>10.1%} "
                           f"{q['after']['accuracy']:>9.2%} {q['before']['accuracy']:>8.2%} "
                           f"{q['drop']['points']:>6.1f} {speedup:>7.2f}x {seconds:>7.0f}  {stopped}")

@@ -77,6 +77,7 @@ def test_with_no_budget_to_break_the_rounds_go_on_to_the_floors_or_the_round_cap
     assert all(r.quality_drop is not None for r in report.trajectory)
 
 
+@pytest.mark.slow  # latency tables are timed: run with --all (CI does)
 def test_minimize_latency_cuts_the_predicted_latency_each_round() -> None:
     report = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", max_drop=100, minimize="latency", rounds=2,
                    **{**QUICK, "round_to": "auto"}).report
@@ -85,6 +86,7 @@ def test_minimize_latency_cuts_the_predicted_latency_each_round() -> None:
     assert report.budget.minimize == "latency"
 
 
+@pytest.mark.slow  # two prunings: run with --all (CI does)
 def test_a_resumed_budget_run_keeps_where_it_stopped_and_why(tmp_path) -> None:
     settings = dict(QUICK, max_drop=100, rounds=2, checkpoint_dir=str(tmp_path / "checkpoint"))
     first = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", **settings)

@@ -15,6 +15,8 @@ from onnxprune import prune
 from onnxprune.device_table import FORMAT, VERSION, profile_device
 from onnxprune.errors import OnnxpruneError
 
+pytestmark = pytest.mark.slow  # latency tables are timed, seconds per layer: run with --all (CI does)
+
 QUICK = dict(round_steps=1, epochs=0.1, calibration_images=32, round_to=1, bench=False)
 
 
