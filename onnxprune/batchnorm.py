@@ -16,14 +16,16 @@ the model is verified and written, so the output has the original's structure.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .load import LoadedModel
 from .nodes import INSERTED_MARK, is_inserted
 
-__all__ = ["needs_batchnorm", "output_statistics", "insert_batchnorm", "fold_inserted"]
+__all__ = ["needs_batchnorm", "output_statistics", "insert_batchnorm", "with_batchnorm", "fold_inserted"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,22 @@ def insert_batchnorm(model: onnx.ModelProto, convs: list[onnx.NodeProto],
     log.info("BatchNorm was folded into the convs: %d identity BatchNorm layers added for fine-tuning "
              "(folded back before writing)", len(convs))
     return out
+
+
+def with_batchnorm(loaded: LoadedModel, shapes: dict[str, tuple[int, ...]], calib: np.ndarray | None) -> LoadedModel:
+    """``loaded`` with an identity BatchNorm after each conv that lost it to folding, or
+    ``loaded`` itself when the model keeps its BatchNorm. Statistics come from ``calib``; without
+    it (timing only: values do not change latency) mean 0 and variance 1 stand in."""
+    convs = needs_batchnorm(loaded.model, shapes)
+    if not convs:
+        return loaded
+    names = [c.output[0] for c in convs]
+    if calib is not None:
+        mean, var = output_statistics(loaded.model, names, loaded.image.name, calib)
+    else:
+        mean = {n: np.zeros(shapes[n][1], np.float32) for n in names}
+        var = {n: np.ones(shapes[n][1], np.float32) for n in names}
+    return replace(loaded, model=insert_batchnorm(loaded.model, convs, mean, var))
 
 
 def fold_inserted(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from math import ceil
 
-from .metrics import compare_outputs, quality_drop
 from .report import Budget, RoundRecord
 from .rounds import BUDGET_STEP, WidthPlan, held_out_quality, prune_round
 from .run import Run
@@ -72,8 +71,8 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             total = extra * run.settings.batch_size
             candidate.finetune(run.train, run.teacher, extra, run.settings, (o.seed, r, 1),
                                lambda images: run.progress(f"{label}: more fine-tuning", images, total))
-            quality, drop = held_out_quality(run, candidate.model)
-            record = replace(record, agreement=quality.get("top1_agreement"), quality_drop=drop.points,
+            quality = held_out_quality(run, candidate.model)
+            record = replace(record, agreement=quality.after.get("top1_agreement"), quality_drop=quality.drop.points,
                              extra_steps=extra)
         if record.quality_drop > o.max_drop:
             records.append(replace(record, kept=False))
@@ -95,5 +94,4 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
 
 def _metric(run: Run) -> str:
     """The measure --max-drop limits for this model and data, in words."""
-    same = compare_outputs(run.teacher_val, run.teacher_val, run.val.labels)
-    return quality_drop(same, same, 0).metric.replace("_", " ")
+    return held_out_quality(run, None).drop.metric.replace("_", " ")

@@ -17,18 +17,15 @@ import logging
 import os
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import __version__
-from .batchnorm import insert_batchnorm, needs_batchnorm
+from .batchnorm import with_batchnorm
 from .errors import OnnxpruneError
 from .groups import analyze_groups
 from .latency import LocalCache, entry_digest, measure_granularity, measure_latency
-from .load import LoadedModel, load
+from .load import load
 from .write import atomic_write_bytes
 
 __all__ = ["FORMAT", "VERSION", "Recorder", "TableFile", "profile_device"]
@@ -111,7 +108,8 @@ def profile_device(models: Sequence[str | Path], out: str | Path, device: str = 
     layers = 0
     for path in models:
         loaded = load(path, input_size)
-        work = _as_pruned(loaded)
+        # the graph a pruning run times: BatchNorm put back after folded convs
+        work = with_batchnorm(loaded, analyze_groups(loaded).shapes, None)
         analysis = analyze_groups(work)
         table = measure_latency(work.model, analysis, work.image, recorder, granularity=step,
                                 progress=None if progress is None else
@@ -122,15 +120,3 @@ def profile_device(models: Sequence[str | Path], out: str | Path, device: str = 
     atomic_write_bytes(Path(out), (json.dumps(content, indent=1) + "\n").encode())
     return {"out": str(out), "device": recorder.device, "provider": device, "threads": recorder.threads,
             "batch": batch, "width_step": step, "layers": layers, "models": len(models)}
-
-
-def _as_pruned(loaded: LoadedModel) -> LoadedModel:
-    """The graph a pruning run times: with BatchNorm put back after folded convs (its values do
-    not change timings, so identity statistics stand in for the data's)."""
-    convs = needs_batchnorm(loaded.model, analyze_groups(loaded).shapes)
-    if not convs:
-        return loaded
-    widths = {i.name: int(i.dims[0]) for i in loaded.model.graph.initializer}
-    mean = {c.output[0]: np.zeros(widths[c.input[1]], np.float32) for c in convs}
-    var = {name: np.ones_like(m) for name, m in mean.items()}
-    return replace(loaded, model=insert_batchnorm(loaded.model, convs, mean, var))

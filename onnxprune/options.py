@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from .data import Preprocess
@@ -55,8 +56,6 @@ def _one_of(*choices: str) -> Check:
 
 
 def _existing_file(v: str | None) -> str | None:
-    from pathlib import Path
-
     return None if v is None or Path(v).is_file() else f"{v}: no such file"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import onnx
 import torch
 
 from .batch import restore_batch
-from .batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm, output_statistics
+from .batchnorm import fold_inserted, with_batchnorm
 from .bench import benchmark
 from .augment import resolve_mode
 from .checkpoint import Checkpoint, Checkpoints, fingerprint
@@ -34,7 +34,7 @@ from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel, load
 from .loader import default_workers
 from .lossless import LosslessResult
-from .metrics import compare_outputs, is_classifier_output, quality_drop
+from .metrics import is_classifier_output
 from .nodes import is_inserted
 from .options import PruneOptions, resolve
 from .run import Progress, Run, StageClock
@@ -114,12 +114,12 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
         if not o.budget_goal:
             _check_reached(o, plan, final_groups)
     with clock("measure quality"):
-        quality = measure_quality(run, final)
+        quality = held_out_quality(run, final)
     int8 = int8_quality = None
     if o.quantize:
         with clock("quantize"):
             int8 = on_main(lambda: quantize_int8(final, run.loaded.image.name, run.calib))
-            int8_quality = measure_quality(run, int8)
+            int8_quality = held_out_quality(run, int8)
     pruned_anything = final_groups.cost.flops < plan.base.flops
     candidates = [("original", run.loaded.model)]
     if pruned_anything or int8 is None:
@@ -152,7 +152,7 @@ def _stages(run: Run, plan: WidthPlan, final: GroupAnalysis, candidates: list[tu
     stages = []
     for name, model in candidates:
         cost = plan.base if name in ("original", "INT8") else final.cost
-        quality = measure_quality(run, None) if name == "original" else qualities[name]
+        quality = held_out_quality(run, None) if name == "original" else qualities[name]
         t = timings.get(name)
         stages.append(Stage(name, cost.flops, cost.params, model.ByteSize(), quality.after, quality.drop.points,
                             t["median_ms"] if t else None, t["speedup"] if t else None))
@@ -210,7 +210,7 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
         view.finetune(run.train, run.teacher, final_steps, run.settings, (o.seed, 0),
                       lambda images: run.progress("final fine-tuning", images, total))
     if budget is not None and final_steps:
-        _, drop = held_out_quality(run, view.model)
+        drop = held_out_quality(run, view.model).drop
         if not drop.within:
             log.warning("the final fine-tuning took the model to %.1f points lost, beyond --max-drop %g: keeping the "
                         "model of round %d as it was", drop.points, o.max_drop, budget.kept_round)
@@ -238,7 +238,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     teacher_calib = run_batched(loaded.model, image.name, calib)
     teacher_val = run_batched(loaded.model, image.name, val)
     analysis = analyze_groups(loaded)
-    work = _with_batchnorm(loaded, analysis, calib)
+    work = with_batchnorm(loaded, analysis.shapes, calib)
     if where.world > 1 and device.startswith("cuda"):
         device = f"cuda:{where.local}"
     precision = precision_for(o.precision, device)
@@ -274,16 +274,6 @@ def _check_reached(o: PruneOptions, plan: WidthPlan, final: GroupAnalysis) -> No
             f"{final.cost.flops / plan.base.flops:.1%} (every group is at its floor or blocked: {blocked}); "
             "raise --target-flops or lower --min-channels"
         )
-
-
-def measure_quality(run: Run, final: onnx.ModelProto | None) -> Quality:
-    """The original's and ``final``'s quality on the held-out data, and the drop (``None``: the
-    original itself)."""
-    val, o = run.val, run.options
-    before = compare_outputs(run.teacher_val, run.teacher_val, val.labels)
-    outputs = run.teacher_val if final is None else run_batched(final, run.loaded.image.name, val)
-    after = compare_outputs(outputs, run.teacher_val, val.labels)
-    return Quality(before, after, len(val), quality_drop(before, after, o.max_drop))
 
 
 def measure_latency(run: Run, plan: WidthPlan, candidates: list[tuple[str, onnx.ModelProto]],
@@ -348,17 +338,6 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
 
 def _widths(analysis: GroupAnalysis) -> dict[str, int]:
     return {" + ".join(g.producers) or f"group {g.id}": g.channels for g in analysis.groups if g.producers}
-
-
-def _with_batchnorm(loaded: LoadedModel, analysis: GroupAnalysis, calib: np.ndarray) -> LoadedModel:
-    """``loaded`` with an identity BatchNorm after each conv that lost it to folding (see
-    batchnorm.py), or ``loaded`` itself when the model keeps its BatchNorm."""
-    convs = needs_batchnorm(loaded.model, analysis.shapes)
-    if not convs:
-        return loaded
-    names = [c.output[0] for c in convs]
-    mean, var = output_statistics(loaded.model, names, loaded.image.name, calib)
-    return replace(loaded, model=insert_batchnorm(loaded.model, convs, mean, var))
 
 
 def _dataset(data: str | Path | Dataset | np.ndarray, loaded: LoadedModel, o: PruneOptions) -> Dataset:

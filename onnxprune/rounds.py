@@ -24,9 +24,9 @@ from .groups import GroupAnalysis, predict_shapes
 from .device_table import TableFile
 from .latency import LatencyModel, LocalCache, Store, measure_granularity, measure_latency
 from .lossless import LosslessResult, lossless_pass
-from .metrics import QualityDrop, compare_outputs, max_difference, quality_drop
+from .metrics import compare_outputs, max_difference, quality_drop
 from .options import PruneOptions
-from .report import RoundRecord
+from .report import Quality, RoundRecord
 from .run import Run
 from .select import floor_for, group_step, select
 from .session import TorchView
@@ -162,24 +162,27 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     steps, batch = run.round_steps, run.settings.batch_size
     losses = view.finetune(run.train, run.teacher, steps, run.settings, (o.seed, r),
                            lambda images: tick(f"{label}: fine-tuning", images, steps * batch))
-    quality, drop = held_out_quality(run, view.model)
+    quality = held_out_quality(run, view.model)
+    drop = quality.drop
     record = RoundRecord(
         r, chosen.flops, chosen.params, chosen.flops / plan.base.flops,
-        float(np.mean(losses[-5:])) if losses else None, quality.get("top1_agreement"),
+        float(np.mean(losses[-5:])) if losses else None, quality.after.get("top1_agreement"),
         chosen.latency_ms / plan.base_ms if plan.latency else None, drop.points,
     )
     log.info("%s: %.1f%% of FLOPs left, %s %.2f%% (%+.1f points)%s", label, 100 * record.flops_fraction,
-             drop.metric.replace("_", " "), 100 * quality[drop.metric], -drop.points,
+             drop.metric.replace("_", " "), 100 * quality.after[drop.metric], -drop.points,
              f", fine-tune loss {record.loss:.4f}" if losses else "")
     return view, record, chosen.reached
 
 
-def held_out_quality(run: Run, model: onnx.ModelProto) -> tuple[dict[str, float], QualityDrop]:
-    """``model``'s quality on the held-out data, and what it lost against the original by the
-    measure --max-drop limits."""
+def held_out_quality(run: Run, model: onnx.ModelProto | None) -> Quality:
+    """The original's and ``model``'s quality on the held-out data (``None``: the original
+    itself), and what was lost by the measure --max-drop limits: the one judge of the rounds,
+    the budget and the written model."""
     before = compare_outputs(run.teacher_val, run.teacher_val, run.val.labels)
-    after = compare_outputs(run_batched(model, run.work.image.name, run.val), run.teacher_val, run.val.labels)
-    return after, quality_drop(before, after, run.options.max_drop)
+    outputs = run.teacher_val if model is None else run_batched(model, run.loaded.image.name, run.val)
+    after = compare_outputs(outputs, run.teacher_val, run.val.labels)
+    return Quality(before, after, len(run.val), quality_drop(before, after, run.options.max_drop))
 
 
 def planned_rounds(o: PruneOptions) -> int:

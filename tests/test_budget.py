@@ -14,7 +14,7 @@ from onnxprune.flops import count
 from onnxprune.load import load
 from onnxprune.metrics import QualityDrop
 from onnxprune.options import InvalidOption, resolve
-from onnxprune.report import render_markdown
+from onnxprune.report import Quality, render_markdown
 from onnxprune.shapes import probe_shapes
 
 QUICK = dict(round_steps=1, epochs=0.1, calibration_images=32, round_to=1, bench=False)
@@ -44,10 +44,12 @@ def test_the_budget_keeps_the_last_round_within_it_after_retrying_the_one_that_b
     judged: list[float] = []
 
     def fake_quality(run, model):
-        share = _flops(model) / base
+        share = 1.0 if model is None else _flops(model) / base
         judged.append(share)
         points = 0.0 if share > 0.45 else 50.0
-        return {"top1_agreement": 1 - points / 100}, QualityDrop("top1_agreement", points, run.options.max_drop)
+        after = {"top1_agreement": 1 - points / 100, "cosine": 1.0}
+        return Quality({"top1_agreement": 1.0, "cosine": 1.0}, after, 1,
+                       QualityDrop("top1_agreement", points, run.options.max_drop))
 
     for module in (rounds, budget, pipeline):
         monkeypatch.setattr(module, "held_out_quality", fake_quality)
