@@ -9,7 +9,7 @@ import onnx
 
 from .flops import ModelCost
 from .groups import GroupAnalysis, analyze_groups
-from .batch import restore_batch
+from .batch import restore_signature
 from .load import LoadedModel, graph_inputs, load
 
 __all__ = ["analyze", "describe", "describe_groups"]
@@ -57,7 +57,7 @@ def describe_groups(analysis: GroupAnalysis) -> dict[str, Any]:
 
 def describe(loaded: LoadedModel, cost: ModelCost) -> dict[str, Any]:
     """The analysis as one JSON-ready dict (the ``--json`` output), without groups."""
-    model = restore_batch(loaded.model, loaded.fixed_batch)  # the file's own signature
+    model = restore_signature(loaded.model, loaded.signature)  # the file's own signature
     opsets = {op.domain or "ai.onnx": op.version for op in model.opset_import}
     top = sorted(cost.nodes, key=lambda n: n.flops, reverse=True)[:10]
     return {

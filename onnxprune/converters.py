@@ -1,5 +1,5 @@
 """onnx2torch converters for what it lacks: opset 18+ operators from torch's dynamo exporter
-and from other frameworks' recent exports.
+and from other frameworks' recent exports (``legacy_ops`` has the older exporters' forms).
 
 Registered once, on import, through onnx2torch's own registry. Newer operator versions whose
 semantics are unchanged for the attributes in use delegate to the older converter; the few with
@@ -18,6 +18,8 @@ from onnx2torch.onnx_graph import OnnxGraph
 from onnx2torch.onnx_node import OnnxNode
 from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, onnx_mapping_from_node
 from torch import nn
+
+from .legacy_ops import register_legacy_converters
 
 __all__ = ["register_converters"]
 
@@ -250,6 +252,7 @@ def register_converters() -> None:
     for op, versions, base, check in _SAME_MEANING:
         for version in versions:
             _add(op, version, _delegate(op, base, check))
+    register_legacy_converters(_add)  # last: it wraps every windowed op's converter for SAME padding
     _registered = True
 
 

@@ -193,6 +193,12 @@ class Dataset:
         return tuple(self.source.name(int(i)) for i in self.index)
 
     @property
+    def item_bytes(self) -> int:
+        """Bytes of one decoded input (float32), known without decoding one."""
+        shape = self.source.image.shape(1)[1:] if isinstance(self.source, ImageFiles) else self.source.array.shape[1:]
+        return 4 * int(np.prod(shape))
+
+    @property
     def kind(self) -> str:
         return "images" if isinstance(self.source, ImageFiles) else "tensors"
 

@@ -14,6 +14,7 @@ them (``TrainSettings``); under torchrun the module is wrapped in DistributedDat
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from .loader import training_loader
 from .metrics import feature_axis, is_classifier_output
 
 __all__ = ["TrainSettings", "Targets", "TeacherFn", "loss_for", "finetune", "feature_mse", "is_distribution",
-           "log_probabilities", "precision_for"]
+           "log_probabilities", "precision_for", "micro_batches"]
 
 # (inputs, their training positions) → the original's outputs (``teacher.Teacher``)
 TeacherFn = Callable[[torch.Tensor, torch.Tensor | None], list[torch.Tensor]]
@@ -35,6 +36,7 @@ TeacherFn = Callable[[torch.Tensor, torch.Tensor | None], list[torch.Tensor]]
 class TrainSettings:
     lr: float = 1e-3
     batch_size: int = 32  # the global batch: split across processes under torchrun
+    micro_batch: int = 0  # samples torch holds at once (memory.py); 0: the whole batch
     device: str = "cpu"
     weight_decay: float = 0.0
     label_weight: float = 1.0  # cross-entropy weight next to distillation, when labels exist
@@ -44,6 +46,11 @@ class TrainSettings:
     channels_last: bool = False  # NCHW inputs and weights in channels-last memory (CUDA)
     rank: int = 0
     world: int = 1
+
+    @property
+    def at_once(self) -> int:
+        """Samples one torch forward takes: the micro-batch, else the batch."""
+        return self.micro_batch or self.batch_size
 
 
 def precision_for(requested: str, device: str) -> str:
@@ -142,17 +149,26 @@ def finetune(
         x = x.to(device, non_blocking=True)
         if settings.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), autocast:
-            targets = [t.float() for t in teacher(x, positions if settings.augment == "none" else None)]
-        with autocast:
-            outputs = run(trained, x)
         y = labels.to(device, non_blocking=True) if with_labels else None
-        loss = loss_for([o.float() for o in outputs], targets, y, settings.label_weight)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = x.new_zeros((), dtype=torch.float32)
+        parts = micro_batches(len(x), settings.micro_batch)
+        for k, part in enumerate(parts):
+            # gradients accumulate over the micro-batches: the step is the batch's; under
+            # torchrun only the last backward all-reduces
+            sync = trained.no_sync() if settings.world > 1 and k < len(parts) - 1 else nullcontext()
+            with torch.no_grad(), autocast:
+                targets = [t.float() for t in teacher(x[part], positions[part] if settings.augment == "none" else None)]
+            with sync:
+                with autocast:
+                    outputs = run(trained, x[part])
+                share = loss_for([o.float() for o in outputs], targets, None if y is None else y[part],
+                                 settings.label_weight) * ((part.stop - part.start) / len(x))
+                share.backward()
+            loss += share.detach()
         optimizer.step()
         schedule.step()
-        losses.append(loss.detach())  # no .item() here: on a GPU it would wait for every step
+        losses.append(loss)  # no .item() here: on a GPU it would wait for every step
         if progress:
             progress(min((step + 1) * settings.batch_size, steps * settings.batch_size))
     module.to("cpu")
@@ -160,6 +176,12 @@ def finetune(
         module.to(memory_format=torch.contiguous_format)
     module.eval()
     return torch.stack(losses).float().cpu().tolist()
+
+
+def micro_batches(n: int, size: int) -> list[slice]:
+    """``n`` samples in slices of at most ``size`` (0: one slice)."""
+    size = size or n
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def _train_mode(module: torch.nn.Module) -> None:

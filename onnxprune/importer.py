@@ -209,8 +209,8 @@ def write_back(
         value = state[link.torch_name].detach().cpu().numpy()
         if link.transform == "transpose":
             value = value.T
-        value = np.ascontiguousarray(value.reshape(tuple(target.dims))).astype(
-            onnx.helper.tensor_dtype_to_np_dtype(target.data_type)
-        )
+        # np.array, not np.ascontiguousarray: that turns a scalar (a Gather index) into shape (1,)
+        value = np.array(value.reshape(tuple(target.dims)), order="C",
+                         dtype=onnx.helper.tensor_dtype_to_np_dtype(target.data_type))
         target.CopyFrom(numpy_helper.from_array(value, target.name))
     return updated

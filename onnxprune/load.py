@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-from .batch import BATCH_NAME, free_batch
+from .batch import BATCH_NAME, BatchAxis, free_batch, put_batch_first
 from .errors import OnnxpruneError
 from .image_input import ImageInput
 
@@ -40,6 +40,8 @@ class LoadedModel:
     source: Path | None
     external_data: bool = False  # the file kept its weights in external data files
     fixed_batch: int | None = None  # the batch the file fixed (freed in ``model``; see batch.py)
+    signature: tuple[onnx.ValueInfoProto, ...] = ()  # the file's inputs and outputs, as written
+    output_axes: tuple[BatchAxis, ...] = ()  # where each output had its batch (first in ``model``)
 
 
 def read_model(path: str | Path) -> onnx.ModelProto:
@@ -186,7 +188,9 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         slimmed = onnxslim.slim(
             onnx.ModelProto.FromString(model.SerializeToString()),
-            skip_fusion_patterns=["FusionConvBN"],
+            # BatchNorm stays; MatMul + Add stays (as Gemm between two Reshapes it would bake the
+            # batch into a constant, on whatever axis it is)
+            skip_fusion_patterns=["FusionConvBN", "FusionGemm"],
         )
     except Exception as err:  # onnxslim failing is a normalization problem, not a user error
         log.warning("onnxslim could not normalize the graph (%s); using it as it is", _first_line(err))
@@ -293,10 +297,17 @@ def load(
     external = source is not None and _uses_external_data(source)
     normalized = normalize(proto)
     fixed = image.static_batch
+    normalized, axes = free_batch(normalized, image, name)
     if fixed is not None:
-        normalized = free_batch(normalized, image, name)
         image = replace(image, batch_dim=BATCH_NAME)
-    return LoadedModel(normalized, image, source, external, fixed)
+    signature = tuple(_copy(vi) for vi in list(graph_inputs(proto)) + list(proto.graph.output))
+    return LoadedModel(put_batch_first(normalized, axes), image, source, external, fixed, signature, axes)
+
+
+def _copy(vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+    copied = onnx.ValueInfoProto()
+    copied.CopyFrom(vi)
+    return copied
 
 
 def _uses_external_data(path: Path) -> bool:

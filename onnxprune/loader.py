@@ -84,16 +84,21 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
+PREFETCH_BYTES = 128 << 20
+
+
 def training_loader(data: Dataset, batch_size: int, steps: int, seed, mode: str, workers: int,
                     device: str, rank: int = 0, world: int = 1) -> _OneLineErrors:
     """``steps`` batches of (inputs, labels, positions); each process gets its share of every global batch."""
     if world > batch_size:
         raise ValueError(f"batch size {batch_size} is smaller than the {world} processes")
     sampler = _PlannedBatches(len(data), batch_size, steps, seed, rank, world)
+    # batches waiting in the queue are memory too: 4 each of small images, one of a detector's
+    batch_bytes = data.item_bytes * batch_size // world
     return _OneLineErrors(torch.utils.data.DataLoader(
         _Views(data, mode, seed), batch_sampler=sampler, num_workers=workers,
         pin_memory=device.startswith("cuda"), persistent_workers=False,
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=(4 if batch_bytes <= PREFETCH_BYTES else 1) if workers else None,
         # workers decode with PIL and numpy; torch threads in them would only compete with training
         worker_init_fn=_one_thread if workers else None,
     ))

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 import torch
 
-from .batch import restore_batch
+from .batch import restore_signature
 from .batchnorm import fold_inserted, with_batchnorm
 from .bench import benchmark
 from .augment import resolve_mode
@@ -34,6 +34,7 @@ from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel, load
 from .loader import default_workers
 from .lossless import LosslessResult
+from .memory import plan_memory
 from .metrics import is_classifier_output
 from .nodes import is_inserted
 from .options import PruneOptions, resolve
@@ -108,8 +109,9 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
 
     with clock("verify"):
         final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
-        written = restore_batch(final, run.loaded.fixed_batch)  # the user's signature
-        max_err = verify(written, view.imported.module, run.loaded.image.name, run.val, run.loaded.fixed_batch)
+        written = restore_signature(final, run.loaded.signature)  # the user's signature
+        max_err = verify(written, view.imported.module, run.loaded.image.name, run.val, run.loaded.fixed_batch,
+                         run.loaded.output_axes, batch=run.settings.at_once, torch_model=final)
         final_groups = analyze_groups(LoadedModel(final, run.loaded.image, None))
         if not o.budget_goal:
             _check_reached(o, plan, final_groups)
@@ -141,7 +143,7 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
             f"{int8_quality.drop.metric.replace('_', ' ')} on the held-out data (the float pruned model "
             f"{quality.drop.points:.1f}), more than --max-drop {o.max_drop:g}; no model was written (the report was) "
             "— leave out --quantize, prune less, or allow more with --max-drop", report)
-    return PruneResult(restore_batch(int8, run.loaded.fixed_batch) if int8 is not None else written, report)
+    return PruneResult(restore_signature(int8, run.loaded.signature) if int8 is not None else written, report)
 
 
 def _stages(run: Run, plan: WidthPlan, final: GroupAnalysis, candidates: list[tuple[str, onnx.ModelProto]],
@@ -239,11 +241,13 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     teacher_val = run_batched(loaded.model, image.name, val)
     analysis = analyze_groups(loaded)
     work = with_batchnorm(loaded, analysis.shapes, calib)
+    work_groups = analysis if work is loaded else analyze_groups(work)
     if where.world > 1 and device.startswith("cuda"):
         device = f"cuda:{where.local}"
+    memory = plan_memory(work.model, work_groups.shapes, max(1, o.batch_size // where.world), device)
     precision = precision_for(o.precision, device)
     settings = TrainSettings(
-        lr=o.lr, batch_size=o.batch_size, device=device,
+        lr=o.lr, batch_size=o.batch_size, micro_batch=memory.micro_batch, device=device,
         augment=resolve_mode(o.augment, teacher_val[0].shape),
         workers=default_workers() if o.workers is None else o.workers, precision=precision,
         channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world)
@@ -257,7 +261,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     if worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val), where.world):
         teacher.build_cache(loaded, train, o.checkpoint_dir)
     return Run(
-        options=o, loaded=loaded, work=work, work_groups=analysis if work is loaded else analyze_groups(work),
+        options=o, loaded=loaded, work=work, work_groups=work_groups,
         train=train, val=val, teacher_val=teacher_val, teacher=teacher,
         calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib]),
         settings=settings,

@@ -130,7 +130,7 @@ def remove_lossless(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupA
     freed = LosslessResult(view.model, 0, 0, 0)
     if not run.options.lossless:
         return view, freed
-    freed = lossless_pass(view, analysis, run.calib, run.options.batch_size, run.options.seed, plan.steps(analysis))
+    freed = lossless_pass(view, analysis, run.calib, run.settings.at_once, run.options.seed, plan.steps(analysis))
     if freed.dead or freed.folded:
         image = run.work.image
         check = run_batched(freed.model, image.name, run.calib)
@@ -153,7 +153,7 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     view's groups). Returns the new view, the round's record and whether the goal was reached."""
     o, tick = run.options, run.progress
     tick(f"{label}: scoring", 0, 1)
-    scores = view.scores(analysis, get(o.criterion), run.calib, o.batch_size, run.calib_targets, o.seed + r)
+    scores = view.scores(analysis, get(o.criterion), run.calib, run.settings.at_once, run.calib_targets, o.seed + r)
     tick(f"{label}: scoring", 1, 1)
     chosen = select(view.model, analysis, scores, goal, plan.floors(analysis), plan.steps(analysis),
                     o.flops_weight, plan.latency, goal_ms, per_flop)

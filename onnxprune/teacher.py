@@ -21,7 +21,7 @@ import torch
 
 from .data import Dataset
 from .load import LoadedModel
-from .runtime import make_session
+from .runtime import batch_for, make_session
 from .session import TorchView
 
 __all__ = ["Teacher", "CACHE_LIMIT", "worth_caching"]
@@ -50,8 +50,9 @@ class Teacher:
         self.module.to(x.device)
         return self.view.run(self.module, x)
 
-    def build_cache(self, loaded: LoadedModel, train: Dataset, where: str | Path | None, batch: int = 64) -> None:
+    def build_cache(self, loaded: LoadedModel, train: Dataset, where: str | Path | None) -> None:
         """Run the original once over ``train`` in onnxruntime into .npy files under ``where``."""
+        batch = batch_for(int(np.prod(loaded.image.shape(1))))
         if where is not None:
             where = Path(where)
             self.made = [p for p in (where, *where.parents) if not p.exists()]

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import torch
 
+from .batch import BatchAxis, batch_first
 from .data import Dataset
 from .errors import OnnxpruneError
 from .importer import torch_outputs
@@ -39,11 +40,14 @@ def _batches(inputs: np.ndarray | Dataset, size: int) -> Iterator[np.ndarray]:
 
 
 def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inputs: np.ndarray | Dataset,
-           fixed_batch: int | None = None, batch: int = 32) -> float:
+           fixed_batch: int | None = None, output_axes: tuple[BatchAxis, ...] = (), batch: int = 32,
+           torch_model: onnx.ModelProto | None = None) -> float:
     """Raise unless the model is valid and matches the torch module; returns the max abs error.
 
     Compared batch by batch; a model with a ``fixed_batch`` (the user's signature) is run in
-    batches of that size, and a last, smaller batch is left out.
+    batches of that size, and a last, smaller batch is left out. The written model has its
+    outputs' batch where the file had it (``output_axes``); the torch view, imported from
+    ``torch_model`` (default ``model``), has it first.
     """
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -51,6 +55,7 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
     except Exception as err:
         raise OnnxpruneError(f"the pruned model fails the ONNX checker ({err}); nothing was written") from err
     step = fixed_batch or batch
+    torch_model = torch_model or model
     worst = 0.0
     session = None
     module.eval()
@@ -66,7 +71,9 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise OnnxpruneError(f"onnxruntime cannot run the pruned model ({first}); nothing was written") from err
         with torch.no_grad():
-            ours = torch_outputs(module, model, torch.from_numpy(x))
+            ours = torch_outputs(module, torch_model, torch.from_numpy(x))
+        if output_axes:
+            reference = [batch_first(r, where) for r, where in zip(reference, output_axes)]
         for a, b in zip(ours, reference):
             a = a.numpy()
             if a.shape != b.shape:

@@ -110,3 +110,20 @@ def export_detector(model: nn.Module, path: Path, exporter: str = "torchscript",
         else:
             raise ValueError(exporter)
     return path
+
+
+def export_yolov8_dynamic(folder: Path, opset: int, simplify: bool, size: int = 64) -> Path:
+    """YOLOv8n through Ultralytics' own exporter with ``dynamic=True``: symbolic batch, height
+    and width, anchors and strides computed in the graph from ``Shape`` of the feature maps."""
+    from ultralytics import YOLO
+
+    logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    torch.manual_seed(0)
+    model = YOLO("yolov8n.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        written = Path(model.export(format="onnx", dynamic=True, simplify=simplify, opset=opset, imgsz=size,
+                                    verbose=False))
+    path = folder / f"yolov8n.dynamic.opset{opset}{'.simplified' if simplify else ''}.onnx"
+    written.replace(path)
+    return path

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
+import torch
 from graphs import GraphBuilder
 
-from onnxprune.batch import BATCH_NAME, restore_batch
+from onnxprune import prune
+from onnxprune.batch import BATCH_NAME, BatchAxis, restore_signature
 from onnxprune.errors import OnnxpruneError
 from onnxprune.load import load
 from onnxprune.runtime import run_model
@@ -35,17 +38,18 @@ def test_a_batch_fixed_at_one_is_freed_and_each_sample_matches_the_original() ->
 
 def test_the_written_model_gets_the_users_fixed_batch_back() -> None:
     loaded = load(_batch_one_with_baked_reshape())
-    restored = restore_batch(loaded.model, loaded.fixed_batch)
+    restored = restore_signature(loaded.model, loaded.signature)
     for vi in list(restored.graph.input) + list(restored.graph.output):
         assert vi.type.tensor_type.shape.dim[0].dim_value == 1
-    assert restore_batch(loaded.model, None) is loaded.model  # a free batch stays free
 
 
 def test_a_batch_that_cannot_be_freed_is_refused_with_what_to_do() -> None:
-    # channels moved to the front: [1, 4, 8, 8] → [4, 64]; a bigger batch would mix samples
+    # channels moved to the front, [1, 4, 8, 8] → [4, 64], then summed over them: a bigger
+    # batch would sum over its samples
     g = GraphBuilder(input_shape=(1, 3, 8, 8))
     c = g.conv("x", 3, 4)
-    mixed = g.node("Reshape", [c, g.init(np.array([4, 64], np.int64))])
+    rows = g.node("Reshape", [c, g.init(np.array([4, 64], np.int64))])
+    mixed = g.node("ReduceSum", [rows, g.init(np.array([0], np.int64))], keepdims=1)
     with pytest.raises(OnnxpruneError, match="fixes its batch at 1 .* dynamic batch"):
         load(g.build([mixed]))
 
@@ -93,3 +97,54 @@ def test_a_reshape_with_allowzero_and_no_zero_copies_the_batch() -> None:
     c = g.conv("x", 3, 4)
     _matches_sample_by_sample(g.build([g.node("Reshape", [c, g.init(np.array([1, 4, -1], np.int64))],
                                               allowzero=1)]))
+
+
+class _SequenceFirst(torch.nn.Module):
+    """A CTC-style reader's shape: conv features → columns as time steps → (T, N, classes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU())
+        self.head = torch.nn.Linear(16, 11)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        columns = self.features(x).mean(2).permute(2, 0, 1)  # (T, N, C)
+        return self.head(columns).log_softmax(2)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_a_sequence_first_output_prunes_and_keeps_its_layout(tmp_path, dynamic: bool) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / "reader.onnx"
+    torch.onnx.export(_SequenceFirst().eval(), (torch.randn(1, 1, 16, 40),), str(path), dynamo=False,
+                      input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "n"}, "logits": {1: "n"}} if dynamic else None)
+    loaded = load(path)
+    assert loaded.output_axes == (BatchAxis(1, 1, (20, 11)),)
+    assert run_model(loaded.model, {"x": np.zeros((3, 1, 16, 40), np.float32)})[0].shape == (3, 20, 11)
+    x = np.random.default_rng(0).standard_normal((21, 1, 16, 40)).astype(np.float32)  # a short last batch
+    result = prune(path, x, 0.5, rounds=1, round_steps=2, epochs=0.5, round_to=1, bench=False, max_drop=100,
+                   batch_size=8)
+    assert result.report.flops.fraction <= 0.5
+    original = onnx.load(str(path))
+    assert result.model.graph.output[0].type == original.graph.output[0].type
+    assert not any("onnxprune" in n.name for n in result.model.graph.node)
+    batch = 1 if not dynamic else 3
+    assert run_model(result.model, {"x": x[:batch]})[0].shape == (20, batch, 11)
+
+
+def test_an_output_that_folds_the_batch_into_its_rows_is_unfolded_inside() -> None:
+    g = GraphBuilder(input_shape=("n", 3, 8, 8))
+    c = g.conv("x", 3, 4)
+    rows = g.node("Reshape", [g.node("Transpose", [c], perm=[0, 2, 3, 1]), g.init(np.array([-1, 4], np.int64))])
+    original = g.build([rows])
+    loaded = load(original, (8, 8))
+    assert loaded.output_axes == (BatchAxis(0, 64, (64, 4)),)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    inside = run_model(loaded.model, {"x": x})[0]
+    assert inside.shape == (2, 64, 4)
+    np.testing.assert_allclose(inside.reshape(128, 4), run_model(original, {"x": x})[0], rtol=1e-6)
+    restored = restore_signature(loaded.model, loaded.signature)
+    assert run_model(restored, {"x": x})[0].shape == (128, 4)

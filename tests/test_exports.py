@@ -64,6 +64,23 @@ def test_a_detector_exported_with_defaults_prunes_to_half(tmp_path, name: str) -
     assert report.batchnorm_inserted > 0 and report.quality.drop.metric == "explained_variance"
 
 
+@pytest.mark.parametrize("opset, simplify", [(12, False), (12, True), (17, False), (17, True)])
+def test_a_yolov8_exported_with_dynamic_shapes_prunes_to_half(tmp_path, opset: int, simplify: bool) -> None:
+    # the decode reads the batch, height and width with Shape → Gather: a scalar index written
+    # back by fine-tuning must stay a scalar
+    from detectors import export_yolov8_dynamic
+
+    path = export_yolov8_dynamic(tmp_path, opset, simplify)
+    x = np.random.default_rng(0).standard_normal((24, 3, 64, 64)).astype(np.float32)
+    result = prune(path, x, 0.5, input_size=(64, 64), **FAST)
+    assert result.report.flops.fraction <= 0.5
+    assert _signature(result.model) == _signature(onnx.load(str(path)))
+    for size in (64, 96):  # still any size, as exported
+        (boxes,) = run_model(result.model, {"images": x[:2, :, :size, :size] if size == 64 else
+                                            np.zeros((2, 3, size, size), np.float32)})
+        assert boxes.shape[:2] == (2, 84)
+
+
 def test_the_default_export_of_a_sample_keeps_its_batch_and_structure() -> None:
     original = onnx.load(str(SAMPLES / "digits_resnet.default.onnx"))
     result = prune(SAMPLES / "digits_resnet.default.onnx", SAMPLES / "digits", 0.6, labels="imagefolder",
