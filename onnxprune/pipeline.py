@@ -26,7 +26,7 @@ from .batchnorm import fold_inserted, with_batchnorm
 from .bench import benchmark
 from .augment import resolve_mode
 from .checkpoint import Checkpoint, Checkpoints, fingerprint
-from .data import Dataset, bounded, load_data, split
+from .data import Dataset, bounded, check_labels, load_data, small_data_note, split
 from .distributed import join, on_main
 from .errors import OnnxpruneError, QualityBudgetExceeded
 from .finetune import Targets, TrainSettings, precision_for
@@ -234,8 +234,13 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         val = bounded(load_data(o.val_data, image, o.preprocess, o.labels), o.val_images, o.seed)
     else:
         train, val = split(dataset, o.val_split, o.seed, o.val_images)
+    for what, part in (("--labels " + str(o.labels), dataset), ("--val-data", val)):
+        check_labels(part, loaded.output_axes[0].rest if loaded.output_axes else (), what)
     n_calib = min(len(train), o.calibration_images)
     log.info("data: %d training and %d validation %s, %d calibrate", len(train), len(val), dataset.kind, n_calib)
+    note = small_data_note(len(train), len(val), o.max_drop)
+    if note:
+        log.warning(note)
     calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory
     teacher_calib = run_batched(loaded.model, image.name, calib)
     teacher_val = run_batched(loaded.model, image.name, val)
@@ -328,7 +333,8 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
         latency=timing,
         hardware_aware=hardware,
         trajectory=(first, *records),
-        data=DataSizes(len(run.train), len(run.val), o.labels, len(run.calib), run.train.kind, run.settings.augment),
+        data=DataSizes(len(run.train), len(run.val), o.labels, len(run.calib), run.train.kind, run.settings.augment,
+                       small_data_note(len(run.train), len(run.val), o.max_drop)),
         external_data=run.loaded.external_data,
         time_s=round(clock.total(), 2),
         runtime=Runtime(run.device, run.ort_device, run.settings.precision, run.settings.channels_last,

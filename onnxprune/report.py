@@ -114,6 +114,7 @@ class DataSizes:
     calibration: int = 0  # training images scored on each round
     kind: str = "images"  # "images" (decoded as read) or "tensors" (.npy, memory-mapped)
     augment: str = "none"  # fine-tuning views (augment.MODES, auto settled)
+    note: str | None = None  # what a small held-out share means for --max-drop (data.small_data_note)
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,20 @@ def export_detector(model: nn.Module, path: Path, exporter: str = "torchscript",
     return path
 
 
+def export_yolov8(path: Path, size: tuple[int, int], name: str = "yolov8n") -> Path:
+    """A YOLOv8 through Ultralytics' own exporter at a fixed (height, width), batch 1, as a
+    detector is shipped at its own resolution."""
+    from ultralytics import YOLO
+
+    logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        written = Path(YOLO(f"{name}.yaml").export(format="onnx", imgsz=list(size), opset=17, verbose=False))
+    written.replace(path)
+    return path
+
+
 def export_yolov8_dynamic(folder: Path, opset: int, simplify: bool, size: int = 64) -> Path:
     """YOLOv8n through Ultralytics' own exporter with ``dynamic=True``: symbolic batch, height
     and width, anchors and strides computed in the graph from ``Shape`` of the feature maps."""

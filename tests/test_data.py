@@ -131,3 +131,12 @@ def test_an_image_that_cannot_be_decoded_names_its_file(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:40])  # the header stays, the pixels go
     with pytest.raises(OnnxpruneError, match="cannot decode .*a.png"):
         data.read(0)
+
+
+def test_a_small_held_out_share_is_told_what_it_can_resolve() -> None:
+    from onnxprune.data import small_data_note
+
+    note = small_data_note(204, 36, 3.0)
+    assert "36 held-out images" in note and "2.8 points" in note and "±10 points" in note
+    assert "wider than --max-drop 3" in note and "about 385 would resolve it" in note
+    assert small_data_note(2000, 500, 3.0) is None

@@ -121,6 +121,32 @@ def test_labels_that_do_not_fit_are_refused(work: Path) -> None:
                           work, "no such file")
 
 
+@pytest.mark.parametrize("rows, message", [
+    (["0.png,3", "1.png,99", "2.png,1", "3.png,0"], "has class index 99, but the model outputs 10 classes"),
+    (["0.png,-1", "1.png,2", "2.png,1", "3.png,0"], "has class index -1"),
+    (["file,label", "0.png,cat", "1.png,dog", "2.png,cat", "3.png,dog"], "names classes as strings ('cat', 'dog'"),
+])
+def test_labels_the_model_cannot_output_are_refused_before_work_starts(work: Path, rows, message: str) -> None:
+    flat = work / "flat"
+    flat.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 32), (i * 60, 0, 0)).save(flat / f"{i}.png")
+    (work / "labels.csv").write_text("\n".join(rows) + "\n")
+    started = time.perf_counter()
+    result = run_cli(str(work / "m.onnx"), "--data", str(flat), "--labels", str(work / "labels.csv"), *FAST)
+    _assert_clean_failure(result, work, message)
+    assert len(result.stderr.strip().splitlines()) <= 2 and "latency" not in result.stderr
+    assert time.perf_counter() - started < 60
+
+
+def test_more_class_folders_than_the_model_outputs_are_refused(work: Path) -> None:
+    for i in range(12):
+        (work / "folders" / f"class_{i:02d}").mkdir(parents=True)
+        Image.new("RGB", (32, 32), (i * 20, 0, 0)).save(work / "folders" / f"class_{i:02d}" / "a.png")
+    _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(work / "folders"), "--labels", "imagefolder",
+                                  *FAST), work, "has 12 class folders, but the model outputs 10 classes")
+
+
 def test_output_paths_that_would_lose_data_are_refused(work: Path) -> None:
     _assert_clean_failure(run_cli(str(work / "m.onnx"), "--data", str(SAMPLES / "digits"), "-o", str(work / "m.onnx"),
                                *FAST), work, "is the input model")
