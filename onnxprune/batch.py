@@ -193,12 +193,18 @@ def restore_signature(model: onnx.ModelProto, signature: tuple[onnx.ValueInfoPro
             for node in graph.node:
                 node.output[:] = [out.name if o == raw else o for o in node.output]
                 node.input[:] = [out.name if i == raw else i for i in node.input]
-    types = {vi.name: vi.type for vi in signature}
-    for vi in list(graph.input) + list(graph.output):
-        if vi.name in types:
-            vi.type.CopyFrom(types[vi.name])
     del graph.value_info[:]
-    return onnx.shape_inference.infer_shapes(restored)
+    types = {vi.name: vi.type for vi in signature}
+
+    def put_back(m: onnx.ModelProto) -> onnx.ModelProto:
+        for vi in list(m.graph.input) + list(m.graph.output):
+            if vi.name in types:
+                vi.type.CopyFrom(types[vi.name])
+        return m
+
+    # before inference (a fixed batch flows through), and after: it would replace the file's
+    # named dims with the sizes it found
+    return put_back(onnx.shape_inference.infer_shapes(put_back(restored)))
 
 
 def _refusal(name: str, fixed: int, reason: str) -> OnnxpruneError:
@@ -227,12 +233,23 @@ def _free_shape_constants(model: onnx.ModelProto, shapes: dict[str, tuple[int, .
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    batch_axes: dict[str, int] | None = None  # from shape inference; made again after each edit
     for node in list(model.graph.node):
+        if node.op_type == "Reshape" and len(node.input) > 1:
+            batch_axes = batch_axes if batch_axes is not None else _symbolic_batch_axes(model)
+            if batch_axes.get(node.input[0], 0) > 0:
+                changed = _inner_batch_reshape(node, batch_axes[node.input[0]], shapes, fixed, inits, constants, model)
+                edited += changed
+                batch_axes = None if changed else batch_axes
+                continue
         if node.op_type == "Gather" and fixed == 1:
             edited += _strided_gather_follows_batch(node, inits, constants, consumers, shapes, model)
             continue
         if node.op_type == "Resize":
             edited += _resize_follows_batch(model, node, inits, constants, shapes, fixed)
+            continue
+        if node.op_type in ("LSTM", "GRU", "RNN"):
+            edited += _zero_state_follows_batch(node, inits, constants, fixed)
             continue
         if node.op_type not in ("Reshape", "Expand") or len(node.input) < 2:
             continue
@@ -255,6 +272,61 @@ def _free_shape_constants(model: onnx.ModelProto, shapes: dict[str, tuple[int, .
         if not np.array_equal(new, target):
             _set_constant(node, 1, new, inits, constants, model)
             edited += 1
+            batch_axes = None  # the batch now flows further: infer again where it is
+    return edited
+
+
+def _symbolic_batch_axes(model: onnx.ModelProto) -> dict[str, int]:
+    """Tensor → the axis that holds the freed batch, where shape inference can follow it."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # inference gives up on some graphs: then no inner batch is rewritten
+        return {}
+    axes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
+        for k, dim in enumerate(vi.type.tensor_type.shape.dim):
+            if dim.dim_param == BATCH_NAME:
+                axes[vi.name] = k
+                break
+    return axes
+
+
+def _inner_batch_reshape(node: onnx.NodeProto, axis: int, shapes: dict[str, tuple[int, ...]], fixed: int,
+                         inits: dict, constants: dict, model: onnx.ModelProto) -> int:
+    """A Reshape of a tensor whose batch is not its first axis (a sequence-first (T, N, C)):
+    the batch lands where the output's leading dims hold as many values as the input's dims
+    before the batch (a Reshape keeps row-major order), and becomes -1 there. Returns 1 if changed."""
+    source, result = shapes.get(node.input[0]), shapes.get(node.output[0])
+    target = _constant(node.input[1], inits, constants)
+    if source is None or result is None or target is None or target.ndim != 1 or len(target) != len(result):
+        return 0
+    before = int(np.prod(source[:axis]))
+    places = [k for k in range(len(result)) if int(np.prod(result[:k])) == before and result[k] % fixed == 0]
+    if not places:
+        return 0
+    k = next((p for p in places if result[p] == fixed), places[0])
+    new = np.asarray(result, dtype=np.int64)
+    new[k] = -1
+    if np.array_equal(new, target):
+        return 0
+    _set_constant(node, 1, new, inits, constants, model)
+    _clear_allowzero(node)  # the new target holds no 0
+    return 1
+
+
+def _zero_state_follows_batch(node: onnx.NodeProto, inits: dict, constants: dict, fixed: int) -> int:
+    """A recurrent layer's initial state baked as zeros of the fixed batch, (D, B, H), is the
+    default state: the input is left out, which is zeros at any batch. Returns how many changed."""
+    edited = 0
+    for index in (5, 6):  # initial_h, initial_c
+        if len(node.input) <= index or not node.input[index]:
+            continue
+        state = _constant(node.input[index], inits, constants)
+        if state is not None and state.ndim == 3 and state.shape[1] == fixed and not state.any():
+            node.input[index] = ""
+            edited += 1
+    while node.input and not node.input[-1]:
+        del node.input[-1]
     return edited
 
 

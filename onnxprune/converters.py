@@ -20,6 +20,7 @@ from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, onnx_
 from torch import nn
 
 from .legacy_ops import register_legacy_converters
+from .recurrent import recurrent_converter
 
 __all__ = ["register_converters"]
 
@@ -210,6 +211,7 @@ _NEW: list[tuple[str, tuple[int, ...], Callable]] = [
     ("Split", (18,), _split_converter),
     ("Gelu", (20,), _gelu_converter),
     ("Mish", (18, 22), _mish_converter),
+    *[(op, (7, 14, 22), recurrent_converter) for op in ("LSTM", "GRU")],
 ]
 
 # (op, newer versions, the version whose converter still applies, check)

@@ -73,7 +73,7 @@ class ModelCost:
 
 
 def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
-    """Multiply-accumulates of a Conv, ConvTranspose, Gemm or MatMul; 0 for other ops."""
+    """Multiply-accumulates of a Conv, ConvTranspose, Gemm, MatMul, LSTM or GRU; 0 for other ops."""
     op = node.op_type
     bias = 1 if len(node.input) > 2 and node.input[2] else 0
     if op == "Conv":
@@ -89,6 +89,8 @@ def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
     if op == "MatMul":
         a = shapes[node.input[0]]
         return prod(shapes[node.output[0]]) * a[-1]
+    if op in ("LSTM", "GRU"):  # every step of every sequence: its input and its state through all gates
+        return prod(shapes[node.input[0]][:-1]) * (prod(shapes[node.input[1]]) + prod(shapes[node.input[2]]))
     return 0
 
 

@@ -188,6 +188,25 @@ class _Tracer:
         self.slot(b, 1, self.tensors[node.output[0]], "producer", node)
         return None
 
+    def recurrent(self, node: onnx.NodeProto) -> None:
+        """LSTM and GRU read their input's last axis through W (D, gates·H, I), axis 2, so the
+        channels feeding them are prunable with those columns; the hidden size stays."""
+        layout, weight = self.tensors.get(node.input[0]), self.const(node.input[1])
+        last = self.rank(node.input[0]) - 1
+        if layout is not None:
+            if (weight is not None and weight.ndim == 3 and layout.axis == last
+                    and layout.channels * layout.outer * layout.inner == weight.shape[2]):
+                self.slot(node.input[1], 2, layout, "consumer", node)
+            else:
+                self.block(layout, f"{node.op_type} {node.name!r} reads them on an unexpected axis")
+        for name in node.input[2:]:
+            self.block(self.tensors.get(name), f"{node.op_type} {node.name!r} keeps its hidden size")
+        for out in node.output:
+            if out and out in self.shapes:
+                self.fresh(out, self.rank(out) - 1, f"produced by {node.op_type} {node.name!r} (its hidden size "
+                           "is kept)")
+        return None
+
     def per_channel_norm(self, node: onnx.NodeProto, params: range) -> None:
         layout = self.tensors.get(node.input[0])
         if layout is None or layout.axis != 1 or any(self.const(node.input[i]) is None for i in params):

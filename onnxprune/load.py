@@ -189,8 +189,10 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
         slimmed = onnxslim.slim(
             onnx.ModelProto.FromString(model.SerializeToString()),
             # BatchNorm stays; MatMul + Add stays (as Gemm between two Reshapes it would bake the
-            # batch into a constant, on whatever axis it is)
-            skip_fusion_patterns=["FusionConvBN", "FusionGemm"],
+            # batch into a constant, on whatever axis it is); a Transpose of a fixed batch of 1
+            # stays a Transpose (as a Reshape it would mix samples once the batch is freed)
+            skip_fusion_patterns=["FusionConvBN", "FusionGemm", "EliminationTransposeAsReshape",
+                                  "EliminationTransposeViewTranspose"],
         )
     except Exception as err:  # onnxslim failing is a normalization problem, not a user error
         log.warning("onnxslim could not normalize the graph (%s); using it as it is", _first_line(err))

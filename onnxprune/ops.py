@@ -45,6 +45,7 @@ OPS: dict[str, OpRule] = {
     **_rows("ConvTranspose", "conv_transpose", Cost.MACS, soft_zero_inputs=_ALL),
     **_rows("Gemm", "gemm", Cost.MACS, soft_zero_inputs=_ALL, absorbs_constant=True),
     **_rows("MatMul", "matmul", Cost.MACS),
+    **_rows("LSTM GRU", "recurrent", Cost.MACS),
     # per-channel normalization; the others mix channels
     **_rows("BatchNormalization", "batch_norm", Cost.PER_OUTPUT, soft_zero_inputs=(1, 2)),
     **_rows("InstanceNormalization", "instance_norm", Cost.PER_OUTPUT),
