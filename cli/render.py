@@ -134,6 +134,8 @@ def render_summary(r: dict[str, Any]) -> str:
     data, run = r["data"], r.get("runtime")
     lines.append(f"data  {data['train']} training, {data['validation']} held-out, {data['calibration']} calibration "
                  f"{data['kind']}; views {data['augment']}")
+    if data.get("note"):
+        lines.append(f"note  {data['note']}")
     if run:
         lines.append(f"ran on  torch {run['torch_device']} ({run['precision']}"
                      f"{', channels-last' if run['channels_last'] else ''}), {run['processes']} process(es), "

@@ -13,6 +13,7 @@ them (``TrainSettings``); under torchrun the module is wrapped in DistributedDat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -22,11 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from .data import Dataset
+from .errors import OnnxpruneError
 from .loader import training_loader
 from .metrics import feature_axis, is_classifier_output
 
 __all__ = ["TrainSettings", "Targets", "TeacherFn", "loss_for", "finetune", "feature_mse", "is_distribution",
            "log_probabilities", "precision_for", "micro_batches"]
+
+log = logging.getLogger(__name__)
 
 # (inputs, their training positions) → the original's outputs (``teacher.Teacher``)
 TeacherFn = Callable[[torch.Tensor, torch.Tensor | None], list[torch.Tensor]]
@@ -145,27 +149,20 @@ def finetune(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
     losses: list[torch.Tensor] = []
     with_labels = data.labels is not None
+    micro = settings.micro_batch
     for step, (x, labels, positions) in enumerate(loader):
         x = x.to(device, non_blocking=True)
         if settings.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels.to(device, non_blocking=True) if with_labels else None
-        optimizer.zero_grad(set_to_none=True)
-        loss = x.new_zeros((), dtype=torch.float32)
-        parts = micro_batches(len(x), settings.micro_batch)
-        for k, part in enumerate(parts):
-            # gradients accumulate over the micro-batches: the step is the batch's; under
-            # torchrun only the last backward all-reduces
-            sync = trained.no_sync() if settings.world > 1 and k < len(parts) - 1 else nullcontext()
-            with torch.no_grad(), autocast:
-                targets = [t.float() for t in teacher(x[part], positions[part] if settings.augment == "none" else None)]
-            with sync:
-                with autocast:
-                    outputs = run(trained, x[part])
-                share = loss_for([o.float() for o in outputs], targets, None if y is None else y[part],
-                                 settings.label_weight) * ((part.stop - part.start) / len(x))
-                share.backward()
-            loss += share.detach()
+        while True:
+            try:
+                loss = _accumulate(trained, x, y, positions, micro, teacher, run, settings, autocast)
+                break
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                if not _out_of_memory(err):
+                    raise
+                micro = _halved(micro or len(x), err)
         optimizer.step()
         schedule.step()
         losses.append(loss)  # no .item() here: on a GPU it would wait for every step
@@ -176,6 +173,45 @@ def finetune(
         module.to(memory_format=torch.contiguous_format)
     module.eval()
     return torch.stack(losses).float().cpu().tolist()
+
+
+def _accumulate(trained, x, y, positions, micro: int, teacher: TeacherFn, run, settings: TrainSettings,
+                autocast) -> torch.Tensor:
+    """One step's gradients, accumulated over micro-batches (the step is the batch's; under
+    torchrun only the last backward all-reduces); returns the batch's loss."""
+    for p in trained.parameters():
+        p.grad = None
+    loss = x.new_zeros((), dtype=torch.float32)
+    parts = micro_batches(len(x), micro)
+    for k, part in enumerate(parts):
+        sync = trained.no_sync() if settings.world > 1 and k < len(parts) - 1 else nullcontext()
+        with torch.no_grad(), autocast:
+            targets = [t.float() for t in teacher(x[part], positions[part] if settings.augment == "none" else None)]
+        with sync:
+            with autocast:
+                outputs = run(trained, x[part])
+            share = loss_for([o.float() for o in outputs], targets, None if y is None else y[part],
+                             settings.label_weight) * ((part.stop - part.start) / len(x))
+            share.backward()
+        loss += share.detach()
+    return loss
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _halved(micro: int, err: BaseException) -> int:
+    """The next micro-batch after running out of memory at ``micro``; none below one sample."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if micro <= 1:
+        raise OnnxpruneError(f"fine-tuning ran out of memory with one sample at a time ({str(err).splitlines()[0]}); "
+                             "free memory or use a machine with more") from err
+    log.warning("fine-tuning ran out of memory with micro-batches of %d; retrying the step with %d", micro,
+                micro // 2)
+    return micro // 2
 
 
 def micro_batches(n: int, size: int) -> list[slice]:

@@ -59,3 +59,28 @@ def test_accumulated_micro_batches_take_the_same_step_as_the_whole_batch() -> No
     whole, micro = trained(0), trained(3)  # 3 + 3 + 2
     assert (whole - untrained).abs().max() > 1e-3  # it trained
     torch.testing.assert_close(micro, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_running_out_of_memory_halves_the_micro_batch_and_retries_the_step(caplog) -> None:
+    x = np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    torch.manual_seed(1)
+    student = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    sizes = []
+
+    def run(module, batch):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 12 GB")
+        return [module(batch)]
+
+    losses = finetune(student, Dataset.of_array(x), lambda b, _p: [teacher(b)], 2,
+                      TrainSettings(batch_size=8, micro_batch=8), run)
+    assert len(losses) == 2 and sizes[:3] == [8, 4, 2] and set(sizes[3:]) == {2}
+    assert "retrying the step with 4" in caplog.text
+
+    def never(module, batch):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(OnnxpruneError, match="ran out of memory with one sample at a time"):
+        finetune(student, Dataset.of_array(x), lambda b, _p: [teacher(b)], 1, TrainSettings(batch_size=8), never)
