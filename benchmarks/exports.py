@@ -74,7 +74,7 @@ def _row(model: str, form: str, export, size: int, layout: str = "NCHW", shape: 
     try:
         path = export()
     except Exception as err:  # an exporter failing is a result too
-        return f"{model:<26}{form:<28}  export failed: {str(err).splitlines()[0][:70]}"
+        return f"{model:<26}{form:<36}  export failed: {str(err).splitlines()[0][:70]}"
     shape = shape or ((24, 3, size, size) if layout == "NCHW" else (24, size, size, 3))
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     try:
@@ -82,7 +82,7 @@ def _row(model: str, form: str, export, size: int, layout: str = "NCHW", shape: 
         import_model(loaded)
         share = analyze_groups(loaded).prunable_flops_share()
     except Exception as err:
-        return f"{model:<26}{form:<28}{'no':>8}  {type(err).__name__}: {str(err).splitlines()[0][:80]}"
+        return f"{model:<26}{form:<36}{'no':>8}  {type(err).__name__}: {str(err).splitlines()[0][:80]}"
     started = time.perf_counter()
     try:
         report = prune(path, x, 0.5, input_size=input_size, **FAST).report.as_dict()
@@ -92,7 +92,7 @@ def _row(model: str, form: str, export, size: int, layout: str = "NCHW", shape: 
         outcome = f"  failed: {type(err).__name__}: {str(err).splitlines()[0][:70]}"
         fixed = loaded.fixed_batch
     batch = "free" if fixed is None else str(fixed)
-    return (f"{model:<26}{form:<28}{'yes':>8}{batch:>7}{share:>10.2f}{outcome}"
+    return (f"{model:<26}{form:<36}{'yes':>8}{batch:>7}{share:>10.2f}{outcome}"
             f"{time.perf_counter() - started:>8.0f}")
 
 
@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = ["# Export forms: imports, prunable FLOPs share, pruned at 0.5 FLOPs (random weights, "
              "budget off), verified", "",
-             f"{'model':<26}{'form':<28}{'imports':>8}{'batch':>7}{'prunable':>10}{'pruned':>9}{'verified':>9}"
+             f"{'model':<26}{'form':<36}{'imports':>8}{'batch':>7}{'prunable':>10}{'pruned':>9}{'verified':>9}"
              f"{'BN added':>10}{'time s':>8}"]
     print("\n".join(lines), flush=True)
 
@@ -166,7 +166,7 @@ def _wild_rows(folder: Path, tf_python: str | None):
     for opset in (9, 13):
         form = f"tf2onnx opset {opset} SAME_UPPER"
         if not tf_python:
-            yield f"{'keras_landmarks':<26}{form:<28}  skipped: pass --tf-python (TensorFlow + tf2onnx)"
+            yield f"{'keras_landmarks':<26}{form:<36}  skipped: pass --tf-python (TensorFlow + tf2onnx)"
             continue
         path = folder / f"landmarks.{opset}.onnx"
         yield _row("keras_landmarks", form, lambda o=opset, p=path: _export_keras_script(tf_python, _LANDMARKS, o, p),

@@ -310,10 +310,11 @@ def small_data_note(train: int, held_out: int, max_drop: float) -> str | None:
         return f"no held-out images: {train} train and nothing judges the pruned model; give more images or --val-data"
     half = 100 * 1.96 * (0.9 * 0.1 / held_out) ** 0.5
     need = int(np.ceil((1.96 / (max_drop / 100)) ** 2 * 0.09)) if max_drop > 0 else None
-    return (f"{held_out} held-out images judge the pruned model ({train} train): one image is "
-            f"{100 / held_out:.1f} points and a 95 % interval on an accuracy near 90 % spans ±{half:.0f} points, "
-            f"{'wider than' if half > max_drop else 'against'} --max-drop {max_drop:g}"
-            + (f"; about {need} would resolve it (more images or --val-data)" if need and half > max_drop else ""))
+    note = (f"{held_out} held-out images judge the pruned model ({train} train): one image is "
+            f"{100 / held_out:.1f} points and a 95 % interval on an accuracy near 90 % spans ±{half:.0f} points")
+    if need and half > max_drop:
+        note += f", wider than --max-drop {max_drop:g}; about {need} would resolve it (more images or --val-data)"
+    return note
 
 
 def check_labels(data: Dataset, sample_shape: tuple[int, ...], what: str) -> None:

@@ -138,5 +138,5 @@ def test_a_small_held_out_share_is_told_what_it_can_resolve() -> None:
 
     note = small_data_note(204, 36, 3.0)
     assert "36 held-out images" in note and "2.8 points" in note and "±10 points" in note
-    assert "wider than --max-drop 3" in note and "about 385 would resolve it" in note
+    assert "wider than --max-drop 3; about 385 would resolve it" in note
     assert small_data_note(2000, 500, 3.0) is None
