@@ -88,18 +88,32 @@ def render_summary(r: dict[str, Any]) -> str:
         f"params  {human(p['before'])} → {human(p['after'])}  ({p['fraction']:.1%} kept)",
     ]
     before, after = q["before"], q["after"]
-    if "accuracy" in after:
-        lines.append(f"accuracy  {before['accuracy']:.2%} → {after['accuracy']:.2%}  "
-                     f"on {q['validation_inputs']} held-out inputs")
-    if "top1_agreement" in after:
-        lines.append(f"top-1 agreement with the original  {after['top1_agreement']:.2%}")
-    lines.append(f"output cosine similarity  {after['cosine']:.4f}")
-    if "top1_agreement" not in after:
-        lines.append(f"explained variance of the original's outputs  {after['explained_variance']:.4f}")
+    spans = q.get("intervals") or {}
+
+    def span(which: str) -> str:
+        low_high = spans.get(which)
+        return f" (95 % interval {low_high[0]:.2%}–{low_high[1]:.2%})" if low_high else ""
+
     drop = q["drop"]
+    metric = drop["metric"]
+    lines.append(f"task  {q.get('task', 'regress')}: {metric.replace('_', ' ')} {before[metric]:.2%}{span('before')} → "
+                 f"{after[metric]:.2%}{span('after')} on {q['validation_inputs']} held-out inputs")
+    if "top1_agreement" in after and metric != "top1_agreement":
+        lines.append(f"top-1 agreement with the original  {after['top1_agreement']:.2%}")
+    for extra, label in (("map50_95", "mAP@0.5:0.95"), ("character_error_rate", "character error rate"),
+                         ("cosine", "output cosine similarity")):
+        if extra in after:
+            lines.append(f"{label}  {after[extra]:.4f}")
+    if metric != "explained_variance":
+        lines.append(f"explained variance of the original's outputs  {after['explained_variance']:.4f}")
     verb = "lost" if drop["points"] >= 0 else "gained"
-    lines.append(f"quality {verb}  {abs(drop['points']):.1f} points of {drop['metric'].replace('_', ' ')} "
+    interval = drop.get("interval")
+    within = f", 95 % interval {interval[0]:+.1f} to {interval[1]:+.1f}" if interval else ""
+    lines.append(f"quality {verb}  {abs(drop['points']):.1f} points of {metric.replace('_', ' ')}{within} "
                  f"(--max-drop {drop['max']:g})")
+    if interval and not drop.get("resolved", True):
+        lines.append(f"unresolved  {drop['items']} held-out images cannot tell a drop within --max-drop {drop['max']:g}"
+                     f" from one beyond it; about {drop['items_to_resolve']} would (more images or --val-data)")
     if budget:
         kept = f"round {budget['kept_round']}" if budget["kept_round"] else "the original"
         lines.append(f"stopped  after round {budget['stopped_after']}, kept {kept}: {budget['reason']}")

@@ -71,7 +71,7 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             total = extra * run.settings.batch_size
             candidate.finetune(run.train, run.teacher, extra, run.settings, (o.seed, r, 1),
                                lambda images: run.progress(f"{label}: more fine-tuning", images, total))
-            quality = held_out_quality(run, candidate.model)
+            quality = held_out_quality(run, candidate.model, judging=True)
             record = replace(record, agreement=quality.after.get("top1_agreement"), quality_drop=quality.drop.points,
                              extra_steps=extra)
         if record.quality_drop > o.max_drop:

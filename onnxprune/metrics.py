@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["is_classifier_output", "compare_outputs", "explained_variance", "feature_axis", "QualityDrop", "quality_drop", "max_difference",
-           "within_tolerance", "TOLERANCE"]
+__all__ = ["is_classifier_output", "compare_outputs", "explained_variance", "feature_axis", "QualityDrop",
+           "max_difference", "within_tolerance", "TOLERANCE"]
 
 
 def is_classifier_output(shape: tuple[int, ...]) -> bool:
@@ -69,32 +69,52 @@ def explained_variance(output: np.ndarray, reference: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class QualityDrop:
-    """Points of quality lost on the held-out data, by the measure that fits the model."""
+    """Points of quality lost on the held-out data, by the measure that fits the model's task,
+    with the 95 % interval its number of items allows (``intervals.drop_interval``)."""
 
-    metric: str  # "accuracy", "top1_agreement" or "explained_variance"
+    metric: str  # e.g. "accuracy", "top1_agreement", "map50", "miou", "string_agreement"
     points: float  # 100 × (before − after)
     max_points: float
+    low: float | None = None  # the interval of ``points``; None where it was not computed
+    high: float | None = None
+    items: int = 0  # held-out items judged
 
     @property
     def within(self) -> bool:
         return self.points <= self.max_points + 1e-9
 
+    @property
+    def resolved(self) -> bool:
+        """The interval is no wider than the budget: the held-out share can tell."""
+        return self.low is None or self.high is None or self.high - self.low <= self.max_points + 1e-9
+
+    def items_to_resolve(self) -> int:
+        from .intervals import items_to_resolve
+
+        if self.low is None or self.high is None:
+            return self.items
+        return items_to_resolve(self.high - self.low, self.items, self.max_points)
+
     def as_dict(self) -> dict[str, object]:
-        return {"metric": self.metric, "points": self.points, "max": self.max_points, "within": self.within}
+        d: dict[str, object] = {"metric": self.metric, "points": self.points, "max": self.max_points,
+                                "within": self.within}
+        if self.low is not None and self.high is not None:
+            d |= {"interval": [self.low, self.high], "resolved": self.resolved, "items": self.items,
+                  "items_to_resolve": self.items_to_resolve()}
+        return d
 
     def message(self) -> str:
         return (f"the pruned model loses {self.points:.1f} points of {self.metric.replace('_', ' ')} on the held-out "
                 f"data, more than --max-drop {self.max_points:g}; no model was written (the report was) — "
                 "try a higher target, more data or more --epochs, or allow more with --max-drop")
 
-
-def quality_drop(before: dict[str, float], after: dict[str, float], max_points: float) -> QualityDrop:
-    """The drop that ``--max-drop`` limits: accuracy with labels, else top-1 agreement with the
-    original (classifiers), else the explained variance of the original's outputs."""
-    for metric in ("accuracy", "top1_agreement", "explained_variance"):
-        if metric in after:
-            return QualityDrop(metric, 100 * (before[metric] - after[metric]), max_points)
-    raise ValueError("no quality measure in the outputs")  # compare_outputs always gives one
+    def unresolved_note(self) -> str | None:
+        """One line when the held-out share cannot tell a drop within the budget from one beyond it."""
+        if self.resolved:
+            return None
+        return (f"{self.items} held-out images cannot resolve --max-drop {self.max_points:g}: the drop's 95 % "
+                f"interval is {self.low:+.1f} to {self.high:+.1f} points; about {self.items_to_resolve()} "
+                "would resolve it (more images or --val-data)")
 
 
 TOLERANCE = 1e-4  # max abs error allowed, relative to the largest reference output value

@@ -160,11 +160,33 @@ class PruneOptions:
     bench_threads: int | None = option(None, "onnxruntime threads for timing (default: all cores).",
                                        _at_least(1), cli=None)
     max_drop: float | None = option(
-        None, "Quality points the pruned model may lose on the held-out data (accuracy with labels, else top-1 "
-              "agreement, else explained variance); beyond it nothing is written but the report, exit 1. "
+        None, "Quality points the pruned model may lose on the held-out data, by its task's measure (accuracy "
+              "with labels, top-1 agreement, mAP@0.5, mIoU, string agreement, neighbour agreement, explained "
+              "variance: see --task); beyond it nothing is written but the report, exit 1. "
               "100 turns it off. Given without --target-flops or --target-latency it is the goal: prune round by "
               "round while the model stays within it and keep the smallest that does.",
         _between(0, 100, " points"), metavar="PTS", default_text="3")
+    task: str = option(
+        "auto", "What the model is for, which sets the measure --max-drop limits: classify (accuracy or top-1 "
+                "agreement), detect (mAP@0.5 of decoded boxes after NMS), segment (mIoU of the per-pixel argmax, or "
+                "IoU of a one-channel map binarized at --mask-threshold), ctc (greedy-decoded strings: exact "
+                "agreement, character error rate), embed (nearest-neighbour agreement, cosine), regress (explained "
+                "variance), or auto: from the outputs and the graph. Without labels the original's result is the "
+                "reference.", _one_of("auto", "classify", "detect", "segment", "ctc", "embed", "regress"),
+        metavar="auto|classify|detect|segment|ctc|embed|regress")
+    box_layout: str | None = option(
+        None, "How a detector's output holds boxes: cxcywh-classes (N, 4+C, A: YOLOv8), cxcywh-obj-classes "
+              "(N, A, 5+C: YOLOv5, YOLOX), xyxy-score-class (N, K, 6: decoded in the graph).",
+        _one_of("cxcywh-classes", "cxcywh-obj-classes", "xyxy-score-class"), metavar="LAYOUT",
+        default_text="from the output's shape")
+    mask_threshold: float = option(0.3, "Where a one-channel probability map is binarized (--task segment; DB-style "
+                                        "text detectors use 0.3).", _between(0, 1))
+    blank: int | None = option(None, "The CTC blank class (--task ctc).", _at_least(0),
+                               default_text="the class most steps choose")
+    metric: str | None = option(
+        None, "Your own quality measure, module:function taking (original's outputs, pruned outputs, labels or "
+              "None) as lists of batch-first arrays and returning a score where higher is better (points are "
+              "100 × its fall).", metavar="MODULE:FUNCTION")
     minimize: str | None = option(
         None, "With --max-drop as the goal: the smallest model by FLOPs, or by latency (predicted from this "
               "device's tables or --latency-table).", _one_of("flops", "latency"), metavar="flops|latency",

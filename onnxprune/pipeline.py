@@ -51,6 +51,7 @@ from .budget import prune_within_budget
 from .quantize import quantize_int8
 from .runtime import run_devices
 from .session import TorchView
+from .tasks import TaskSettings, infer_task, load_metric
 from .teacher import Teacher, worth_caching
 from .verify import run_batched, verify
 
@@ -116,12 +117,14 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
         if not o.budget_goal:
             _check_reached(o, plan, final_groups)
     with clock("measure quality"):
-        quality = held_out_quality(run, final)
+        quality = held_out_quality(run, final, intervals=True)
+        if quality.drop.unresolved_note():
+            log.warning(quality.drop.unresolved_note())
     int8 = int8_quality = None
     if o.quantize:
         with clock("quantize"):
             int8 = on_main(lambda: quantize_int8(final, run.loaded.image.name, run.calib))
-            int8_quality = held_out_quality(run, int8)
+            int8_quality = held_out_quality(run, int8, intervals=True)
     pruned_anything = final_groups.cost.flops < plan.base.flops
     candidates = [("original", run.loaded.model)]
     if pruned_anything or int8 is None:
@@ -212,7 +215,7 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
         view.finetune(run.train, run.teacher, final_steps, run.settings, (o.seed, 0),
                       lambda images: run.progress("final fine-tuning", images, total))
     if budget is not None and final_steps:
-        drop = held_out_quality(run, view.model).drop
+        drop = held_out_quality(run, view.model, judging=True).drop
         if not drop.within:
             log.warning("the final fine-tuning took the model to %.1f points lost, beyond --max-drop %g: keeping the "
                         "model of round %d as it was", drop.points, o.max_drop, budget.kept_round)
@@ -241,6 +244,13 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     note = small_data_note(len(train), len(val), o.max_drop)
     if note:
         log.warning(note)
+    task, task_settings = _task(loaded, o, dataset.labels is not None)
+    judged = None
+    if o.budget_goal and len(val) >= 2 * MIN_JUDGED:
+        # the rounds are chosen on half the held-out items, the kept model reported on the other half
+        judged = np.sort(np.random.default_rng([o.seed, 7]).permutation(len(val))[: len(val) // 2])
+        log.info("the budget chooses rounds on %d held-out images and reports the kept model on the other %d",
+                 len(judged), len(val) - len(judged))
     calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory
     teacher_calib = run_batched(loaded.model, image.name, calib)
     teacher_val = run_batched(loaded.model, image.name, val)
@@ -249,7 +259,8 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     work_groups = analysis if work is loaded else analyze_groups(work)
     if where.world > 1 and device.startswith("cuda"):
         device = f"cuda:{where.local}"
-    memory = plan_memory(work.model, work_groups.shapes, max(1, o.batch_size // where.world), device)
+    # the same micro-batch whatever the processes: scoring batches (and so the widths) must not depend on them
+    memory = plan_memory(work.model, work_groups.shapes, o.batch_size, device)
     precision = precision_for(o.precision, device)
     settings = TrainSettings(
         lr=o.lr, batch_size=o.batch_size, micro_batch=memory.micro_batch, device=device,
@@ -272,7 +283,36 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         settings=settings,
         round_steps=round_steps, device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
         progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
+        task=task, task_settings=task_settings, judged=judged,
     )
+
+
+def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[str, TaskSettings]:
+    """The task the held-out quality is measured by: named, or inferred from the first output."""
+    settings = TaskSettings(None if o.task == "auto" else o.task, o.box_layout, o.mask_threshold, o.blank, o.metric)
+    if o.metric:
+        load_metric(o.metric)  # refused now, not after the rounds
+    first = loaded.output_axes[0] if loaded.output_axes else None
+    sample = first.rest if first is not None else ()
+    task = settings.task or infer_task(loaded.model, sample, first is not None and first.axis != 0 and first.fold == 1,
+                                       labels)
+    if labels and task != "classify":
+        raise OnnxpruneError(f"--labels are class indices, but the model's task is {task}; leave out --labels to "
+                             "judge it against the original's own results")
+    log.info("task: %s — --max-drop limits %s", task, _TASK_MEASURE[task] if not o.metric else o.metric)
+    return task, settings
+
+
+MIN_JUDGED = 10  # held-out items each half needs before the budget splits them
+
+_TASK_MEASURE = {
+    "classify": "accuracy (labels) or top-1 agreement with the original",
+    "detect": "mAP@0.5 of the pruned model's boxes against the original's",
+    "segment": "mIoU (or IoU of the binarized map) against the original's masks",
+    "ctc": "exact agreement of greedy-decoded strings with the original's",
+    "embed": "nearest-neighbour agreement with the original's embeddings",
+    "regress": "the explained variance of the original's outputs",
+}
 
 
 def _check_reached(o: PruneOptions, plan: WidthPlan, final: GroupAnalysis) -> None:

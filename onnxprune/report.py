@@ -57,6 +57,9 @@ class Quality:
     after: dict[str, float]
     validation_inputs: int
     drop: QualityDrop
+    task: str = "regress"  # tasks.TASKS
+    # 95 % intervals of the measure --max-drop limits, before and after (intervals.interval)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class Report:
         """The JSON form (``report.json``)."""
         d = asdict(self)
         d["quality"]["drop"] = self.quality.drop.as_dict()
+        d["quality"]["intervals"] = {k: list(v) for k, v in self.quality.intervals.items()}
         d["trajectory"] = list(d["trajectory"])
         d["stages"] = list(d["stages"])
         return d

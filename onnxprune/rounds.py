@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import ceil, log as ln
 
 import numpy as np
@@ -24,7 +24,10 @@ from .groups import GroupAnalysis, predict_shapes
 from .device_table import TableFile
 from .latency import LatencyModel, LocalCache, Store, measure_granularity, measure_latency
 from .lossless import LosslessResult, lossless_pass
-from .metrics import compare_outputs, max_difference, quality_drop
+from .data import Dataset
+from .intervals import drop_interval, interval
+from .metrics import QualityDrop, compare_outputs, max_difference
+from .tasks import measure
 from .options import PruneOptions
 from .report import Quality, RoundRecord
 from .run import Run
@@ -162,7 +165,7 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     steps, batch = run.round_steps, run.settings.batch_size
     losses = view.finetune(run.train, run.teacher, steps, run.settings, (o.seed, r),
                            lambda images: tick(f"{label}: fine-tuning", images, steps * batch))
-    quality = held_out_quality(run, view.model)
+    quality = held_out_quality(run, view.model, judging=True)
     drop = quality.drop
     record = RoundRecord(
         r, chosen.flops, chosen.params, chosen.flops / plan.base.flops,
@@ -175,14 +178,39 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     return view, record, chosen.reached
 
 
-def held_out_quality(run: Run, model: onnx.ModelProto | None) -> Quality:
+def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = False,
+                     judging: bool = False) -> Quality:
     """The original's and ``model``'s quality on the held-out data (``None``: the original
-    itself), and what was lost by the measure --max-drop limits: the one judge of the rounds,
-    the budget and the written model."""
-    before = compare_outputs(run.teacher_val, run.teacher_val, run.val.labels)
-    outputs = run.teacher_val if model is None else run_batched(model, run.loaded.image.name, run.val)
-    after = compare_outputs(outputs, run.teacher_val, run.val.labels)
-    return Quality(before, after, len(run.val), quality_drop(before, after, run.options.max_drop))
+    itself), and what was lost by the task's measure --max-drop limits: the one judge of the
+    rounds, the budget and the written model. With ``intervals``, the 95 % intervals the number
+    of held-out items allows (a bootstrap: the final figures, not every round's). Where the
+    budget chooses among rounds, ``judging`` takes the items decisions are made on, and the
+    figure reported for the kept model comes from the others, which no decision saw."""
+    val, reference = held_out_part(run, judging)
+    labels = val.labels
+    outputs = reference if model is None else run_batched(model, run.loaded.image.name, val)
+    before_m = measure(run.task, reference, reference, labels, run.task_settings)
+    after_m = measure(run.task, outputs, reference, labels, run.task_settings)
+    before = compare_outputs(reference, reference, labels) | before_m.extras
+    after = compare_outputs(outputs, reference, labels) | after_m.extras
+    before[before_m.metric], after[after_m.metric] = before_m.figure(), after_m.figure()
+    points = 100 * (before[before_m.metric] - after[after_m.metric])
+    drop = QualityDrop(after_m.metric, points, run.options.max_drop, items=after_m.items)
+    figures: dict[str, tuple[float, float]] = {}
+    if intervals:
+        low, high = drop_interval(before_m, after_m, run.options.seed)
+        drop = replace(drop, low=low, high=high)
+        figures = {"before": interval(before_m, run.options.seed), "after": interval(after_m, run.options.seed)}
+    return Quality(before, after, len(val), drop, run.task, figures)
+
+
+def held_out_part(run: Run, judging: bool) -> tuple[Dataset, list[np.ndarray]]:
+    """The held-out items (and the original's outputs on them) that decide (``judging``) or
+    that report; all of them where nothing is chosen by quality."""
+    if run.judged is None:
+        return run.val, run.teacher_val
+    chosen = run.judged if judging else np.setdiff1d(np.arange(len(run.val)), run.judged)
+    return run.val.subset(chosen), [t[chosen] for t in run.teacher_val]
 
 
 def planned_rounds(o: PruneOptions) -> int:

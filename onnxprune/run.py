@@ -17,6 +17,7 @@ from .finetune import Targets, TrainSettings
 from .groups import GroupAnalysis
 from .load import LoadedModel
 from .options import PruneOptions
+from .tasks import TaskSettings
 from .teacher import Teacher
 
 __all__ = ["Run", "Progress", "StageClock"]
@@ -47,6 +48,9 @@ class Run:
     progress: Progress
     ranks: Ranks  # this process's place under torchrun
     checkpoints: Checkpoints
+    task: str = "regress"  # tasks.TASKS: what the held-out quality is measured by
+    task_settings: TaskSettings = TaskSettings()
+    judged: np.ndarray | None = None  # held-out positions the budget decides on; the rest report
 
 
 class StageClock:

@@ -43,7 +43,7 @@ def test_the_budget_keeps_the_last_round_within_it_after_retrying_the_one_that_b
     base = _flops(SAMPLES / "digits_vgg.onnx")
     judged: list[float] = []
 
-    def fake_quality(run, model):
+    def fake_quality(run, model, intervals=False, judging=False):
         share = 1.0 if model is None else _flops(model) / base
         judged.append(share)
         points = 0.0 if share > 0.45 else 50.0
@@ -96,3 +96,9 @@ def test_a_resumed_budget_run_keeps_where_it_stopped_and_why(tmp_path) -> None:
     assert again.report.resumed_after == "final fine-tuning"
     assert again.report.budget == first.report.budget and again.report.budget.kept_round == 2
     assert again.model.SerializeToString() == first.model.SerializeToString()
+
+
+def test_rounds_are_chosen_on_half_the_held_out_images_and_the_kept_model_reported_on_the_others() -> None:
+    report = prune(SAMPLES / "digits_mobilenet.onnx", SAMPLES / "digits", max_drop=100, rounds=1, **QUICK).report
+    assert report.data.validation >= 20
+    assert report.quality.validation_inputs == report.data.validation - report.data.validation // 2
