@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from math import ceil
 
+from .finetune import epoch_steps
 from .report import Budget, RoundRecord
 from .rounds import BUDGET_STEP, WidthPlan, held_out_quality, prune_round
 from .run import Run
@@ -31,7 +31,7 @@ MAX_ROUNDS = 40  # unless --rounds caps them; 0.85⁴⁰ ≈ 0.15 %: the floors 
 
 def retry_steps(run: Run) -> int:
     """More fine-tuning for a round beyond the budget: an epoch, between 2 and 5 rounds' worth."""
-    epoch = ceil(len(run.train) / run.settings.batch_size)
+    epoch = epoch_steps(len(run.train), run.settings.batch_size)
     return max(2 * run.round_steps, min(epoch, 5 * run.round_steps), 1)
 
 

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from math import ceil
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from .loader import training_loader
 from .metrics import feature_axis, is_classifier_output
 
 __all__ = ["TrainSettings", "Targets", "TeacherFn", "loss_for", "finetune", "feature_mse", "is_distribution",
-           "log_probabilities", "precision_for", "micro_batches"]
+           "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS"]
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,15 @@ def _halved(micro: int, err: BaseException) -> int:
     log.warning("fine-tuning ran out of memory with micro-batches of %d; retrying the step with %d", micro,
                 micro // 2)
     return micro // 2
+
+
+MIN_EPOCH_STEPS = 10  # an epoch of a few dozen images still gets this many steps (views differ)
+
+
+def epoch_steps(images: int, batch_size: int) -> int:
+    """Fine-tuning steps that count as one pass over ``images``: at least ``MIN_EPOCH_STEPS``, so
+    the schedule keeps a floor whatever the data size (repeats are other views where views are on)."""
+    return max(ceil(images / batch_size), MIN_EPOCH_STEPS)
 
 
 def micro_batches(n: int, size: int) -> list[slice]:

@@ -29,7 +29,7 @@ from .checkpoint import Checkpoint, Checkpoints, fingerprint
 from .data import Dataset, bounded, check_labels, load_data, small_data_note, split
 from .distributed import join, on_main
 from .errors import OnnxpruneError, QualityBudgetExceeded
-from .finetune import Targets, TrainSettings, precision_for
+from .finetune import Targets, TrainSettings, epoch_steps, precision_for
 from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel, load
 from .loader import default_workers
@@ -207,7 +207,7 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
         log.info("nothing was pruned: no final fine-tuning")
         run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget)
         return view
-    final_steps = ceil(o.epochs * ceil(len(run.train) / o.batch_size))
+    final_steps = ceil(o.epochs * epoch_steps(len(run.train), o.batch_size))
     log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
     total = final_steps * o.batch_size
     before = view.model
@@ -271,9 +271,9 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         raise OnnxpruneError(f"--batch-size {o.batch_size} is smaller than the {where.world} processes; "
                              "each needs at least one image of every batch")
     key = fingerprint(loaded.model, o, train, val) if o.checkpoint_dir else ""
-    round_steps = o.round_steps if o.round_steps is not None else min(20, ceil(len(train) / o.batch_size))
+    round_steps = o.round_steps if o.round_steps is not None else min(20, epoch_steps(len(train), o.batch_size))
     teacher = Teacher(loaded)
-    seen = (planned_rounds(o) * round_steps + ceil(o.epochs * ceil(len(train) / o.batch_size))) * o.batch_size
+    seen = (planned_rounds(o) * round_steps + ceil(o.epochs * epoch_steps(len(train), o.batch_size))) * o.batch_size
     if worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val), where.world):
         teacher.build_cache(loaded, train, o.checkpoint_dir)
     return Run(

@@ -48,3 +48,10 @@ def test_the_mixed_precision_channels_last_path_trains_and_hands_back_a_plain_mo
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert not torch.equal(before, student[0].weight)
     assert student[0].weight.is_contiguous() and student[0].weight.dtype == torch.float32
+
+
+def test_a_few_dozen_images_still_get_a_floor_of_steps_per_epoch() -> None:
+    from onnxprune.finetune import MIN_EPOCH_STEPS, epoch_steps
+
+    assert epoch_steps(40, 32) == MIN_EPOCH_STEPS == 10  # not 2: the schedule does not shrink to nothing
+    assert epoch_steps(3200, 32) == 100
