@@ -71,7 +71,7 @@ def _train(module: nn.Module, batches: Callable[[int], tuple], loss_fn: Callable
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     module.eval()
     return losses
 

@@ -12,6 +12,8 @@ Every measure is a ``Measure``: its figure on any subset of the held-out items, 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -165,10 +167,13 @@ def _user_metric(spec: str, outputs: list[np.ndarray], reference: list[np.ndarra
 
 
 def load_metric(spec: str) -> Callable:
-    """``module:function`` imported, or one line saying why not."""
+    """``module:function`` imported (the working folder first on the path, as a user expects of a
+    module beside their data), or one line saying why not."""
     module_name, _, name = spec.partition(":")
     if not module_name or not name:
         raise OnnxpruneError(f"--metric {spec!r}: give it as module:function (a module on the Python path)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         function = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as err:

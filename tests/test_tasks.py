@@ -158,3 +158,20 @@ def test_two_models_right_on_every_one_of_a_few_items_still_get_an_honest_interv
     assert low == pytest.approx(-0.2425, abs=1e-3) and high == pytest.approx(0.2425, abs=1e-3)
     low, high = paired_share_interval(np.ones(1000), np.r_[np.ones(990), np.zeros(10)])
     assert low < 0.01 < high and high - low < 0.02
+
+
+def test_a_users_own_metric_judges_the_run(tmp_path, monkeypatch) -> None:
+    (tmp_path / "my_measures.py").write_text(
+        "import numpy as np\n"
+        "def same_answer(original, pruned, labels):\n"
+        "    return float((original[0].argmax(1) == pruned[0].argmax(1)).mean())\n")
+    monkeypatch.chdir(tmp_path)
+    result = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, rounds=1, round_steps=1, epochs=0.1,
+                   calibration_images=32, round_to=1, bench=False, max_drop=100, metric="my_measures:same_answer")
+    quality = result.report.quality
+    assert quality.drop.metric == "same_answer"
+    assert quality.after["same_answer"] == pytest.approx(quality.after["top1_agreement"])
+    from onnxprune.errors import OnnxpruneError
+
+    with pytest.raises(OnnxpruneError, match="--metric 'nowhere:f': cannot import it"):
+        prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, metric="nowhere:f", bench=False)
