@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import onnx
 
 from .flops import ModelCost
 from .groups import GroupAnalysis, analyze_groups
-from .batch import restore_signature
+from .output_axes import restore_signature
 from .load import LoadedModel, graph_inputs, load
 
 __all__ = ["analyze", "describe", "describe_groups"]

@@ -13,7 +13,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-from .batch import BATCH_NAME, BatchAxis, free_batch, put_batch_first
+from .batch import BATCH_NAME, free_batch
+from .output_axes import BatchAxis, put_batch_first
 from .errors import OnnxpruneError
 from .image_input import ImageInput
 

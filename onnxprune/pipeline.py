@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 import torch
 
-from .batch import restore_signature
+from .output_axes import restore_signature
 from .batchnorm import fold_inserted, with_batchnorm
 from .bench import benchmark
 from .augment import resolve_mode
@@ -51,7 +51,7 @@ from .budget import prune_within_budget
 from .quantize import quantize_int8
 from .runtime import run_devices
 from .session import TorchView
-from .tasks import TaskSettings, infer_task, load_metric
+from .tasks import MEASURED_BY, TaskSettings, infer_task, load_metric
 from .teacher import Teacher, worth_caching
 from .verify import run_batched, verify
 
@@ -299,20 +299,11 @@ def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[str, Task
     if labels and task != "classify":
         raise OnnxpruneError(f"--labels are class indices, but the model's task is {task}; leave out --labels to "
                              "judge it against the original's own results")
-    log.info("task: %s — --max-drop limits %s", task, _TASK_MEASURE[task] if not o.metric else o.metric)
+    log.info("task: %s — --max-drop limits %s", task, MEASURED_BY[task] if not o.metric else o.metric)
     return task, settings
 
 
 MIN_JUDGED = 10  # held-out items each half needs before the budget splits them
-
-_TASK_MEASURE = {
-    "classify": "accuracy (labels) or top-1 agreement with the original",
-    "detect": "mAP@0.5 of the pruned model's boxes against the original's",
-    "segment": "mIoU (or IoU of the binarized map) against the original's masks",
-    "ctc": "exact agreement of greedy-decoded strings with the original's",
-    "embed": "nearest-neighbour agreement with the original's embeddings",
-    "regress": "the explained variance of the original's outputs",
-}
 
 
 def _check_reached(o: PruneOptions, plan: WidthPlan, final: GroupAnalysis) -> None:

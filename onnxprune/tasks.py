@@ -22,13 +22,21 @@ import onnx
 
 from .errors import OnnxpruneError
 
-__all__ = ["TASKS", "BOX_LAYOUTS", "TaskSettings", "Measure", "infer_task", "measure", "decode_boxes", "nms",
-           "greedy_ctc", "box_iou"]
+__all__ = ["TASKS", "MEASURED_BY", "BOX_LAYOUTS", "TaskSettings", "Measure", "infer_task", "measure", "decode_boxes",
+           "nms", "greedy_ctc", "box_iou", "load_metric"]
 
 TASKS = ("classify", "detect", "segment", "ctc", "embed", "regress")
 # cxcywh-classes: (N, 4 + C, A), YOLOv8; cxcywh-obj-classes: (N, A, 5 + C), YOLOv5 and YOLOX;
 # xyxy-score-class: (N, K, 6), boxes decoded and filtered in the graph
 BOX_LAYOUTS = ("cxcywh-classes", "cxcywh-obj-classes", "xyxy-score-class")
+MEASURED_BY = {  # what --max-drop limits, in words
+    "classify": "accuracy (labels) or top-1 agreement with the original",
+    "detect": "mAP@0.5 of the pruned model's boxes against the original's",
+    "segment": "mIoU (or IoU of the binarized map) against the original's masks",
+    "ctc": "exact agreement of greedy-decoded strings with the original's",
+    "embed": "nearest-neighbour agreement with the original's embeddings",
+    "regress": "the explained variance of the original's outputs",
+}
 CONFIDENCE = 0.25  # the reference's boxes: what a user of the original sees (Ultralytics' default)
 SEARCH_CONFIDENCE = 0.001  # the pruned model's candidates, ranked by score, as mAP evaluation does
 NMS_IOU = 0.45

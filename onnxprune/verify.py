@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import torch
 
-from .batch import BatchAxis, batch_first
+from .output_axes import BatchAxis, batch_first
 from .data import Dataset
 from .errors import OnnxpruneError
 from .importer import torch_outputs

@@ -9,7 +9,8 @@ import torch
 from graphs import GraphBuilder
 
 from onnxprune import prune
-from onnxprune.batch import BATCH_NAME, BatchAxis, restore_signature
+from onnxprune.batch import BATCH_NAME
+from onnxprune.output_axes import BatchAxis, restore_signature
 from onnxprune.errors import OnnxpruneError
 from onnxprune.load import load
 from onnxprune.runtime import run_model
