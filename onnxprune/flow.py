@@ -405,6 +405,21 @@ class _Tracer:
         self.tensors[out] = new
         return None
 
+    def gather(self, node: onnx.NodeProto) -> None:
+        """Picking along another axis (a time step of a sequence, ``seq[t]``) keeps the channels;
+        the channel axis moves with the axes the indices add or take away. Picking channels blocks."""
+        layout = self.tensors.get(node.input[0])
+        if layout is None:
+            return None
+        indices = self.const(node.input[1])
+        axis = attribute(node, "axis", 0) % self.rank(node.input[0])
+        if indices is None or axis == layout.axis:
+            return self.opaque(node, "picks along the channel axis" if indices is not None
+                               else "picks with indices computed at run time")
+        moved = layout.axis if layout.axis < axis else layout.axis - 1 + indices.ndim
+        self.tensors[node.output[0]] = self.with_axis(layout, moved)
+        return None
+
     def concat(self, node: onnx.NodeProto) -> None:
         out = node.output[0]
         axis = attribute(node, "axis", 0) % self.rank(out)

@@ -76,6 +76,7 @@ OPS: dict[str, OpRule] = {
     **_rows("Concat", "concat"),
     **_rows("Split", "split"),
     **_rows("Slice", "slice_"),
+    **_rows("Gather", "gather"),
     **_rows("Pad", "pad"),
     **_rows("Shape Size Constant ConstantOfShape Range EyeLike RandomNormal RandomUniform", "no_channels"),
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["CRNN", "export_crnn"]
+__all__ = ["CRNN", "UnrolledReader", "export_crnn"]
 
 
 class CRNN(nn.Module):
@@ -30,13 +30,35 @@ class CRNN(nn.Module):
         return self.fc(y).log_softmax(2)
 
 
+class UnrolledReader(nn.Module):
+    """The same reader with its recurrence written out step by step (``seq[t]`` → Gemm + MatMul),
+    as exporters leave a hand-written cell."""
+
+    def __init__(self, classes: int = 11) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Conv2d(16, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
+        self.inp, self.rec, self.fc = nn.Linear(32 * 8, 48), nn.Linear(48, 48, bias=False), nn.Linear(48, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.cnn(x)
+        n, c, h, w = f.shape
+        seq = f.reshape(n, c * h, w).permute(2, 0, 1)
+        state, steps = torch.zeros(n, 48), []
+        for t in range(w):
+            state = torch.tanh(self.inp(seq[t]) + self.rec(state))
+            steps.append(self.fc(state))
+        return torch.stack(steps).log_softmax(2)
+
+
 def export_crnn(path: Path, rnn: str = "lstm", dynamic_batch: bool = False, seed: int = 0) -> Path:
-    """torch's TorchScript export with its defaults (batch fixed at 1, BatchNorm folded), or a
-    dynamic batch on the input and on the output's second axis."""
+    """torch's TorchScript export (``rnn``: lstm, gru or unrolled) with its defaults (batch fixed
+    at 1, BatchNorm folded), or a dynamic batch on the input and on the output's second axis."""
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(CRNN(rnn).eval(), (torch.randn(1, 1, 32, 100),), str(path), dynamo=False,
+        model = UnrolledReader() if rnn == "unrolled" else CRNN(rnn)
+        torch.onnx.export(model.eval(), (torch.randn(1, 1, 32, 100),), str(path), dynamo=False,
                           input_names=["x"], output_names=["logits"],
                           dynamic_axes={"x": {0: "n"}, "logits": {1: "n"}} if dynamic_batch else None)
     return path

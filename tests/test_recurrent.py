@@ -29,3 +29,16 @@ def test_a_crnn_exported_by_torch_prunes_to_half_into_a_verified_file(tmp_path, 
 
 def _recurrent_weight(model: onnx.ModelProto) -> str:
     return next(n.input[1] for n in model.graph.node if n.op_type in ("LSTM", "GRU"))
+
+
+def test_the_convolutions_feeding_an_unrolled_recurrence_prune_with_its_step_inputs(tmp_path) -> None:
+    from onnxprune.groups import analyze_groups
+    from onnxprune.load import load
+
+    path = export_crnn(tmp_path / "unrolled.onnx", "unrolled")
+    analysis = analyze_groups(load(path))
+    assert any("/cnn/cnn.4/Conv" in g.producers for g in analysis.prunable)  # seq[t] keeps the channels
+    x = np.random.default_rng(0).standard_normal((20, 1, 32, 100)).astype(np.float32)
+    result = prune(path, x, 0.5, rounds=1, round_steps=1, epochs=0, round_to=1, bench=False, max_drop=100)
+    assert result.report.flops.fraction <= 0.5
+    assert run_model(result.model, {"x": x[:1]})[0].shape == (25, 1, 11)
