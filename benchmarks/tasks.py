@@ -9,6 +9,11 @@ classifier sample. Each is exported with torch's defaults (batch fixed at 1, Bat
 
     python benchmarks/tasks.py [--images 240] [--fresh 200] [--targets 0.5 0.3] [--work DIR]
                                [--models detector text_map reader embedder classifier]
+                               [--few 40] [--few-targets 0.5]
+
+Each model and target runs with the default fine-tuning and with ``--feature-hints`` (FitNets
+hints on the stage-end maps); ``--few N`` adds the same pairs with only N images (the first N
+of the run's images), where recovery from few images shows.
 
 Prints the table and saves benchmarks/results/tasks.txt.
 """
@@ -34,6 +39,7 @@ from table import Table  # noqa: E402
 
 from onnxprune import prune  # noqa: E402
 from onnxprune.data import Preprocess, load_data  # noqa: E402
+from onnxprune.errors import OnnxpruneError  # noqa: E402
 from onnxprune.intervals import drop_interval  # noqa: E402
 from onnxprune.load import load  # noqa: E402
 from onnxprune.metrics import explained_variance  # noqa: E402
@@ -92,6 +98,39 @@ def _fresh_figures(original: Path, pruned, unseen: Path, task: str, labels: bool
     return f"{after.figure():.3f} ({drop:+.1f} [{low:+.1f}, {high:+.1f}])", f"{ev:.3f}"
 
 
+def _few(data: Path, count: int, folder: Path) -> Path:
+    """A seeded ``count`` of the images of ``data`` (class folders kept), copied once."""
+    if not folder.exists():
+        files = sorted(p for p in data.rglob("*.png"))
+        for i in np.random.default_rng(0).permutation(len(files))[:count]:
+            source = files[i]
+            target = folder / source.relative_to(data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    return folder
+
+
+def _row(name: str, path: Path, data: Path, unseen: Path, task: str, target: float, hints: bool, images: str) -> str:
+    labels = name == "classifier"
+    started = time.perf_counter()
+    head = f"{name:<16}{task:<9}{images:>7}{target:>7.1f}{'hints' if hints else 'default':>9}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = prune(path, data, target, max_drop=100, labels="imagefolder" if labels else None,
+                           feature_hints=hints)
+            pruned = Path(tmp) / "pruned.onnx"
+            onnx.save(result.model, str(pruned))
+            fresh, fresh_ev = _fresh_figures(path, pruned, unseen, task, labels)
+    except OnnxpruneError as err:
+        return f"{head}  {str(err)[:110]}"
+    q = result.report.quality
+    drop = q.drop
+    held = (f"{q.after[drop.metric]:.3f} ({drop.points:+.1f} [{drop.low:+.1f}, {drop.high:+.1f}])"
+            f"{' *' if drop.high - drop.low > 3 else ''}")
+    return (f"{head}{result.report.flops.fraction:>7.3f}  {drop.metric:<17}{held:<37}{q.after['explained_variance']:>6.3f}"
+            f"  {fresh:<35}{fresh_ev:>6}{time.perf_counter() - started:>7.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["detector", "text_map", "reader", "embedder", "classifier"])
@@ -99,32 +138,27 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=240, help="images a run gets (its 15 %% held out)")
     parser.add_argument("--fresh", type=int, default=200, help="fresh images no decision saw")
     parser.add_argument("--work", type=Path, help="where trained models and images are kept between runs")
+    parser.add_argument("--few", type=int, default=40, help="also run with only this many images (0: not)")
+    parser.add_argument("--few-targets", nargs="+", type=float, default=[0.5])
     args = parser.parse_args()
     work = args.work or Path(tempfile.gettempdir()) / "onnxprune-tasks"
     work.mkdir(parents=True, exist_ok=True)
     table = Table("tasks.txt", f"# each task by its own measure: trained on rendered data, pruned label-free with default "
-                  f"options and --max-drop 100 (so every run writes a model), {args.images} images a run "
-                  f"(15 % held out), {args.fresh} fresh images no decision saw; 95 % intervals in brackets",
-                  f"{'model':<16}{'task':<9}{'target':>7}{'FLOPs':>7}  {'measure':<19}{'held-out: after (drop [interval])':<38}"
-                  f"{'EV':>7}  {'fresh: after (drop [interval])':<36}{'EV':>7}{'time s':>8}")
+                  f"options and --max-drop 100 (so every run writes a model), with and without --feature-hints, "
+                  f"{args.images} and {args.few} images a run (15 % held out), {args.fresh} fresh images no decision "
+                  "saw; 95 % intervals in brackets",
+                  f"{'model':<16}{'task':<9}{'images':>7}{'target':>7}{'tuning':>9}{'FLOPs':>7}  {'measure':<17}"
+                  f"{'held-out: after (drop [interval])':<37}{'EV':>6}  {'fresh: after (drop [interval])':<35}{'EV':>6}"
+                  f"{'time s':>7}")
     for name in args.models:
         path, data, unseen, task = _prepare(name, work, args.images, args.fresh)
-        labels = name == "classifier"
-        for target in args.targets:
-            started = time.perf_counter()
-            with tempfile.TemporaryDirectory() as tmp:
-                result = prune(path, data, target, max_drop=100, labels="imagefolder" if labels else None,
-                               checkpoint_dir=None)
-                pruned = Path(tmp) / "pruned.onnx"
-                onnx.save(result.model, str(pruned))
-                fresh, fresh_ev = _fresh_figures(path, pruned, unseen, task, labels)
-            q = result.report.quality
-            drop = q.drop
-            held = (f"{q.after[drop.metric]:.3f} ({drop.points:+.1f} [{drop.low:+.1f}, {drop.high:+.1f}])"
-                    f"{' *' if drop.high - drop.low > 3 else ''}")
-            table.add(f"{name:<16}{q.task:<9}{target:>7.1f}{result.report.flops.fraction:>7.3f}  {drop.metric:<19}"
-                      f"{held:<38}{q.after['explained_variance']:>7.3f}  {fresh:<36}{fresh_ev:>7}"
-                      f"{time.perf_counter() - started:>8.0f}")
+        blocks = [(f"{args.images}", data, args.targets)]
+        if args.few:
+            blocks.append((f"{args.few}", _few(data, args.few, work / f"{name}_few{args.few}"), args.few_targets))
+        for images, folder, targets in blocks:
+            for target in targets:
+                for hints in (False, True):
+                    table.add(_row(name, path, folder, unseen, task, target, hints, images))
     table.add("# * the held-out share cannot resolve --max-drop 3 (its interval is wider); EV: explained variance of "
               "the original's outputs, the measure non-classifiers were judged by before")
     for name in args.models:

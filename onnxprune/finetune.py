@@ -13,6 +13,7 @@ them (``TrainSettings``); under torchrun the module is wrapped in DistributedDat
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -49,6 +50,7 @@ class TrainSettings:
     workers: int = 0  # DataLoader worker processes
     precision: str = "fp32"  # "bf16": autocast (CUDA by default, see precision_for)
     channels_last: bool = False  # NCHW inputs and weights in channels-last memory (CUDA)
+    feature_hints: bool = False  # also match the original's stage-end feature maps (hints.py)
     rank: int = 0
     world: int = 1
 
@@ -127,38 +129,46 @@ def finetune(
     run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
     seed=0,
     progress: Callable[[int], None] | None = None,
+    hints=None,
 ) -> list[float]:
     """Train the module's trainable parameters in place for ``steps`` steps of the global batch,
     drawn from ``seed``; returns the losses. ``progress(images)`` counts images done (all
-    processes)."""
+    processes). ``hints`` (``hints.FeatureHints``) adds the feature-map term; its projections
+    are fitted on the first batch and trained alongside."""
     if steps <= 0:
         return []
     device = torch.device(settings.device)
     module.to(device)
     if settings.channels_last:
         module.to(memory_format=torch.channels_last)
+    loader = training_loader(data, settings.batch_size, steps, seed, settings.augment, settings.workers,
+                             settings.device, settings.rank, settings.world)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+    batches = iter(loader)
+    first = next(batches)
+    if hints is not None:
+        _fit_hints(module, hints, first, teacher, run, settings, device)
     _train_mode(module)
     params = [p for p in module.parameters() if p.requires_grad]
+    if hints is not None:
+        params += hints.parameters()
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     trained = module
     if settings.world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index or 0] if device.type == "cuda" else None)
-    loader = training_loader(data, settings.batch_size, steps, seed, settings.augment, settings.workers,
-                             settings.device, settings.rank, settings.world)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
     losses: list[torch.Tensor] = []
     with_labels = data.labels is not None
     micro = settings.micro_batch
-    for step, (x, labels, positions) in enumerate(loader):
+    for step, (x, labels, positions) in enumerate(itertools.chain([first], batches)):
         x = x.to(device, non_blocking=True)
         if settings.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels.to(device, non_blocking=True) if with_labels else None
         while True:
             try:
-                loss = _accumulate(trained, x, y, positions, micro, teacher, run, settings, autocast)
+                loss = _accumulate(trained, x, y, positions, micro, teacher, run, settings, autocast, hints)
                 break
             except (torch.OutOfMemoryError, RuntimeError) as err:
                 if not _out_of_memory(err):
@@ -177,7 +187,7 @@ def finetune(
 
 
 def _accumulate(trained, x, y, positions, micro: int, teacher: TeacherFn, run, settings: TrainSettings,
-                autocast) -> torch.Tensor:
+                autocast, hints=None) -> torch.Tensor:
     """One step's gradients, accumulated over micro-batches (the step is the batch's; under
     torchrun only the last backward all-reduces); returns the batch's loss."""
     for p in trained.parameters():
@@ -192,10 +202,26 @@ def _accumulate(trained, x, y, positions, micro: int, teacher: TeacherFn, run, s
             with autocast:
                 outputs = run(trained, x[part])
             share = loss_for([o.float() for o in outputs], targets, None if y is None else y[part],
-                             settings.label_weight) * ((part.stop - part.start) / len(x))
+                             settings.label_weight)
+            if hints is not None:
+                share = share + hints.loss()
+            share = share * ((part.stop - part.start) / len(x))
             share.backward()
         loss += share.detach()
     return loss
+
+
+def _fit_hints(module, hints, batch, teacher: TeacherFn, run, settings: TrainSettings, device) -> None:
+    """One forward of student and teacher on (a micro-batch of) the first batch, in eval mode,
+    to fit the hint projections before training starts."""
+    x, _labels, positions = batch
+    part = micro_batches(len(x), settings.at_once)[0]
+    x = x[part].to(device)
+    module.eval()
+    with torch.no_grad():
+        teacher(x, None)  # the teacher's own forward: its maps, not cached outputs
+        run(module, x)
+    hints.prepare(device)
 
 
 def _out_of_memory(err: BaseException) -> bool:

@@ -134,6 +134,10 @@ class PruneOptions:
                                   "--val-data).", _at_least(1))
     lossless: bool = option(True, "Skip removing channels that are dead or constant on the data.",
                             cli="--no-lossless")
+    feature_hints: bool = option(
+        False, "Fine-tuning also pulls the pruned model's stage-end feature maps towards the original's, "
+               "through 1×1 projections dropped before writing (FitNets hints): more signal per image when "
+               "images are few (benchmarks/tasks.py --hints measures it).")
     schedule: str = option(
         "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
                      "slice once at the end (Soft Filter Pruning).", _one_of("iterative", "sfp"),

@@ -266,7 +266,8 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         lr=o.lr, batch_size=o.batch_size, micro_batch=memory.micro_batch, device=device,
         augment=resolve_mode(o.augment, teacher_val[0].shape),
         workers=default_workers() if o.workers is None else o.workers, precision=precision,
-        channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world)
+        channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world,
+        feature_hints=o.feature_hints)
     if where.world > o.batch_size:
         raise OnnxpruneError(f"--batch-size {o.batch_size} is smaller than the {where.world} processes; "
                              "each needs at least one image of every batch")
@@ -274,7 +275,9 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     round_steps = o.round_steps if o.round_steps is not None else min(20, epoch_steps(len(train), o.batch_size))
     teacher = Teacher(loaded)
     seen = (planned_rounds(o) * round_steps + ceil(o.epochs * epoch_steps(len(train), o.batch_size))) * o.batch_size
-    if worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val), where.world):
+    # feature hints need the teacher's own forward, for its maps
+    if not o.feature_hints and worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val),
+                                             where.world):
         teacher.build_cache(loaded, train, o.checkpoint_dir)
     return Run(
         options=o, loaded=loaded, work=work, work_groups=work_groups,

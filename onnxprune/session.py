@@ -19,10 +19,12 @@ from .data import Dataset
 from .distributed import gather_batches, ranks
 from .finetune import Targets, TeacherFn, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
 from .groups import GroupAnalysis, analyze_groups
+from .hints import FeatureHints, hint_nodes
 from .importer import Imported, import_model, torch_outputs, write_back
 from .image_input import ImageInput
 from .load import LoadedModel
 from .metrics import feature_axis, is_classifier_output
+from .shapes import probe_shapes
 
 __all__ = ["TorchView"]
 
@@ -76,11 +78,29 @@ class TorchView:
 
     def finetune(self, data: Dataset, teacher: TeacherFn, steps: int, settings: TrainSettings, seed,
                  progress=None) -> list[float]:
-        """Fine-tune in torch, then write the weights back into the ONNX model."""
-        losses = finetune(self.imported.module, data, teacher, steps, settings, self.run, seed, progress)
+        """Fine-tune in torch, then write the weights back into the ONNX model. With
+        ``settings.feature_hints`` and a teacher that has a torch view of its own (``Teacher``),
+        stage-end feature maps are matched too (``hints.py``)."""
+        hints = self._hints(teacher) if settings.feature_hints and steps > 0 else None
+        try:
+            losses = finetune(self.imported.module, data, teacher, steps, settings, self.run, seed, progress, hints)
+        finally:
+            if hints is not None:
+                hints.close()
         if losses:
             self.model = write_back(self.model, self.imported.module, self.imported.links, trainable_only=False)
         return losses
+
+
+    def _hints(self, teacher) -> FeatureHints | None:
+        view = getattr(teacher, "view", None)
+        if view is None:
+            return None
+        nodes = hint_nodes(self.model, view.model, probe_shapes(self.model, self.image))
+        if not nodes:
+            return None
+        return FeatureHints(self.imported.module, self.imported.module_of, view.imported.module,
+                            view.imported.module_of, nodes)
 
 
 def _scoring_loss(targets: Targets, batch_size: int, seed: int):
