@@ -189,8 +189,8 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
     val, reference = held_out_part(run, judging)
     labels = val.labels
     outputs = reference if model is None else run_batched(model, run.loaded.image.name, val)
-    before_m = measure(run.task, reference, reference, labels, run.task_settings)
-    after_m = measure(run.task, outputs, reference, labels, run.task_settings)
+    before_m = measure(run.task, reference, reference, labels, run.task_settings, full=intervals)
+    after_m = measure(run.task, outputs, reference, labels, run.task_settings, full=intervals)
     before = compare_outputs(reference, reference, labels) | before_m.extras
     after = compare_outputs(outputs, reference, labels) | after_m.extras
     before[before_m.metric], after[after_m.metric] = before_m.figure(), after_m.figure()
