@@ -16,8 +16,8 @@ import numpy as np
 
 from .tasks import Measure
 
-__all__ = ["wilson", "bootstrap", "interval", "paired_share_interval", "drop_interval", "items_to_resolve",
-           "RESAMPLES"]
+__all__ = ["wilson", "bootstrap", "interval", "paired_share_interval", "drop_interval", "agreement_floor",
+           "items_to_resolve", "RESAMPLES"]
 
 RESAMPLES = 400
 Z95 = 1.959964
@@ -46,8 +46,13 @@ def bootstrap(m: Measure, seed: int = 0) -> tuple[float, float]:
 
 
 def interval(m: Measure, seed: int = 0) -> tuple[float, float]:
-    """Wilson's for a share of items, the bootstrap's otherwise."""
-    return wilson(m.figure(), m.items) if m.hits is not None else bootstrap(m, seed)
+    """Wilson's for a share of items, the bootstrap's otherwise (no narrower than the
+    ``agreement_floor`` of its item count, within [0, 1])."""
+    if m.hits is not None:
+        return wilson(m.figure(), m.items)
+    low, high = bootstrap(m, seed)
+    floor = agreement_floor(m.items) / 100
+    return max(0.0, min(low, m.figure() - floor)), min(1.0, max(high, m.figure() + floor))
 
 
 def paired_share_interval(before: np.ndarray, after: np.ndarray, z: float = Z95) -> tuple[float, float]:
@@ -70,14 +75,26 @@ def paired_share_interval(before: np.ndarray, after: np.ndarray, z: float = Z95)
 
 def drop_interval(before: Measure, after: Measure, seed: int = 0) -> tuple[float, float]:
     """95 % interval of the points lost (100 × (before − after)) on the same items: Newcombe's for
-    shares of items, a paired bootstrap otherwise."""
+    shares of items, a paired bootstrap otherwise — never narrower than the interval of n items
+    that all agree (``agreement_floor``): resamples of a few items that happen to be alike are
+    all alike, and would show no doubt at all."""
     if after.items < 2:
         return -100.0, 100.0
     if before.hits is not None and after.hits is not None:
         low, high = paired_share_interval(before.hits, after.hits)
         return 100 * low, 100 * high
     drops = [100 * (before.value(idx) - after.value(idx)) for idx in _resamples(after.items, seed)]
-    return float(np.percentile(drops, 2.5)), float(np.percentile(drops, 97.5))
+    points = 100 * (before.figure() - after.figure())
+    floor = agreement_floor(after.items)
+    return (min(float(np.percentile(drops, 2.5)), points - floor),
+            max(float(np.percentile(drops, 97.5)), points + floor))
+
+
+def agreement_floor(items: int) -> float:
+    """Half the width, in points, of Newcombe's interval for ``items`` items on which two models
+    agree every time: what so many items cannot rule out (12 items: 24 points; 500: 0.8)."""
+    _low, high = paired_share_interval(np.ones(items), np.ones(items))
+    return 100 * high
 
 
 def items_to_resolve(width: float, items: int, budget: float) -> int:

@@ -175,3 +175,13 @@ def test_a_users_own_metric_judges_the_run(tmp_path, monkeypatch) -> None:
 
     with pytest.raises(OnnxpruneError, match="--metric 'nowhere:f': cannot import it"):
         prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, metric="nowhere:f", bench=False)
+
+
+def test_a_few_alike_items_do_not_make_a_bootstrap_interval_collapse() -> None:
+    from onnxprune.intervals import agreement_floor
+
+    ref = np.random.default_rng(0).random((6, 1, 16, 16)).astype(np.float32)
+    same = measure("segment", [ref], [ref], None, TaskSettings())
+    low, high = drop_interval(same, same)  # all six images alike: the bootstrap alone says [0, 0]
+    assert low == pytest.approx(-agreement_floor(6)) and high == pytest.approx(agreement_floor(6)) and high > 30
+    assert agreement_floor(500) < 1
