@@ -225,14 +225,26 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines.append(f"| accuracy ({q['validation_inputs']} held-out) | {before['accuracy']:.2%} | {after['accuracy']:.2%} | |")
     if "top1_agreement" in after:
         lines.append(f"| top-1 agreement with the original | 100% | {after['top1_agreement']:.2%} | |")
+    drop = q.get("drop") or {}
+    metric, spans = drop.get("metric"), q.get("intervals") or {}
+    if metric and metric not in ("accuracy", "top1_agreement") and metric in after:
+        def span(which: str) -> str:
+            return f" ({spans[which][0]:.2%}–{spans[which][1]:.2%})" if which in spans else ""
+
+        lines.append(f"| {metric.replace('_', ' ')} ({q.get('task', 'regress')}, {q['validation_inputs']} held-out) | "
+                     f"{before[metric]:.2%}{span('before')} | {after[metric]:.2%}{span('after')} | |")
     lines.append(f"| output cosine similarity | 1 | {after['cosine']:.4f} | |")
     if "explained_variance" in after:
         lines.append(f"| explained variance of the original's outputs | 1 | {after['explained_variance']:.4f} | |")
-    drop = q.get("drop")
     if drop:
         verdict = "within" if drop["within"] else "**beyond** (no model written)"
-        lines += ["", f"Quality budget: {drop['points']:.1f} points of {drop['metric'].replace('_', ' ')} lost, "
-                      f"{verdict} --max-drop {drop['max']:g}."]
+        interval = drop.get("interval")
+        lines += ["", f"Quality budget: {drop['points']:.1f} points of {drop['metric'].replace('_', ' ')} lost"
+                      + (f" (95 % interval {interval[0]:+.1f} to {interval[1]:+.1f})" if interval else "")
+                      + f", {verdict} --max-drop {drop['max']:g}."]
+        if interval and not drop.get("resolved", True):
+            lines.append(f"The {drop['items']} held-out images cannot resolve --max-drop {drop['max']:g}: about "
+                         f"{drop['items_to_resolve']} would.")
     lat = r.get("latency")
     if lat:
         base, pruned = lat["timings"][:2]

@@ -185,3 +185,16 @@ def test_a_few_alike_items_do_not_make_a_bootstrap_interval_collapse() -> None:
     low, high = drop_interval(same, same)  # all six images alike: the bootstrap alone says [0, 0]
     assert low == pytest.approx(-agreement_floor(6)) and high == pytest.approx(agreement_floor(6)) and high > 30
     assert agreement_floor(500) < 1
+
+
+def test_the_report_page_shows_the_tasks_measure_with_its_interval(tmp_path) -> None:
+    from onnxprune.report import render_markdown
+
+    g = GraphBuilder(input_shape=("n", 3, 16, 16))
+    text = g.node("Sigmoid", [g.conv(_backbone(g), 8, 1)])
+    x = np.random.default_rng(0).standard_normal((30, 3, 16, 16)).astype(np.float32)
+    report = prune(g.build([text]), x, 0.7, input_size=(16, 16), rounds=1, round_steps=1, epochs=0, round_to=1,
+                   bench=False, max_drop=100).report
+    assert report.quality.task == "segment" and report.quality.drop.metric == "iou"
+    page = render_markdown(report.as_dict())
+    assert "| iou (segment, " in page and "95 % interval" in page
