@@ -201,6 +201,7 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     if slimmed is None:
         slimmed = onnx.ModelProto.FromString(model.SerializeToString())
     _restore_identity(slimmed, original)
+    _drop_trailing_empty_inputs(slimmed)
     name_nodes(slimmed)
     unshare_initializers(slimmed)
     try:
@@ -208,6 +209,14 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     except Exception as err:
         log.warning("shape inference failed after normalization: %s", _first_line(err))
     return slimmed
+
+
+def _drop_trailing_empty_inputs(model: onnx.ModelProto) -> None:
+    """An optional input left out at the end may be written as "" (torch writes Clip's absent max
+    that way); the ONNX spec makes the two the same, and converters read "" as a tensor name."""
+    for node in model.graph.node:
+        while node.input and not node.input[-1]:
+            del node.input[-1]
 
 
 def name_nodes(model: onnx.ModelProto) -> int:

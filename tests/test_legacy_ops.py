@@ -83,3 +83,12 @@ def test_weights_held_in_constant_nodes_import_and_prune() -> None:
     c = g.node("Conv", ["x", w1], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     w2 = g.node("Constant", [], value=onnx.numpy_helper.from_array(rng.standard_normal((4, 6, 3, 3)).astype(np.float32)))
     _imports_and_prunes(g.build([g.node("Conv", [g.node("Relu", [c]), w2], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]))
+
+
+def test_an_optional_input_written_as_empty_at_the_end_is_left_out() -> None:
+    # torch writes F.normalize's clamp as Clip(x, min, "") — an embedding model's last steps
+    g = GraphBuilder(input_shape=(1, 3, 8, 8))
+    pooled = g.node("Flatten", [g.node("GlobalAveragePool", [g.node("Relu", [g.conv("x", 3, 6)])])])
+    norm = g.node("ReduceL2", [pooled], axes=[1], keepdims=1)
+    clipped = g.node("Clip", [norm, g.init(np.array(1e-12, np.float32)), ""])
+    _imports_and_prunes(g.build([g.node("Div", [pooled, clipped])]), prunable=0)
