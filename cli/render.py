@@ -108,12 +108,12 @@ def render_summary(r: dict[str, Any]) -> str:
         lines.append(f"explained variance of the original's outputs  {after['explained_variance']:.4f}")
     verb = "lost" if drop["points"] >= 0 else "gained"
     interval = drop.get("interval")
-    within = f", 95 % interval {interval[0]:+.1f} to {interval[1]:+.1f}" if interval else ""
-    lines.append(f"quality {verb}  {abs(drop['points']):.1f} points of {metric.replace('_', ' ')}{within} "
-                 f"(--max-drop {drop['max']:g})")
+    within = f"; points lost, 95 % interval {interval[0]:+.1f} to {interval[1]:+.1f}" if interval else ""
+    lines.append(f"quality {verb}  {abs(drop['points']):.1f} points of {metric.replace('_', ' ')} "
+                 f"(--max-drop {drop['max']:g}{within})")
     if interval and not drop.get("resolved", True):
-        lines.append(f"unresolved  {drop['items']} held-out images cannot tell a drop within --max-drop {drop['max']:g}"
-                     f" from one beyond it; about {drop['items_to_resolve']} would (more images or --val-data)")
+        lines.append(f"unresolved  the interval is wider than --max-drop {drop['max']:g}: {drop['items']} held-out images "
+                     f"cannot resolve it; about {drop['items_to_resolve']} would (more images or --val-data)")
     if budget:
         kept = f"round {budget['kept_round']}" if budget["kept_round"] else "the original"
         lines.append(f"stopped  after round {budget['stopped_after']}, kept {kept}: {budget['reason']}")

@@ -109,12 +109,13 @@ class QualityDrop:
                 "try a higher target, more data or more --epochs, or allow more with --max-drop")
 
     def unresolved_note(self) -> str | None:
-        """One line when the held-out share cannot tell a drop within the budget from one beyond it."""
+        """One line when the drop's interval is wider than the budget: the held-out share cannot
+        resolve it."""
         if self.resolved:
             return None
-        return (f"{self.items} held-out images cannot resolve --max-drop {self.max_points:g}: the drop's 95 % "
-                f"interval is {self.low:+.1f} to {self.high:+.1f} points; about {self.items_to_resolve()} "
-                "would resolve it (more images or --val-data)")
+        return (f"{self.items} held-out images cannot resolve --max-drop {self.max_points:g}: the 95 % interval "
+                f"of the points lost is {self.low:+.1f} to {self.high:+.1f}, wider than the budget; about "
+                f"{self.items_to_resolve()} would narrow it to {self.max_points:g} (more images or --val-data)")
 
 
 TOLERANCE = 1e-4  # max abs error allowed, relative to the largest reference output value

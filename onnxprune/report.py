@@ -240,11 +240,11 @@ def render_markdown(r: dict[str, Any]) -> str:
         verdict = "within" if drop["within"] else "**beyond** (no model written)"
         interval = drop.get("interval")
         lines += ["", f"Quality budget: {drop['points']:.1f} points of {drop['metric'].replace('_', ' ')} lost"
-                      + (f" (95 % interval {interval[0]:+.1f} to {interval[1]:+.1f})" if interval else "")
+                      + (f" (95 % interval of the points lost {interval[0]:+.1f} to {interval[1]:+.1f})" if interval else "")
                       + f", {verdict} --max-drop {drop['max']:g}."]
         if interval and not drop.get("resolved", True):
-            lines.append(f"The {drop['items']} held-out images cannot resolve --max-drop {drop['max']:g}: about "
-                         f"{drop['items_to_resolve']} would.")
+            lines.append(f"That interval is wider than --max-drop {drop['max']:g}: the {drop['items']} held-out images "
+                         f"cannot resolve it; about {drop['items_to_resolve']} would.")
     lat = r.get("latency")
     if lat:
         base, pruned = lat["timings"][:2]

@@ -147,7 +147,7 @@ def test_a_held_out_share_that_cannot_resolve_the_budget_says_so(tmp_path) -> No
     assert tight.report.quality.drop.resolved is False
     from onnxprune_cli.render import render_summary
 
-    assert "cannot tell a drop within --max-drop 1" in render_summary(
+    assert "the interval is wider than --max-drop 1: 12 held-out images cannot resolve it" in render_summary(
         tight.report.written_to("out.onnx", "out.report").as_dict())
 
 
