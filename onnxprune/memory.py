@@ -28,7 +28,7 @@ __all__ = ["MemoryPlan", "plan_memory", "activation_bytes", "available_bytes", "
 
 log = logging.getLogger(__name__)
 
-TRAIN_FACTOR = 2.0  # measured ~0.8× on YOLOv8n at 640 (benchmarks/scale.py); room for BN and optimizers
+TRAIN_FACTOR = 2.0  # a margin over forward activations for what autograd keeps, BN and the optimizer
 ACTIVATION_SHARE = 0.4
 CPU_CEILING = 4 << 30  # bytes of activations one micro-batch may take on the CPU
 _UNKNOWN_MEMORY = 8 << 30  # where the system does not say (not Linux)
