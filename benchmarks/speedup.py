@@ -1,15 +1,17 @@
 """Latency that follows FLOPs: torchvision CNNs pruned to 30 % of their FLOPs, timed side by side.
 
-For each model (torchvision, weights=None, 224×224, random inputs as data): onnxprune with plain
-FLOPs-driven widths (--round-to 1), with --round-to 16, with its default (--round-to auto:
-measured width step and layer latency tables), with --target-latency equal to the MAC share the
-default reached (latency as the only target), and Torch-Pruning's Taylor pruner (default widths
-and round_to=16) at the same MACs, all exported to ONNX and timed interleaved in one onnxruntime run
-(CPU, 2 threads, batch 1 and 8; CUDA batch 1 and 32 when a GPU is there), three repeats, medians.
+For each model (torchvision, weights=None, 224×224, random inputs as data): the original,
+onnxprune's default (--round-to auto: width step chosen by timing whole models, layer latency
+tables) and Torch-Pruning's Taylor pruner with round_to=16 at the same MACs, exported to ONNX and
+timed round-robin in one onnxruntime process with worker threads not spinning (CPU, 2 threads,
+batch 1; CUDA batch 1 when a GPU is there), five repeats: the median and, in brackets, the lowest
+and highest efficiency of the repeats. ``--all`` adds onnxprune with plain FLOPs-driven widths
+(--round-to 1), with --round-to 16, with --target-latency equal to the MAC share the default
+reached, and Torch-Pruning with its default widths; ``--batches 1 8`` adds batch 8.
 Efficiency = speed-up ÷ MAC reduction. Pruning quality is not the point here (random weights,
 one fine-tuning step per round); widths are.
 
-    python benchmarks/speedup.py [--models resnet18 mobilenet_v2 resnet50] [--size 224] [--output FILE]
+    python benchmarks/speedup.py [--models resnet18 mobilenet_v2 resnet50] [--all] [--output FILE]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from onnxprune.shapes import probe_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FAST = dict(round_steps=1, epochs=0.0, calibration_images=8, batch_size=8, bench=False)
+FAST = dict(round_steps=1, epochs=0.0, calibration_images=8, batch_size=8, bench=False, max_drop=100.0)
 
 
 def _macs(model: onnx.ModelProto) -> int:
@@ -68,14 +70,16 @@ def main() -> None:
     parser.add_argument("--target-flops", type=float, default=0.3)
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--all", action="store_true", help="every variant, not the three-way comparison")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1])
     parser.add_argument("--output", type=Path, help="where the table is saved "
                         "(default benchmarks/results/speedup-<date>.txt)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    settings = [("cpu", 2, 1), ("cpu", 2, 8)]
+    settings = [("cpu", 2, b) for b in args.batches]
     if cuda_available():
-        settings += [("cuda", None, 1), ("cuda", None, 32)]
+        settings += [("cuda", None, b) for b in args.batches]
     out = io.StringIO()
 
     def say(line: str = "") -> None:
@@ -87,23 +91,32 @@ def main() -> None:
         + f"; torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}, python {platform.python_version()}")
     say(f"# {args.size}×{args.size}, target {args.target_flops:.0%} FLOPs, medians of {args.repeats} interleaved runs of {args.runs}\n")
     say(f"{'model':<14}{'method':<32}{'MACs kept':>10}{'MAC red.':>9}" + "".join(
-        f"{f'{d} t{t or 1} b{b}':>22}" for d, t, b in settings))
+        f"{f'{d} t{t or 1} b{b}':>34}" for d, t, b in settings))
     for name in args.models:
         exported = torchvision_onnx(name, args.size)
         original = load(exported)
         x = random_images(args.images, args.size)
         variants = {"original": original.model}
-        for label, extra in (("onnxprune --round-to 1", {"round_to": 1}), ("onnxprune --round-to 16", {"round_to": 16}),
-                             ("onnxprune (auto)", {})):
-            variants[label] = prune(exported, x, args.target_flops, **FAST, **extra).model
+        ours_variants = (("onnxprune --round-to 1", {"round_to": 1}), ("onnxprune --round-to 16", {"round_to": 16}),
+                         ("onnxprune (auto)", {})) if args.all else (("onnxprune (auto)", {}),)
+        for label, extra in ours_variants:
+            result = prune(exported, x, args.target_flops, **FAST, **extra)
+            variants[label] = result.model
+            hw = result.report.hardware_aware
+            if hw is not None and hw.step_candidates:
+                say(f"# {name}: width step {hw.round_to} ({hw.step_reason}); efficiency by step "
+                    + ", ".join(f"{c['step']}: {c['efficiency']:.2f}" for c in hw.step_candidates))
         base_macs = _macs(original.model)
         ours = _macs(variants["onnxprune (auto)"]) / base_macs
         label = f"onnxprune --target-latency {ours:.2f}"
-        try:
-            variants[label] = prune(exported, x, None, target_latency=round(ours, 2), **FAST).model
-        except Exception as err:
-            say(f"{name:<14}{label:<32} failed: {str(err).splitlines()[0][:100]}")
-        for label, rt in (("torch-pruning", None), ("torch-pruning round_to=16", 16)):
+        if args.all:
+            try:
+                variants[label] = prune(exported, x, None, target_latency=round(ours, 2), **FAST).model
+            except Exception as err:
+                say(f"{name:<14}{label:<32} failed: {str(err).splitlines()[0][:100]}")
+        peers = (("torch-pruning", None), ("torch-pruning round_to=16", 16)) if args.all else \
+            (("torch-pruning round_to=16", 16),)
+        for label, rt in peers:
             try:
                 variants[label] = _torch_pruning(name, args.size, ours, rt, x)
             except Exception as err:
@@ -120,12 +133,15 @@ def main() -> None:
             macs = _macs(model) / base_macs
             cells = []
             for setting in settings:
-                base_ms = np.median(medians[setting]["original"])
-                ms = np.median(medians[setting][label])
-                speedup = base_ms / ms
-                cells.append(f"{ms:>8.2f}ms {speedup:>4.2f}x e{speedup * macs:>4.2f}")
-            say(f"{name:<14}{label:<32}{macs:>10.3f}{1 / macs:>8.2f}x" + "".join(f"{c:>22}" for c in cells))
-    say("\n# per setting: median latency, speed-up vs original, efficiency e = speed-up ÷ MAC reduction")
+                base = np.asarray(medians[setting]["original"])
+                mine = np.asarray(medians[setting][label])
+                speedup = float(np.median(base)) / float(np.median(mine))
+                each = base / mine * macs  # efficiency in each repeat
+                cells.append(f"{np.median(mine):>8.2f}ms {speedup:>4.2f}x e{speedup * macs:>4.2f} "
+                             f"[{each.min():.2f}-{each.max():.2f}]")
+            say(f"{name:<14}{label:<32}{macs:>10.3f}{1 / macs:>8.2f}x" + "".join(f"{c:>34}" for c in cells))
+    say("\n# per setting: median latency, speed-up vs original, efficiency e = speed-up ÷ MAC reduction "
+        "[lowest-highest of the repeats]")
     output = args.output or ROOT / "benchmarks" / "results" / f"speedup-{datetime.date.today()}.txt"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(out.getvalue())

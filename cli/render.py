@@ -139,8 +139,10 @@ def render_summary(r: dict[str, Any]) -> str:
                          f"{r['stages'][0]['size_bytes'] / 1e6:.2f} MB), {abs(st['quality_drop']):.1f} points {verb}")
     hw = r.get("hardware_aware")
     if hw:
-        lines.append(f"widths  multiples of {hw['round_to']} (measured on {hw['device']}), "
-                     f"predicted latency {hw['predicted_fraction']:.1%}")
+        tried = ", ".join(f"{c['step']}: {c['efficiency']:.2f}" for c in hw.get("step_candidates", ()))
+        lines.append(f"widths  multiples of {hw['round_to']} (measured on {hw['device']}"
+                     + (f"; efficiency by step {tried}" if tried else "")
+                     + f"), predicted latency {hw['predicted_fraction']:.1%}")
     free = r["lossless"]
     if free["dead_channels_removed"] or free["constant_channels_folded"]:
         lines.append(f"removed for free  {free['dead_channels_removed']} dead and "

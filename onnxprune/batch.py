@@ -92,23 +92,33 @@ def _free_shape_constants(model: onnx.ModelProto, shapes: dict[str, tuple[int, .
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    batch_axes: dict[str, int] | None = None  # from shape inference; made again after each edit
+    batch_axes: dict[str, int] | None = None  # from shape inference; made again where an edit reaches
+    changed_since: set[str] = set()  # tensors downstream of the edits made since it was made
+
+    def edited_at(node: onnx.NodeProto) -> None:
+        changed_since.update(_downstream(node, consumers))
+
     for node in list(model.graph.node):
         if node.op_type == "Reshape" and len(node.input) > 1:
-            batch_axes = batch_axes if batch_axes is not None else _symbolic_batch_axes(model)
+            if batch_axes is None or node.input[0] in changed_since:
+                batch_axes, changed_since = _symbolic_batch_axes(model), set()
             if batch_axes.get(node.input[0], 0) > 0:
                 changed = _inner_batch_reshape(node, batch_axes[node.input[0]], shapes, fixed, inits, constants, model)
                 edited += changed
-                batch_axes = None if changed else batch_axes
+                if changed:
+                    edited_at(node)
                 continue
+        other = None
         if node.op_type == "Gather" and fixed == 1:
-            edited += _strided_gather_follows_batch(node, inits, constants, consumers, shapes, model)
-            continue
-        if node.op_type == "Resize":
-            edited += _resize_follows_batch(model, node, inits, constants, shapes, fixed)
-            continue
-        if node.op_type in ("LSTM", "GRU", "RNN"):
-            edited += _zero_state_follows_batch(node, inits, constants, fixed)
+            other = _strided_gather_follows_batch(node, inits, constants, consumers, shapes, model)
+        elif node.op_type == "Resize":
+            other = _resize_follows_batch(model, node, inits, constants, shapes, fixed)
+        elif node.op_type in ("LSTM", "GRU", "RNN"):
+            other = _zero_state_follows_batch(node, inits, constants, fixed)
+        if other is not None:
+            edited += other
+            if other:
+                edited_at(node)
             continue
         if node.op_type not in ("Reshape", "Expand") or len(node.input) < 2:
             continue
@@ -131,8 +141,22 @@ def _free_shape_constants(model: onnx.ModelProto, shapes: dict[str, tuple[int, .
         if not np.array_equal(new, target):
             _set_constant(node, 1, new, inits, constants, model)
             edited += 1
-            batch_axes = None  # the batch now flows further: infer again where it is
+            edited_at(node)  # the batch now flows further: inferred again where it reaches
     return edited
+
+
+def _downstream(node: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]]) -> set[str]:
+    """Every tensor computed from ``node``'s outputs: all an edit of it can change the shape of."""
+    seen: set[str] = set()
+    pending = [o for o in node.output if o]
+    while pending:
+        tensor = pending.pop()
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        for consumer in consumers.get(tensor, []):
+            pending.extend(o for o in consumer.output if o)
+    return seen
 
 
 def _symbolic_batch_axes(model: onnx.ModelProto) -> dict[str, int]:

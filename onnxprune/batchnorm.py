@@ -25,7 +25,7 @@ from onnx import helper, numpy_helper
 from .load import LoadedModel
 from .nodes import INSERTED_MARK, is_inserted
 
-__all__ = ["needs_batchnorm", "output_statistics", "insert_batchnorm", "with_batchnorm", "fold_inserted"]
+__all__ = ["needs_batchnorm", "insert_batchnorm", "with_batchnorm", "shapes_with_inserted", "fold_inserted"]
 
 log = logging.getLogger(__name__)
 
@@ -75,31 +75,6 @@ def _feeds_weighted(model: onnx.ModelProto, consumers: dict[str, list[onnx.NodeP
     return result
 
 
-def output_statistics(model: onnx.ModelProto, names: list[str], input_name: str, inputs: np.ndarray,
-                      batch: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per-channel mean and variance (axis 1) of the named tensors over ``inputs``, accumulated
-    batch by batch so no activation of the whole set is held."""
-    from .runtime import batch_for, make_session
-    from .shapes import expose_all
-
-    batch = batch or batch_for(inputs[0].size, most=16)
-
-    session = make_session(expose_all(model, names))
-    sums: dict[str, np.ndarray] = {}
-    squares: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    for start in range(0, len(inputs), batch):
-        values = session.run(names, {input_name: inputs[start : start + batch]})
-        for name, v in zip(names, values):
-            v = np.moveaxis(v.astype(np.float64), 1, 0).reshape(v.shape[1], -1)
-            sums[name] = sums.get(name, 0) + v.sum(1)
-            squares[name] = squares.get(name, 0) + (v * v).sum(1)
-            counts[name] = counts.get(name, 0) + v.shape[1]
-    mean = {k: sums[k] / counts[k] for k in names}
-    var = {k: np.maximum(squares[k] / counts[k] - mean[k] ** 2, 0.0) for k in names}
-    return mean, var
-
-
 def insert_batchnorm(model: onnx.ModelProto, convs: list[onnx.NodeProto],
                      mean: dict[str, np.ndarray], var: dict[str, np.ndarray]) -> onnx.ModelProto:
     """A copy with an identity BatchNorm after each of ``convs``, given their output statistics
@@ -132,20 +107,35 @@ def insert_batchnorm(model: onnx.ModelProto, convs: list[onnx.NodeProto],
     return out
 
 
-def with_batchnorm(loaded: LoadedModel, shapes: dict[str, tuple[int, ...]], calib: np.ndarray | None) -> LoadedModel:
-    """``loaded`` with an identity BatchNorm after each conv that lost it to folding, or
-    ``loaded`` itself when the model keeps its BatchNorm. Statistics come from ``calib``; without
-    it (timing only: values do not change latency) mean 0 and variance 1 stand in."""
+def with_batchnorm(loaded: LoadedModel, shapes: dict[str, tuple[int, ...]],
+                   statistics: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None) -> LoadedModel:
+    """``loaded`` with an identity BatchNorm after each conv that lost it to folding
+    (``needs_batchnorm``), or ``loaded`` itself when the model keeps its BatchNorm. ``statistics``
+    is (mean, variance) per channel of those convs' outputs on the calibration data
+    (``calibration.calibrate``); without them (timing only: values do not change latency) mean 0
+    and variance 1 stand in."""
     convs = needs_batchnorm(loaded.model, shapes)
     if not convs:
         return loaded
     names = [c.output[0] for c in convs]
-    if calib is not None:
-        mean, var = output_statistics(loaded.model, names, loaded.image.name, calib)
+    if statistics is not None:
+        mean, var = statistics
     else:
         mean = {n: np.zeros(shapes[n][1], np.float32) for n in names}
         var = {n: np.ones(shapes[n][1], np.float32) for n in names}
     return replace(loaded, model=insert_batchnorm(loaded.model, convs, mean, var))
+
+
+def shapes_with_inserted(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in ``model`` (with inserted BatchNorm), from the shapes of the model
+    it was inserted into: a conv's raw output has its BatchNorm's output shape; no need to run it."""
+    out = dict(shapes)
+    for node in model.graph.node:
+        if is_inserted(node):
+            out[node.input[0]] = shapes[node.output[0]]
+    for init in model.graph.initializer:
+        out.setdefault(init.name, tuple(init.dims))
+    return out
 
 
 def fold_inserted(model: onnx.ModelProto) -> onnx.ModelProto:

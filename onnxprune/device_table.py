@@ -61,7 +61,7 @@ class TableFile:
 
     def value(self, kind: str, key: dict, measure: Callable[[], Any], what: str) -> Any:
         found = self.entries.get(entry_digest(kind, key))
-        if found is None and kind != "model":
+        if found is None and kind not in ("model", "steps"):  # whole-model timings: this model only
             raise OnnxpruneError(
                 f"--latency-table {self.path} has no measurement of {what}; profile this model on that device: "
                 f"onnxprune profile-device MODEL.onnx --threads {self.threads} --batch {self.batch} --out FILE")

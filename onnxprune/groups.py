@@ -140,10 +140,11 @@ def find_groups(
     return _with_costs(model, analysis)
 
 
-def analyze_groups(loaded: LoadedModel) -> GroupAnalysis:
-    """Groups of a loaded model, at batch 1 and its input size."""
+def analyze_groups(loaded: LoadedModel, shapes: dict[str, tuple[int, ...]] | None = None) -> GroupAnalysis:
+    """Groups of a loaded model, at batch 1 and its input size (``shapes``: every tensor's, where
+    the caller knows them; else onnxruntime runs the model once to find them)."""
     axes = {loaded.image.name: 1 if loaded.image.layout == "NCHW" else 3}
-    return find_groups(loaded.model, probe_shapes(loaded.model, loaded.image), axes)
+    return find_groups(loaded.model, shapes if shapes is not None else probe_shapes(loaded.model, loaded.image), axes)
 
 
 def _with_costs(model: onnx.ModelProto, analysis: GroupAnalysis) -> GroupAnalysis:

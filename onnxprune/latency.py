@@ -19,6 +19,7 @@ the whole model timed at the same uniform widths, so the prediction is anchored 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -49,7 +50,9 @@ __all__ = [
     "entry_digest",
     "measure_granularity",
     "measure_latency",
+    "measure_with_trials",
     "structure_digest",
+    "time_models",
     "timed_convs",
 ]
 
@@ -58,7 +61,10 @@ log = logging.getLogger(__name__)
 _FRACTIONS = (1.0, 0.75, 0.5, 0.25)  # depthwise tables and the whole-graph calibration
 _GRID = (1.0, 0.5, 0.25)  # per axis of a conv's (out, in) table
 _PROBE_WIDTHS = (64, 62, 60, 56, 48)
-_BUDGET_S = 0.25  # timing per layer variant, so a table costs about a second per distinct layer
+# timing per variant: medians of 5 to 20 runs, so a layer's nine grid points cost about a second
+# at most (benchmarks/overhead.py prints what the tables cost a first run)
+_BUDGET_S = 0.1
+_MOST_RUNS = 20
 
 
 def cache_dir() -> Path:
@@ -130,11 +136,12 @@ class LocalCache:
 def _conv_model(attrs: list[onnx.AttributeProto], x_shape: tuple[int, ...], cout: int, cin: int,
                 kernel: tuple[int, ...], group: int, bias: bool, seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
-    weight = rng.standard_normal((cout, cin // group, *kernel)).astype(np.float32)
+    # uniform float32 draws: timings do not depend on the values, and these are cheap to make
+    weight = rng.random((cout, cin // group, *kernel), dtype=np.float32) - 0.5
     inits = [numpy_helper.from_array(weight, "w")]
     inputs = ["x", "w"]
     if bias:
-        inits.append(numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b"))
+        inits.append(numpy_helper.from_array(rng.random(cout, dtype=np.float32) - 0.5, "b"))
         inputs.append("b")
     kept = [a for a in attrs if a.name != "group"]
     node = helper.make_node("Conv", inputs, ["y"], group=group)
@@ -145,18 +152,31 @@ def _conv_model(attrs: list[onnx.AttributeProto], x_shape: tuple[int, ...], cout
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
+@functools.lru_cache(maxsize=8)  # a layer's grid points share three input shapes; onnxruntime only reads them
 def _feed(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     return {"x": random_input(shape)}
 
 
 def _runs_for(ms_estimate: float) -> int:
-    return int(np.clip(_BUDGET_S * 1e3 / max(ms_estimate, 1e-3), 5, 60))
+    return int(np.clip(_BUDGET_S * 1e3 / max(ms_estimate, 1e-3), 5, _MOST_RUNS))
 
 
 def _time(entries, device: str, threads: int) -> list[float]:
     first = time_interleaved(entries[:1], device, threads, warmup=1, runs=3)[0]
     runs = _runs_for(float(np.median(first)))
     return [float(np.median(ms)) for ms in time_interleaved(entries, device, threads, warmup=2, runs=runs)]
+
+
+def time_models(models: list[onnx.ModelProto], feed: dict[str, np.ndarray], device: str, threads: int,
+                repeats: int = 1) -> list[list[float]]:
+    """Median milliseconds of each model on the same inputs, timed round-robin in one process
+    (one session each): ``repeats`` consecutive stretches, a list of medians each, so the spread
+    between them shows the timing noise."""
+    entries = [(m, feed) for m in models]
+    first = time_interleaved(entries[:1], device, threads, warmup=1, runs=3)[0]
+    runs = _runs_for(float(np.median(first)))
+    samples = time_interleaved(entries, device, threads, warmup=2, runs=runs * repeats)
+    return [[float(np.median(ms[r * runs : (r + 1) * runs])) for ms in samples] for r in range(repeats)]
 
 
 def measure_granularity(store: Store) -> int:
@@ -288,8 +308,34 @@ def _conv_points(node: onnx.NodeProto, analysis: GroupAnalysis, step: int, batch
 
 def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInput, store: Store,
                     granularity: int = 1, progress: Callable[[int, int], None] | None = None) -> LatencyModel:
-    """Latency tables for every Conv that a prunable group reaches, calibrated on the whole graph,
-    from ``store`` (measured on its device where it may)."""
+    """Latency tables for every Conv that a prunable group reaches, calibrated on the whole graph
+    sliced to uniform widths, from ``store`` (measured on its device where it may)."""
+    raw = _layer_tables(model, analysis, store, granularity, progress)
+    variants = [{g.id: _scaled(g.channels, f, granularity) for g in analysis.prunable} for f in _FRACTIONS[1:]]
+    # by the graph's structure (timings do not depend on weight values), so the same model and
+    # store give the same selection, and a table profiled elsewhere matches this run's model
+    key = {"model": structure_digest(model), "granularity": granularity}
+    latency, _ = _calibrated(raw, model, analysis, image, store, variants, "model", key, repeats=1)
+    return latency
+
+
+def measure_with_trials(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInput, store: Store,
+                        granularity: int, trials: Callable[[LatencyModel], list[dict[int, int]]], repeats: int,
+                        progress: Callable[[int, int], None] | None = None
+                        ) -> tuple[LatencyModel, list[list[float]] | None]:
+    """The latency tables, calibrated on the whole graph at the widths ``trials`` asks for given
+    the uncalibrated tables (a calibration's offset and scale change no ranking, so the trials
+    need not wait for it); with the timings, ``repeats`` × [original, *trials] milliseconds, or
+    None where the store's device is not this one."""
+    raw = _layer_tables(model, analysis, store, granularity, progress)
+    variants = trials(raw)
+    key = {"model": structure_digest(model), "widths": [sorted(w.items()) for w in variants]}
+    return _calibrated(raw, model, analysis, image, store, variants, "steps", key, repeats)
+
+
+def _layer_tables(model: onnx.ModelProto, analysis: GroupAnalysis, store: Store, granularity: int,
+                  progress: Callable[[int, int], None] | None) -> LatencyModel:
+    """The tables, with the layers' sum as the prediction (no calibration yet)."""
     device, threads, batch = store.provider, store.threads, store.batch
     convs = timed_convs(model, analysis)
     layers: dict[str, LayerTable] = {}
@@ -315,38 +361,43 @@ def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: Imag
     table_macs = sum(n.macs for n in cost.nodes if n.name in layers)
     raw = LatencyModel(store.device, threads, batch, granularity, layers, groups, 0.0, 1.0, 0.0, 0.0)
     rate = raw.predict(cost, shapes) / table_macs if table_macs else 0.0
-    raw = LatencyModel(store.device, threads, batch, granularity, layers, groups, rate, 1.0, 0.0, 0.0)
-    # Calibrate on the whole graph: the model sliced to uniform widths, timed side by side.
-    # Layers timed alone pay call overhead and layout reorders that a whole graph does not;
-    # a least-squares fit of offset + scale × (the layers' sum) to these timings removes both.
-    fractions_widths = [{g.id: _scaled(g.channels, f, granularity) for g in analysis.prunable} for f in _FRACTIONS]
-    predicted = []
-    for widths in fractions_widths:
+    return LatencyModel(store.device, threads, batch, granularity, layers, groups, rate, 1.0, 0.0, 0.0)
+
+
+def _calibrated(raw: LatencyModel, model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInput, store: Store,
+                variants: list[dict[int, int]], kind: str, key: dict, repeats: int
+                ) -> tuple[LatencyModel, list[list[float]] | None]:
+    """Calibrate on the whole graph: the original and the model sliced to each of ``variants``
+    (widths by group), timed side by side. Layers timed alone pay call overhead and layout
+    reorders that a whole graph does not; a least-squares fit of offset + scale × (the layers'
+    sum) to these timings removes both."""
+    cost, shapes = analysis.cost, analysis.shapes
+    predicted = [raw.predict(cost, shapes)]
+    for widths in variants:
         sliced_shapes = predict_shapes(analysis, widths)
         predicted.append(raw.predict(count(model, sliced_shapes), sliced_shapes))
 
-    def measure_whole() -> list[float]:
-        variants = [model] + [slice_model(model, analysis, {gid: np.arange(w) for gid, w in widths.items()})
-                              for widths in fractions_widths[1:]]
-        feed = random_feed(image, batch)
-        return _time([(m, feed) for m in variants], device, threads)
+    def measure_whole() -> list[float] | list[list[float]]:
+        sliced = [model] + [slice_model(model, analysis, {gid: np.arange(w) for gid, w in widths.items()})
+                            for widths in variants]
+        runs = time_models(sliced, random_feed(image, store.batch), store.provider, store.threads, repeats)
+        return runs[0] if kind == "model" else runs  # "model" entries predate repeats
 
-    # by the graph's structure (timings do not depend on weight values), so the same model and
-    # store give the same selection, and a table profiled elsewhere matches this run's model
-    measured = store.value("model", {"model": structure_digest(model), "granularity": granularity}, measure_whole,
-                           "this model as a whole")
+    measured = store.value(kind, key, measure_whole, "this model as a whole")
     store.finish()
-    if measured is None:  # a table that covers every layer but was not profiled on this model
-        log.info("latency tables for %d layers from %s (not calibrated on this whole model: its layers' sum is "
-                 "the prediction)", len(layers), store.device)
-        base = raw.predict(cost, shapes)
-        return LatencyModel(store.device, threads, batch, granularity, layers, groups, rate, 1.0, 0.0, base,
-                            min(predicted))
-    scale, rest = _fit(np.asarray(predicted), np.asarray(measured))
+    runs = None if measured is None else ([measured] if kind == "model" else measured)
+    base_raw = predicted[0]
+    fields = (store.device, raw.threads, raw.batch, raw.granularity, raw.layers, raw.groups, raw.rate_ms_per_mac)
+    if runs is None:  # a table that covers every layer but was not profiled on this model (or these widths)
+        if kind == "model":
+            log.info("latency tables for %d layers from %s (not calibrated on this whole model: its layers' sum "
+                     "is the prediction)", len(raw.layers), store.device)
+        return LatencyModel(*fields, 1.0, 0.0, base_raw, min(predicted)), None
+    medians = np.median(np.asarray(runs), axis=0)
+    scale, rest = _fit(np.asarray(predicted), medians)
     log.info("latency tables for %d layers on %s: model %.2f ms; whole-graph fit: %.2f ms + %.2f × layers",
-             len(layers), store.device, measured[0], rest, scale)
-    return LatencyModel(store.device, threads, batch, granularity, layers, groups, rate, scale, rest, measured[0],
-                        min(predicted))
+             len(raw.layers), store.device, medians[0], rest, scale)
+    return LatencyModel(*fields, scale, rest, float(medians[0]), min(predicted)), runs
 
 
 def timed_convs(model: onnx.ModelProto, analysis: GroupAnalysis) -> list[onnx.NodeProto]:

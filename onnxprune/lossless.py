@@ -10,22 +10,20 @@ calibration data; the caller checks the outputs are unchanged.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .criteria.registry import Observation
-from .criteria.parts import activation, extremes
-from .channels import Slot
+from .calibration import calibrate
+from .channels import Slot, TensorChannels
 from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel
 from .nodes import attribute
 from .ops import rule
+from .image_input import ImageInput
 from .select import round_up
-from .session import TorchView
 from .slice import slice_model
 
 __all__ = ["LosslessResult", "lossless_pass"]
@@ -114,14 +112,28 @@ def _fold(model: onnx.ModelProto, analysis: GroupAnalysis, constants: dict[tuple
     return created
 
 
-def lossless_pass(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, batch_size: int, seed: int,
-                  steps: dict[int, int]) -> LosslessResult:
-    """Remove dead channels and fold constant ones, keeping widths on each group's step."""
-    per_batch = view.observe(analysis, Observation(activation, extremes), inputs, batch_size, None, seed)
-    observed = {tensor: functools.reduce(np.maximum, values) for tensor, values in per_batch.items()}
+def watched_tensors(model: onnx.ModelProto, analysis: GroupAnalysis) -> dict[str, TensorChannels]:
+    """Every tensor a prunable group's consumer reads, with where its channels are: what the
+    lossless pass needs the extremes of (``calibration.calibrate`` finds them)."""
+    read = {n.name: n.input[0] for n in model.graph.node if n.input}
+    return {read[s.node]: analysis.tensors[read[s.node]] for s in analysis.slots
+            if s.role == "consumer" and any(analysis.group(g).prunable for g in s.segments)}
+
+
+def lossless_pass(model: onnx.ModelProto, image: ImageInput, analysis: GroupAnalysis, inputs: np.ndarray,
+                  steps: dict[int, int], known: dict[str, np.ndarray] | None = None) -> LosslessResult:
+    """Remove dead channels and fold constant ones, keeping widths on each group's step.
+    ``known``: extremes the preparation's calibration pass already found (by tensor name);
+    the rest are found on ``inputs``."""
+    watched = watched_tensors(model, analysis)
+    known = known or {}
+    missing = {t: layout for t, layout in watched.items() if t not in known}
+    observed = {t: known[t] for t in watched if t in known}
+    if missing:
+        observed |= calibrate(model, image.name, inputs, extremes=missing, shapes=analysis.shapes).extremes
     places = _extremes(analysis, observed)
-    inits = {i.name: i for i in view.model.graph.initializer}
-    nodes = {n.name: n for n in view.model.graph.node}
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes = {n.name: n for n in model.graph.node}
     keep: dict[int, np.ndarray] = {}
     constants: dict[tuple[str, int], float] = {}
     dead_count = folded_count = kept_count = 0
@@ -153,13 +165,13 @@ def lossless_pass(view: TorchView, analysis: GroupAnalysis, inputs: np.ndarray, 
             for tensor, offset, hi, lo in places[group.id]:
                 constants[(tensor, offset + int(c))] = float(hi[c] + lo[c]) / 2
     if not keep:
-        return LosslessResult(view.model, 0, 0, kept_count)
-    model = onnx.ModelProto()
-    model.CopyFrom(view.model)
+        return LosslessResult(model, 0, 0, kept_count)
+    original, model = model, onnx.ModelProto()
+    model.CopyFrom(original)
     if constants and _fold(model, analysis, constants):
         # a new bias belongs to its node's output group: find the groups again, by their producers
         by_producers = {frozenset(g.producers): g.id for g in analysis.groups}
-        analysis = analyze_groups(LoadedModel(model, view.image, None))
+        analysis = analyze_groups(LoadedModel(model, image, None))
         renamed = {g.id: by_producers[frozenset(g.producers)] for g in analysis.groups if g.producers}
         keep = {new: keep[old] for new, old in renamed.items() if old in keep}
     return LosslessResult(slice_model(model, analysis, keep), dead_count, folded_count, kept_count)

@@ -122,8 +122,9 @@ class PruneOptions:
     lr: float = option(1e-3, "Fine-tuning learning rate (Adam).", _positive)
     batch_size: int = option(32, "Batch size for scoring and fine-tuning.", _at_least(1))
     round_to: int | str = option(
-        "auto", "Keep widths multiples of N, or 'auto': measure this device's width step and each layer's "
-                "latency, and remove channels where latency falls most.", _round_to, metavar="N|auto")
+        "auto", "Keep widths multiples of N, or 'auto': measure each layer's latency on this device, choose the "
+                "width step by timing the model pruned at several steps, and remove channels where latency falls "
+                "most.", _round_to, metavar="N|auto")
     min_channels: int = option(1, "Fewest channels a group keeps (also never below 10 % of its width).",
                                _at_least(1))
     flops_weight: float = option(0.1, "How much FLOPs saved weigh against saliency when ranking channels.",

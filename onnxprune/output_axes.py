@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from .errors import OnnxpruneError
 from .image_input import ImageInput
 from .metrics import max_difference  # the one "computes the same" rule
-from .runtime import run_model
+from .runtime import run_model, run_model_each
 from .shapes import random_input
 
 __all__ = ["BATCH_FIRST_MARK", "BatchAxis", "batch_axis", "batch_first", "find_output_axes", "put_batch_first",
@@ -78,7 +78,7 @@ def find_output_axes(model: onnx.ModelProto, image: ImageInput, name: str, n: in
         together = run_model(model, {image.name: x})
     except OnnxpruneError as err:
         raise refuse(str(err)) from err
-    halves = [run_model(reference or model, {image.name: x[i * n:(i + 1) * n]}) for i in range(2)]
+    halves = run_model_each(reference or model, [{image.name: x[i * n:(i + 1) * n]} for i in range(2)])
     axes = []
     for k, out in enumerate(model.graph.output):
         small, large = np.shape(halves[0][k]), np.shape(together[k])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from math import ceil
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ import onnx
 import torch
 
 from .output_axes import restore_signature
-from .batchnorm import fold_inserted, with_batchnorm
+from .batchnorm import fold_inserted, needs_batchnorm, shapes_with_inserted, with_batchnorm
+from .calibration import calibrate
 from .bench import benchmark
 from .augment import resolve_mode
 from .checkpoint import Checkpoint, Checkpoints, fingerprint
@@ -33,7 +34,7 @@ from .finetune import Targets, TrainSettings, epoch_steps, precision_for
 from .groups import GroupAnalysis, analyze_groups
 from .load import LoadedModel, load
 from .loader import default_workers
-from .lossless import LosslessResult
+from .lossless import LosslessResult, watched_tensors
 from .memory import plan_memory
 from .metrics import is_classifier_output
 from .nodes import is_inserted
@@ -172,7 +173,7 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
         view, freed, records = TorchView.of(resumed.model, run.work.image), resumed.freed, list(resumed.records)
     else:
         with clock("lossless pass"):
-            view, freed = remove_lossless(run, plan, TorchView.of(run.work.model, run.work.image), analysis)
+            view, freed = remove_lossless(run, plan, analysis)
         records = []
         saves.save(0, "lossless pass", view.model, records, freed)
     reached = resumed.reached if resumed is not None else True
@@ -252,11 +253,17 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         log.info("the budget chooses rounds on %d held-out images and reports the kept model on the other %d",
                  len(judged), len(val) - len(judged))
     calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory
-    teacher_calib = run_batched(loaded.model, image.name, calib)
-    teacher_val = run_batched(loaded.model, image.name, val)
     analysis = analyze_groups(loaded)
-    work = with_batchnorm(loaded, analysis.shapes, calib)
-    work_groups = analysis if work is loaded else analyze_groups(work)
+    # one pass over the calibration images: the teacher's outputs, the statistics of convs whose
+    # BatchNorm was folded and the extremes the lossless pass reads (the work model only adds
+    # BatchNorm that computes the identity, so its tensors of these names hold the same values)
+    folded = [c.output[0] for c in needs_batchnorm(loaded.model, analysis.shapes)]
+    watched = watched_tensors(loaded.model, analysis) if o.lossless else {}
+    calibration = calibrate(loaded.model, image.name, calib, folded, watched, analysis.shapes)
+    teacher_calib = calibration.outputs
+    teacher_val = run_batched(loaded.model, image.name, val)
+    work = with_batchnorm(loaded, analysis.shapes, (calibration.mean, calibration.var))
+    work_groups = analysis if work is loaded else analyze_groups(work, shapes_with_inserted(work.model, analysis.shapes))
     if where.world > 1 and device.startswith("cuda"):
         device = f"cuda:{where.local}"
     # the same micro-batch whatever the processes: scoring batches (and so the widths) must not depend on them
@@ -286,7 +293,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         settings=settings,
         round_steps=round_steps, device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
         progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
-        task=task, task_settings=task_settings, judged=judged,
+        task=task, task_settings=task_settings, judged=judged, calib_extremes=calibration.extremes,
     )
 
 
@@ -349,8 +356,11 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
                         1.0 if plan.latency else None, 0.0)
     hardware = None
     if plan.latency:
+        choice = plan.step_choice
         hardware = HardwareAware(plan.latency.device, plan.latency.threads, plan.round_to, len(plan.latency.layers),
-                                 plan.latency.original_ms, plan.predicted_fraction(final), o.latency_table)
+                                 plan.latency.original_ms, plan.predicted_fraction(final), o.latency_table,
+                                 tuple(asdict(c) for c in choice.candidates) if choice else (),
+                                 choice.reason if choice else None)
     return Report(
         model=str(run.loaded.source) if run.loaded.source else None,
         settings=o.as_dict() | {"device": run.device},

@@ -79,6 +79,8 @@ class HardwareAware:
     original_ms_measured: float
     predicted_fraction: float
     table: str | None = None  # --latency-table: measured on ``device``, not here
+    step_candidates: tuple[dict, ...] = ()  # --round-to auto: each step tried, as width_step.StepCandidate
+    step_reason: str | None = None  # why round_to won
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,14 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += ["", f"Hardware-aware widths: measured width step {hw['round_to']} on {hw['device']} "
                       f"({hw['threads']} thread(s)), latency tables for {hw['layers_measured']} layer(s); predicted "
                       f"latency {hw['predicted_fraction']:.1%} of the original's {hw['original_ms_measured']:.2f} ms."]
+        if hw.get("step_candidates"):
+            lines += ["", f"Width steps tried (each pruned once to the target and timed beside the original; "
+                          f"step {hw['round_to']} won: {hw['step_reason']}):", "",
+                      "| step | FLOPs kept | predicted ms | measured ms | efficiency |", "| --- | --- | --- | --- | --- |"]
+            for c in hw["step_candidates"]:
+                measured = "" if c["measured_ms"] is None else f"{c['measured_ms']:.2f}"
+                lines.append(f"| {c['step']} | {c['flops_fraction']:.1%} | {c['predicted_ms']:.2f} | {measured} | "
+                             f"{c['efficiency']:.2f} |")
         if hw.get("table"):
             lines.append(f"The tables come from `{hw['table']}`, measured on {hw['device']}; the latency above was "
                          "measured on this machine.")

@@ -51,6 +51,7 @@ class Run:
     task: str = "regress"  # tasks.TASKS: what the held-out quality is measured by
     task_settings: TaskSettings = TaskSettings()
     judged: np.ndarray | None = None  # held-out positions the budget decides on; the rest report
+    calib_extremes: dict[str, np.ndarray] | None = None  # per tensor, [max, −min] per channel on ``calib``
 
 
 class StageClock:

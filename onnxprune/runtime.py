@@ -12,7 +12,7 @@ import onnx
 
 from .errors import OnnxpruneError
 
-__all__ = ["batch_for", "BATCH_VALUES", "make_session", "run_model", "cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
+__all__ = ["batch_for", "BATCH_VALUES", "make_session", "run_model", "run_model_each", "cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,13 @@ def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | Non
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    if model.ByteSize() < PROTOBUF_LIMIT:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+    try:
+        # serialized once: asking ByteSize() first would serialize a large model twice
+        data = model.SerializeToString()
+    except ValueError:  # over protobuf's 2 GiB: through a file with external data
+        data = None
+    if data is not None and len(data) < PROTOBUF_LIMIT:
+        return ort.InferenceSession(data, options, providers=providers)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data")
@@ -106,9 +111,17 @@ def run_model(
     model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None
 ) -> list[np.ndarray]:
     """Run once on the CPU provider; raise OnnxpruneError if onnxruntime refuses the model."""
+    return run_model_each(model, [feeds], outputs)[0]
+
+
+def run_model_each(
+    model: onnx.ModelProto, feeds: list[Mapping[str, np.ndarray]], outputs: list[str] | None = None
+) -> list[list[np.ndarray]]:
+    """Run on each of ``feeds`` in one session on the CPU provider; raise OnnxpruneError if
+    onnxruntime refuses the model."""
     try:
         session = make_session(model)
-        return session.run(outputs, dict(feeds))
+        return [session.run(outputs, dict(feed)) for feed in feeds]
     except OnnxpruneError:
         raise
     except Exception as err:

@@ -11,6 +11,7 @@ else the system's temporary folder, and are deleted when the run ends.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -36,11 +37,20 @@ class Teacher:
     ``positions``), from the cache when there is one and the batch is not augmented."""
 
     def __init__(self, loaded: LoadedModel) -> None:
-        self.view = TorchView.of(loaded.model, loaded.image, check=False)
-        self.module = self.view.imported.module.eval().requires_grad_(False)
+        self.loaded = loaded
         self.cache: list[np.ndarray] | None = None
         self.folder: Path | None = None
         self.made: list[Path] = []  # folders made to hold the cache, removed with it when left empty
+
+    @functools.cached_property
+    def view(self) -> TorchView:
+        """The original in torch: imported when first needed (a run whose teacher outputs are all
+        cached never needs it)."""
+        return TorchView.of(self.loaded.model, self.loaded.image, check=False)
+
+    @functools.cached_property
+    def module(self) -> torch.nn.Module:
+        return self.view.imported.module.eval().requires_grad_(False)
 
     def __call__(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> list[torch.Tensor]:
         if self.cache is not None and positions is not None:

@@ -6,7 +6,8 @@ import numpy as np
 from conftest import SAMPLES
 from graphs import GraphBuilder
 
-from onnxprune.batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm, output_statistics
+from onnxprune.batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm
+from onnxprune.calibration import calibrate
 from onnxprune.flops import count
 from onnxprune.load import load
 from onnxprune.nodes import is_inserted
@@ -26,8 +27,8 @@ def _folded_chain():
 def _with_identity_bn(loaded, x):
     shapes = probe_shapes(loaded.model, loaded.image)
     convs = needs_batchnorm(loaded.model, shapes)
-    mean, var = output_statistics(loaded.model, [c.output[0] for c in convs], loaded.image.name, x)
-    return convs, insert_batchnorm(loaded.model, convs, mean, var)
+    stats = calibrate(loaded.model, loaded.image.name, x, [c.output[0] for c in convs], shapes=shapes)
+    return convs, insert_batchnorm(loaded.model, convs, stats.mean, stats.var)
 
 
 def test_a_folded_model_gets_identity_batchnorm_on_its_inner_convs_only() -> None:

@@ -94,3 +94,30 @@ def test_an_observation_gives_one_array_per_batch_and_mean_activation_is_never_n
 def test_unknown_criterion_names_the_choices() -> None:
     with pytest.raises(OnnxpruneError, match="choose from .*taylor"):
         get("magic")
+
+
+def test_gradients_are_scaled_out_of_the_subnormal_range_without_changing_a_score(setup, monkeypatch) -> None:
+    """A confident model's loss gradient is tiny and everything behind it subnormal (ten times
+    slower on x86): scoring scales it by a power of two and divides it out again, exactly."""
+    import torch
+
+    import onnxprune.criteria.observe as observe
+
+    loaded, analysis, view, inputs, targets = setup
+    seen = []
+    scaled = observe._scaled_gradients
+
+    def spy(loss, outputs):
+        found = scaled(loss, outputs)
+        seen.append(found[0])
+        return found
+
+    monkeypatch.setattr(observe, "_scaled_gradients", spy)
+    taylor = get("taylor").observes
+    with_scale = view.observe(analysis, taylor, inputs, 32, targets, seed=0)  # per tensor and batch, unnormalized
+    assert seen and all(s == 2.0 ** round(np.log2(s)) for s in seen) and any(s != 1.0 for s in seen)
+    monkeypatch.setattr(observe, "_scaled_gradients", lambda loss, outputs: (1.0, [loss], [torch.ones_like(loss)]))
+    plain = view.observe(analysis, taylor, inputs, 32, targets, seed=0)
+    for tensor, batches in plain.items():
+        for a, b in zip(with_scale[tensor], batches):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)

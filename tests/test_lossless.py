@@ -13,7 +13,6 @@ from onnxprune.lossless import lossless_pass
 from onnxprune import prune
 from onnxprune.report import LosslessCounts
 from onnxprune.verify import run_batched
-from onnxprune.session import TorchView
 
 
 def _bn(g: GraphBuilder, x: str, gamma: np.ndarray, beta: np.ndarray) -> str:
@@ -35,7 +34,7 @@ def _run(model: onnx.ModelProto, steps: dict[int, int] | None = None):
     loaded = load(model)
     analysis = analyze_groups(loaded)
     x = np.random.default_rng(1).standard_normal((24, 3, 8, 8)).astype(np.float32)
-    result = lossless_pass(TorchView.of(loaded.model, loaded.image), analysis, x, 8, 0, steps or {})
+    result = lossless_pass(loaded.model, loaded.image, analysis, x, steps or {})
     before = run_batched(loaded.model, "x", x)[0]
     after = run_batched(result.model, "x", x)[0]
     return result, before, after
