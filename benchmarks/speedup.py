@@ -89,7 +89,8 @@ def main() -> None:
     say(f"# speedup.py {datetime.date.today()} on {device_name('cpu')}"
         + (f" + {device_name('cuda')}" if cuda_available() else "")
         + f"; torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}, python {platform.python_version()}")
-    say(f"# {args.size}×{args.size}, target {args.target_flops:.0%} FLOPs, medians of {args.repeats} interleaved runs of {args.runs}\n")
+    say(f"# {args.size}×{args.size}, target {args.target_flops:.0%} FLOPs, medians of {args.repeats} round-robin repeats "
+        f"of {args.runs} runs, worker threads not spinning\n")
     say(f"{'model':<14}{'method':<32}{'MACs kept':>10}{'MAC red.':>9}" + "".join(
         f"{f'{d} t{t or 1} b{b}':>34}" for d, t, b in settings))
     for name in args.models:

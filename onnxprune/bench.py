@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,13 +95,19 @@ class _Runner:
 
 
 def time_interleaved(
-    entries: list[tuple[onnx.ModelProto, dict[str, np.ndarray]]], device: str, threads: int, warmup: int, runs: int
+    entries: list[tuple[onnx.ModelProto, dict[str, np.ndarray]]], device: str, threads: int, warmup: int,
+    runs: int | Callable[[float], int],
 ) -> list[np.ndarray]:
-    """Milliseconds of ``runs`` runs of each (model, feed), interleaved in a rotating order."""
+    """Milliseconds of ``runs`` runs of each (model, feed), interleaved in a rotating order;
+    ``runs`` may be a function of the first model's milliseconds (its last warm-up run)."""
     runners = [_Runner(model, feed, device, threads) for model, feed in entries]
-    for runner in runners:
+    first = 0.0  # seconds of the first model's last warm-up run
+    for k, runner in enumerate(runners):
         for _ in range(warmup):
-            runner.once()
+            seconds = runner.once()
+            first = seconds if k == 0 else first
+    if callable(runs):
+        runs = runs(1e3 * (first or runners[0].once()))
     samples: list[list[float]] = [[] for _ in runners]
     for r in range(runs):
         order = list(range(len(runners)))

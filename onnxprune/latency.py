@@ -51,6 +51,7 @@ __all__ = [
     "measure_granularity",
     "measure_latency",
     "measure_with_trials",
+    "scaled_width",
     "structure_digest",
     "time_models",
     "timed_convs",
@@ -61,10 +62,10 @@ log = logging.getLogger(__name__)
 _FRACTIONS = (1.0, 0.75, 0.5, 0.25)  # depthwise tables and the whole-graph calibration
 _GRID = (1.0, 0.5, 0.25)  # per axis of a conv's (out, in) table
 _PROBE_WIDTHS = (64, 62, 60, 56, 48)
-# timing per variant: medians of 5 to 20 runs, so a layer's nine grid points cost about a second
+# timing per variant: medians of 5 to 15 runs, so a layer's nine grid points cost about a second
 # at most (benchmarks/overhead.py prints what the tables cost a first run)
 _BUDGET_S = 0.1
-_MOST_RUNS = 20
+_MOST_RUNS = 15
 
 
 def cache_dir() -> Path:
@@ -162,9 +163,8 @@ def _runs_for(ms_estimate: float) -> int:
 
 
 def _time(entries, device: str, threads: int) -> list[float]:
-    first = time_interleaved(entries[:1], device, threads, warmup=1, runs=3)[0]
-    runs = _runs_for(float(np.median(first)))
-    return [float(np.median(ms)) for ms in time_interleaved(entries, device, threads, warmup=2, runs=runs)]
+    # one warm-up run each: the first run of a session allocates its buffers, later ones are alike
+    return [float(np.median(ms)) for ms in time_interleaved(entries, device, threads, warmup=1, runs=_runs_for)]
 
 
 def time_models(models: list[onnx.ModelProto], feed: dict[str, np.ndarray], device: str, threads: int,
@@ -172,10 +172,9 @@ def time_models(models: list[onnx.ModelProto], feed: dict[str, np.ndarray], devi
     """Median milliseconds of each model on the same inputs, timed round-robin in one process
     (one session each): ``repeats`` consecutive stretches, a list of medians each, so the spread
     between them shows the timing noise."""
-    entries = [(m, feed) for m in models]
-    first = time_interleaved(entries[:1], device, threads, warmup=1, runs=3)[0]
-    runs = _runs_for(float(np.median(first)))
-    samples = time_interleaved(entries, device, threads, warmup=2, runs=runs * repeats)
+    samples = time_interleaved([(m, feed) for m in models], device, threads, warmup=2,
+                               runs=lambda ms: _runs_for(ms) * repeats)
+    runs = len(samples[0]) // repeats
     return [[float(np.median(ms[r * runs : (r + 1) * runs])) for ms in samples] for r in range(repeats)]
 
 
@@ -273,7 +272,8 @@ class LatencyModel:
         return max(self.rest_ms + self.scale * total, 1e-3 * self.original_ms)
 
 
-def _scaled(channels: int, fraction: float, step: int) -> int:
+def scaled_width(channels: int, fraction: float, step: int) -> int:
+    """``fraction`` of a group's channels on the step (at least one step; narrow groups stay whole)."""
     if fraction == 1.0 or channels <= step:
         return channels
     return max(step, int(round(channels * fraction / step)) * step)
@@ -289,14 +289,14 @@ def _conv_points(node: onnx.NodeProto, analysis: GroupAnalysis, step: int, batch
     depthwise = group > 1 and group == cin and w_shape[1] == 1
     bias = len(node.input) > 2
     if depthwise:
-        outs = sorted({_scaled(cout, f, step) for f in _FRACTIONS})
+        outs = sorted({scaled_width(cout, f, step) for f in _FRACTIONS})
         grid = [(o, o) for o in outs]
         ins: list[int] = []
     elif group > 1:  # grouped convs are not pruned through; one point is enough
         outs, ins, grid = [cout], [cin], [(cout, cin)]
     else:
-        outs = sorted({_scaled(cout, f, step) for f in _GRID})
-        ins = sorted({_scaled(cin, f, step) for f in _GRID})
+        outs = sorted({scaled_width(cout, f, step) for f in _GRID})
+        ins = sorted({scaled_width(cin, f, step) for f in _GRID})
         grid = [(o, i) for o in outs for i in ins]
     points = []
     for out, inp in grid:
@@ -311,7 +311,7 @@ def measure_latency(model: onnx.ModelProto, analysis: GroupAnalysis, image: Imag
     """Latency tables for every Conv that a prunable group reaches, calibrated on the whole graph
     sliced to uniform widths, from ``store`` (measured on its device where it may)."""
     raw = _layer_tables(model, analysis, store, granularity, progress)
-    variants = [{g.id: _scaled(g.channels, f, granularity) for g in analysis.prunable} for f in _FRACTIONS[1:]]
+    variants = [{g.id: scaled_width(g.channels, f, granularity) for g in analysis.prunable} for f in _FRACTIONS[1:]]
     # by the graph's structure (timings do not depend on weight values), so the same model and
     # store give the same selection, and a table profiled elsewhere matches this run's model
     key = {"model": structure_digest(model), "granularity": granularity}
@@ -378,8 +378,8 @@ def _calibrated(raw: LatencyModel, model: onnx.ModelProto, analysis: GroupAnalys
         predicted.append(raw.predict(count(model, sliced_shapes), sliced_shapes))
 
     def measure_whole() -> list[float] | list[list[float]]:
-        sliced = [model] + [slice_model(model, analysis, {gid: np.arange(w) for gid, w in widths.items()})
-                            for widths in variants]
+        sliced = [model] + [slice_model(model, analysis, {gid: np.arange(w) for gid, w in widths.items()},
+                                        annotate=False) for widths in variants]
         runs = time_models(sliced, random_feed(image, store.batch), store.provider, store.threads, repeats)
         return runs[0] if kind == "model" else runs  # "model" entries predate repeats
 

@@ -259,7 +259,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     # BatchNorm that computes the identity, so its tensors of these names hold the same values)
     folded = [c.output[0] for c in needs_batchnorm(loaded.model, analysis.shapes)]
     watched = watched_tensors(loaded.model, analysis) if o.lossless else {}
-    calibration = calibrate(loaded.model, image.name, calib, folded, watched, analysis.shapes)
+    calibration = calibrate(loaded.model, image.name, calib, folded, watched, shapes=analysis.shapes)
     teacher_calib = calibration.outputs
     teacher_val = run_batched(loaded.model, image.name, val)
     work = with_batchnorm(loaded, analysis.shapes, (calibration.mean, calibration.var))

@@ -27,7 +27,7 @@ from .flops import count
 from .groups import GroupAnalysis, predict_shapes
 from .latency import LatencyModel
 
-__all__ = ["Selection", "select", "floor_for", "group_step", "round_up"]
+__all__ = ["Selection", "select", "channel_costs", "floor_for", "group_step", "round_up"]
 
 
 @dataclass(frozen=True)
@@ -86,13 +86,15 @@ def select(
     latency: LatencyModel | None = None,
     target_latency_ms: float | None = None,
     per_flop: bool | None = None,
+    cost_per_channel: Mapping[int, float] | None = None,
 ) -> Selection:
     """Keep-sets that bring the model to at most ``target_flops`` (as close as granularity allows)
     and, with ``target_latency_ms``, to at most that predicted latency. ``per_flop`` ranks by the
-    milliseconds saved per FLOP saved even under a latency goal (default: only without one)."""
+    milliseconds saved per FLOP saved even under a latency goal (default: only without one).
+    ``cost_per_channel`` (``channel_costs``) where the caller has it: it takes a prediction per group."""
     steps = {g.id: round_to.get(g.id, 1) if isinstance(round_to, Mapping) else round_to for g in analysis.prunable}
     per_flop = target_latency_ms is None if per_flop is None else per_flop
-    per_channel = _cost_per_channel(model, analysis, latency, steps, per_flop=per_flop)
+    per_channel = cost_per_channel or channel_costs(model, analysis, latency, steps, per_flop=per_flop)
     # the scale: groups that may still lose channels (one at its floor must not set it)
     movable = [per_channel[g.id] for g in analysis.prunable if _widths_down(g.channels, floors.get(g.id, 1), steps[g.id])]
     max_cost = max(movable, default=1.0) or 1.0
@@ -170,7 +172,7 @@ def _fill_back(applied: list, widths: dict[int, int], analysis: GroupAnalysis, f
     return widths
 
 
-def _cost_per_channel(model: onnx.ModelProto, analysis: GroupAnalysis, latency: LatencyModel | None,
+def channel_costs(model: onnx.ModelProto, analysis: GroupAnalysis, latency: LatencyModel | None,
                       steps: dict[int, int], per_flop: bool) -> dict[int, float]:
     """What one channel of each prunable group costs: FLOPs, or the predicted milliseconds its
     removal saves (per FLOP saved, with ``per_flop``)."""

@@ -96,14 +96,15 @@ def _edit_slots(model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[i
 
 
 def slice_model(
-    model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]
+    model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping[int, np.ndarray], annotate: bool = True
 ) -> onnx.ModelProto:
     """A new model with every member of every group sliced to its keep-set.
 
     Weights, biases, BN parameters and statistics, per-channel constants, depthwise ``group``
     attributes and Reshape/Resize constants that state a channel count all follow; node names,
     opset, metadata and graph inputs/outputs are kept; intermediate shape annotations are
-    re-inferred. Initializers must not be shared between users (``load`` un-shares them).
+    re-inferred (unless ``annotate`` is false: a model only timed needs none). Initializers must
+    not be shared between users (``load`` un-shares them).
     """
     keep = check_keep(analysis, keep)
     sliced = onnx.ModelProto()
@@ -130,6 +131,8 @@ def slice_model(
                 if a.name == attr.name:
                     a.i = kept
     del sliced.graph.value_info[:]
+    if not annotate:
+        return sliced
     try:
         sliced = onnx.shape_inference.infer_shapes(sliced, data_prop=True)
     except Exception as err:  # pragma: no cover - the checker in verify reports it properly

@@ -2,12 +2,13 @@
 
 The per-layer probe (``latency.measure_granularity``) says where one conv's kernels lose their
 alignment, not what a whole model gains: on ResNet-18 the probe's 8 lost to a fixed 16 (speed-up
-÷ MAC reduction 0.85 against 0.89). So each candidate step — the probe's, 8, 16 and 32 — prunes
-the model once to the run's FLOPs target with the selector the rounds use (the filters' L1 norms
-standing in for saliency, which is not known yet), and the pruned models are timed side by side
-with the original on this device. The candidate with the best efficiency (speed-up ÷ FLOPs
-reduction, so a step that lands a little lower on FLOPs gains nothing by it) wins; a coarser one
-within the timing noise of it wins instead. Timings are cached like the latency tables.
+÷ MAC reduction 0.85 against 0.89). So each candidate step — the probe's, and those of 8, 16 and
+32 no finer than it — prunes the model once to the run's FLOPs target with the selector the
+rounds use (the filters' L1 norms standing in for saliency, which is not known yet), and the
+pruned models are timed side by side with the original on this device. The candidate with the
+best efficiency (speed-up ÷ FLOPs reduction, so a step that lands a little lower on FLOPs gains
+nothing by it) wins; a coarser one within the timing noise of it wins instead. The timings also
+calibrate the latency tables, and are cached like them.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from .criteria.stats import score_groups
 from .flops import count
 from .groups import GroupAnalysis, predict_shapes
 from .image_input import ImageInput
-from .latency import LatencyModel, Store, measure_latency, measure_with_trials
-from .select import floor_for, group_step, select
+from .latency import LatencyModel, Store, measure_latency, measure_with_trials, scaled_width
+from .select import channel_costs, floor_for, group_step, select
 
 __all__ = ["CANDIDATE_STEPS", "StepCandidate", "StepChoice", "choose_step"]
 
@@ -67,23 +68,34 @@ def choose_step(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInp
     """The latency tables (on the probe's grid) and the width step for this model at this FLOPs
     target on ``store``'s device. The candidates' timings calibrate the tables too, so choosing
     costs no more whole-model timings than calibrating did."""
-    steps = sorted({probe_step, *CANDIDATE_STEPS})
+    # finer than the probe's step is ruled out by the probe itself (such widths lost most of their
+    # saving on this device's kernels); the probe can only err towards too fine a step, which the
+    # whole-model timings then rule out (ResNet-18: the probe said 8, whose models were slowest)
+    steps = sorted({probe_step, *(s for s in CANDIDATE_STEPS if s >= probe_step)})
     usable = [s for s in steps if _usable(s, analysis)] or [min(steps)]
     scores = score_groups(get("l1"), model, analysis, None, seed)
     goal = int(target_fraction * analysis.cost.flops)
     trials: list[tuple[int, float, float]] = []  # (step, FLOPs fraction, layers' sum)
 
     def trial_widths(raw: LatencyModel) -> list[dict[int, int]]:
+        # what a channel saves, measured over one probe step for every candidate: a trial's
+        # ranking need not be exact, and each costs a prediction per group
+        costs = channel_costs(model, analysis, raw, {g.id: group_step(g.channels, probe_step)
+                                                       for g in analysis.prunable}, per_flop=True)
         chosen = []
         for step in usable:
             per_group = {g.id: group_step(g.channels, step) for g in analysis.prunable}
             floors = {g.id: floor_for(g.channels, min_channels, per_group[g.id]) for g in analysis.prunable}
-            selection = select(model, analysis, scores, goal, floors, per_group, flops_weight, raw)
+            selection = select(model, analysis, scores, goal, floors, per_group, flops_weight, raw,
+                               cost_per_channel=costs)
             widths = {gid: len(kept) for gid, kept in selection.keep.items()}
             shapes = predict_shapes(analysis, widths)
             trials.append((step, selection.flops / analysis.cost.flops, raw.predict(count(model, shapes), shapes)))
             chosen.append(widths)
-        return chosen
+        # and, for the calibration only, every group at half its width (a quarter of the FLOPs or
+        # so): the line the rounds predict with must reach below the target, where a latency
+        # target or a quality budget may take them
+        return chosen + [{g.id: scaled_width(g.channels, 0.5, probe_step) for g in analysis.prunable}]
 
     latency, runs = measure_with_trials(model, analysis, image, store, probe_step, trial_widths, _REPEATS, progress)
     if runs is None:  # another device's tables (--latency-table): calibrated as that device profiled the model
