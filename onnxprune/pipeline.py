@@ -280,7 +280,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
                              "each needs at least one image of every batch")
     key = fingerprint(loaded.model, o, train, val) if o.checkpoint_dir else ""
     round_steps = o.round_steps if o.round_steps is not None else min(20, epoch_steps(len(train), o.batch_size))
-    teacher = Teacher(loaded)
+    teacher = Teacher(loaded, in_torch=o.feature_hints)  # hints read the teacher's own maps
     seen = (planned_rounds(o) * round_steps + ceil(o.epochs * epoch_steps(len(train), o.batch_size))) * o.batch_size
     # feature hints need the teacher's own forward, for its maps
     if not o.feature_hints and worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val),

@@ -34,10 +34,15 @@ CACHE_LIMIT = 2 << 30  # bytes of cached outputs, on disk
 
 class Teacher:
     """``teacher(x, positions)``: the original's outputs on batch ``x`` (training positions
-    ``positions``), from the cache when there is one and the batch is not augmented."""
+    ``positions``), from the cache when there is one and the batch is not augmented.
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    Otherwise the original runs on ``x`` as it is: in onnxruntime where ``x`` is on the CPU (its
+    inference is several times faster there than torch's, and no torch import of the original is
+    made), in torch on a GPU and where ``in_torch`` asks for it (feature hints read its maps)."""
+
+    def __init__(self, loaded: LoadedModel, in_torch: bool = False) -> None:
         self.loaded = loaded
+        self.in_torch = in_torch
         self.cache: list[np.ndarray] | None = None
         self.folder: Path | None = None
         self.made: list[Path] = []  # folders made to hold the cache, removed with it when left empty
@@ -52,11 +57,18 @@ class Teacher:
     def module(self) -> torch.nn.Module:
         return self.view.imported.module.eval().requires_grad_(False)
 
+    @functools.cached_property
+    def session(self):
+        return make_session(self.loaded.model, threads=torch.get_num_threads())
+
     def __call__(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> list[torch.Tensor]:
         if self.cache is not None and positions is not None:
             rows = positions.numpy()
             return [torch.from_numpy(np.ascontiguousarray(c[rows])).to(x.device, non_blocking=True)
                     for c in self.cache]
+        if x.device.type == "cpu" and not self.in_torch:
+            feed = {self.loaded.image.name: x.detach().contiguous().numpy()}
+            return [torch.from_numpy(o) for o in self.session.run(None, feed)]
         self.module.to(x.device)
         return self.view.run(self.module, x)
 
