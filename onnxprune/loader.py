@@ -10,6 +10,8 @@ workers.
 
 from __future__ import annotations
 
+import ctypes
+
 import logging
 import os
 from collections.abc import Iterator
@@ -104,6 +106,18 @@ def training_loader(data: Dataset, batch_size: int, steps: int, seed, mode: str,
     ))
 
 
+def _trim_heap() -> None:
+    """Give the heap's free pages back to the system before worker processes fork: pages the
+    parent reuses after the fork would otherwise be copied on its first write to each, while
+    the workers still share them, and the first fine-tuning steps of a large model slow down
+    many times over (``benchmarks/overhead.py``: the column after the fixed costs). glibc only;
+    elsewhere a no-op."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class _OneLineErrors:
     """The loader, with an error raised in a worker process handed on as the one line it was:
     torch re-raises it with the worker's whole traceback in its message."""
@@ -115,6 +129,8 @@ class _OneLineErrors:
         return len(self.loader)
 
     def __iter__(self):
+        if self.loader.num_workers:
+            _trim_heap()
         batches = iter(self.loader)
         while True:
             try:

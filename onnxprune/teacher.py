@@ -36,9 +36,9 @@ class Teacher:
     """``teacher(x, positions)``: the original's outputs on batch ``x`` (training positions
     ``positions``), from the cache when there is one and the batch is not augmented.
 
-    Otherwise the original runs on ``x`` as it is: in onnxruntime where ``x`` is on the CPU (its
-    inference is several times faster there than torch's, and no torch import of the original is
-    made), in torch on a GPU and where ``in_torch`` asks for it (feature hints read its maps)."""
+    Otherwise the original runs on ``x`` as it is: in onnxruntime where ``x`` is on the CPU (no
+    torch import of the original is made, and its weights are not held twice), in torch on a GPU
+    and where ``in_torch`` asks for it (feature hints read its maps)."""
 
     def __init__(self, loaded: LoadedModel, in_torch: bool = False) -> None:
         self.loaded = loaded
@@ -59,7 +59,8 @@ class Teacher:
 
     @functools.cached_property
     def session(self):
-        return make_session(self.loaded.model, threads=torch.get_num_threads())
+        # worker threads that do not spin: between its runs torch needs the cores
+        return make_session(self.loaded.model, threads=torch.get_num_threads(), spinning=False)
 
     def __call__(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> list[torch.Tensor]:
         if self.cache is not None and positions is not None:
