@@ -19,15 +19,14 @@ from .runtime import batch_for, make_session
 __all__ = ["verify", "run_batched"]
 
 
-def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset, batch: int | None = None,
-                session=None) -> list[np.ndarray]:
+def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset, batch: int | None = None
+                ) -> list[np.ndarray]:
     """onnxruntime outputs for many inputs (an array, or a data set decoded batch by batch), in
-    batches (one session, ``session`` where the caller has one of ``model``) of
-    ``runtime.batch_for`` inputs by default."""
+    batches (one session) of ``runtime.batch_for`` inputs by default."""
     if batch is None:
         first = inputs[:1] if isinstance(inputs, np.ndarray) else inputs.batch([0])
         batch = batch_for(first[0].size)
-    session = session or make_session(model)
+    session = make_session(model)
     chunks = [session.run(None, {name: x}) for x in _batches(inputs, batch)]
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 

@@ -111,7 +111,8 @@ def _candidates(trials: list[tuple[int, float, float]], base_ms: float, measured
                 ) -> tuple[tuple[StepCandidate, ...], float]:
     """Each (step, FLOPs fraction, predicted ms) with its timing, and the timing noise: half the
     widest spread of any model's repeats around its median, at least ``NOISE_FLOOR``."""
-    runs = np.asarray(measured) if measured else None  # (repeats, 1 + candidates)
+    # (repeats, original + candidates + the half-width calibration model): the last is not a candidate
+    runs = np.asarray(measured) if measured else None
     noise = NOISE_FLOOR
     if runs is not None:
         relative = runs / np.median(runs, axis=0)
