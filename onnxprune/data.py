@@ -23,11 +23,13 @@ from .errors import OnnxpruneError
 from .image_input import ImageInput
 
 __all__ = ["Preprocess", "View", "Dataset", "UnreadableImage", "ImageFiles", "Tensors", "load_data", "split", "bounded",
-           "IMAGE_SUFFIXES", "check_labels", "small_data_note"]
+           "IMAGE_SUFFIXES", "UNLABELLED", "check_labels", "small_data_note"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+# the label of an image --labels FILE.csv leaves out: no index a user writes (a -1 written is refused)
+UNLABELLED = int(np.iinfo(np.int64).min)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -288,13 +290,11 @@ def _csv_labels(csv_path: Path, folder: Path, files: list[Path]) -> np.ndarray:
         examples = ", ".join(repr(n) for n in sorted(set(named))[:3])
         raise OnnxpruneError(f"--labels {csv_path} names classes as strings ({examples}, …); give each image the "
                              "index of its class in the model's outputs (0, 1, …)")
-    labels = []
-    for p in files:
-        key = str(p.relative_to(folder))
-        value = table.get(key, table.get(p.name))
-        if value is None:
-            raise OnnxpruneError(f"--labels {csv_path} has no label for {key}; label every image")
-        labels.append(value)
+    # An image the CSV leaves out is unlabelled (UNLABELLED): it is distilled from the original only.
+    labels = [table.get(str(p.relative_to(folder)), table.get(p.name, UNLABELLED)) for p in files]
+    if all(v == UNLABELLED for v in labels):
+        raise OnnxpruneError(f"--labels {csv_path} labels none of the {len(files)} images in {folder}; its rows "
+                             "must name them as 'file,label' (the path inside the folder, or the file's name)")
     return np.asarray(labels, dtype=np.int64)
 
 
@@ -329,7 +329,10 @@ def check_labels(data: Dataset, sample_shape: tuple[int, ...], what: str) -> Non
     if data.classes is not None and len(data.classes) > outputs:
         raise OnnxpruneError(f"{what} has {len(data.classes)} class folders, but the model outputs {outputs} "
                              "classes; name the folders by the index of their class in the model's outputs")
-    low, high = int(data.labels.min()), int(data.labels.max())
+    known = data.labels[data.labels != UNLABELLED]
+    if not len(known):
+        return
+    low, high = int(known.min()), int(known.max())
     if low < 0 or high >= outputs:
         bad = low if low < 0 else high
         raise OnnxpruneError(f"{what} has class index {bad}, but the model outputs {outputs} classes (0 to "

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Dataset
+from .data import UNLABELLED, Dataset
 from .errors import OnnxpruneError
 from .loader import training_loader
 from .metrics import feature_axis, is_classifier_output
@@ -86,10 +86,19 @@ def loss_for(
             log_s, log_t = log_probabilities(s, t), log_probabilities(t, t)
             total = total + F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
             if labels is not None and i == 0:
-                total = total + label_weight * F.nll_loss(log_s, labels)
+                total = total + label_weight * labelled_nll(log_s, labels)
         else:
             total = total + feature_mse(s, t)
     return total
+
+
+def labelled_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the labelled rows (UNLABELLED ones are skipped), scaled by their share of
+    the batch so a few labels weigh as few; zero when none is labelled."""
+    known = labels != UNLABELLED
+    if not bool(known.any()):
+        return log_probs.new_zeros(())
+    return F.nll_loss(log_probs[known], labels[known]) * known.float().mean()
 
 
 def is_distribution(t: torch.Tensor) -> bool:
@@ -130,11 +139,13 @@ def finetune(
     seed=0,
     progress: Callable[[int], None] | None = None,
     hints=None,
+    after_step: Callable[[torch.nn.Module, torch.Tensor], None] | None = None,
 ) -> list[float]:
     """Train the module's trainable parameters in place for ``steps`` steps of the global batch,
     drawn from ``seed``; returns the losses. ``progress(images)`` counts images done (all
     processes). ``hints`` (``hints.FeatureHints``) adds the feature-map term; its projections
-    are fitted on the first batch and trained alongside."""
+    are fitted on the first batch and trained alongside. ``after_step(module, loss)`` runs after
+    every optimizer step (DSD's sparsity mask, ``recover.py``; the channel bandit, ``bandit.py``)."""
     if steps <= 0:
         return []
     device = torch.device(settings.device)
@@ -175,6 +186,8 @@ def finetune(
                     raise
                 micro = _halved(micro or len(x), err)
         optimizer.step()
+        if after_step is not None:
+            after_step(module, loss)
         schedule.step()
         losses.append(loss)  # no .item() here: on a GPU it would wait for every step
         if progress:

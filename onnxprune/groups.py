@@ -26,7 +26,7 @@ from .load import LoadedModel
 from .shapes import probe_shapes
 
 __all__ = ["ChannelGroup", "GroupAnalysis", "find_groups", "analyze_groups", "predict_shapes", "predict_cost",
-           "axis_indices"]
+           "axis_indices", "consumer_inputs"]
 
 
 @dataclass(frozen=True)
@@ -208,3 +208,15 @@ def axis_indices(segments, sizes, outer: int, inner: int, keep: dict[int, np.nda
     )
     return grid.reshape(-1)
 
+
+
+def consumer_inputs(model: onnx.ModelProto, analysis: GroupAnalysis) -> dict[str, str]:
+    """Every tensor a prunable group's consumer (the next Conv, Gemm, MatMul) reads, with the
+    first such consumer: where removing a channel shows (the criteria watch these tensors, the
+    lossless pass takes their extremes, the bandit masks them)."""
+    read = {n.name: n.input[0] for n in model.graph.node if n.input}
+    points: dict[str, str] = {}
+    for slot in analysis.slots:
+        if slot.role == "consumer" and any(analysis.group(g).prunable for g in slot.segments):
+            points.setdefault(read[slot.node], slot.node)
+    return points

@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from .calibration import calibrate
 from .channels import Slot, TensorChannels
-from .groups import GroupAnalysis, analyze_groups
+from .groups import GroupAnalysis, analyze_groups, consumer_inputs
 from .load import LoadedModel
 from .nodes import attribute
 from .ops import rule
@@ -115,9 +115,7 @@ def _fold(model: onnx.ModelProto, analysis: GroupAnalysis, constants: dict[tuple
 def watched_tensors(model: onnx.ModelProto, analysis: GroupAnalysis) -> dict[str, TensorChannels]:
     """Every tensor a prunable group's consumer reads, with where its channels are: what the
     lossless pass needs the extremes of (``calibration.calibrate`` finds them)."""
-    read = {n.name: n.input[0] for n in model.graph.node if n.input}
-    return {read[s.node]: analysis.tensors[read[s.node]] for s in analysis.slots
-            if s.role == "consumer" and any(analysis.group(g).prunable for g in s.segments)}
+    return {t: analysis.tensors[t] for t in consumer_inputs(model, analysis)}
 
 
 def lossless_pass(model: onnx.ModelProto, image: ImageInput, analysis: GroupAnalysis, inputs: np.ndarray,

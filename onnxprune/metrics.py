@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .data import UNLABELLED
+
 __all__ = ["is_classifier_output", "compare_outputs", "explained_variance", "feature_axis", "QualityDrop",
            "max_difference", "within_tolerance", "TOLERANCE"]
 
@@ -25,8 +27,9 @@ def compare_outputs(
     result: dict[str, float] = {}
     if is_classifier_output(out.shape):
         result["top1_agreement"] = float((out.argmax(1) == ref.argmax(1)).mean())
-        if labels is not None:
-            result["accuracy"] = float((out.argmax(1) == labels).mean())
+        known = labels != UNLABELLED if labels is not None else None
+        if known is not None and known.any():
+            result["accuracy"] = float((out.argmax(1) == labels)[known].mean())
     flat_out, flat_ref = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
     norm_out, norm_ref = np.linalg.norm(flat_out, axis=1), np.linalg.norm(flat_ref, axis=1)
     denom = norm_out * norm_ref

@@ -100,7 +100,8 @@ class PruneOptions:
     target_latency: float | None = option(
         None, "Keep at most this share of the original's latency measured in onnxruntime on the device, "
               "in (0, 1]; with --target-flops too, the stricter wins.", _share)
-    labels: str | None = option(None, "'imagefolder' (class = sub-folder) or a CSV of file,label rows.")
+    labels: str | None = option(None, "'imagefolder' (class = sub-folder) or a CSV of file,label rows; images the "
+                                      "CSV leaves out are distilled from the original only (few labels are fine).")
     val_split: float = option(0.15, "Held-out share of --data.", _between(0, 0.95))
     val_data: str | None = option(None, "A separate validation folder or .npy instead of --val-split.")
     input_size: tuple[int, int] | None = option(
@@ -119,6 +120,12 @@ class PruneOptions:
     round_steps: int | None = option(None, "Fine-tuning steps after each round.", _at_least(0),
                                      default_text="one epoch, ≤20")
     epochs: float = option(10.0, "Final fine-tuning, in passes over the training share.", _at_least(0))
+    recover: str = option(
+        "plain", "How the final fine-tuning trains: plain, or dsd: dense, then sparse (each weight tensor's "
+                 "smallest --dsd-sparsity held at zero), then dense again at a tenth of --lr (Han et al.); the "
+                 "written model is dense either way.", _one_of("plain", "dsd"), metavar="plain|dsd")
+    dsd_sparsity: float = option(0.3, "Share of each weight tensor held at zero in DSD's sparse phase.",
+                                 _between(0, 0.95))
     lr: float = option(1e-3, "Fine-tuning learning rate (Adam).", _positive)
     batch_size: int = option(32, "Batch size for scoring and fine-tuning.", _at_least(1))
     round_to: int | str = option(
@@ -141,8 +148,9 @@ class PruneOptions:
                "images are few (benchmarks/tasks.py --hints measures it).")
     schedule: str = option(
         "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
-                     "slice once at the end (Soft Filter Pruning).", _one_of("iterative", "sfp"),
-        metavar="iterative|sfp")
+                     "slice once at the end (Soft Filter Pruning); cucb: each round's fine-tuning runs only the "
+                     "channels a combinatorial UCB bandit picks at each step, and keeps those that earned most.",
+        _one_of("iterative", "sfp", "cucb"), metavar="iterative|sfp|cucb")
     augment: str = option(
         "auto", "Fine-tuning views, the original model as teacher on the same view: shift (rolled by up to 1/16 of "
                 "H and W), crop (random resized crop of 25-100 % of the area), crop-flip (that, mirrored half the "

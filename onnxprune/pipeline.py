@@ -27,7 +27,7 @@ from .calibration import calibrate
 from .bench import benchmark
 from .augment import resolve_mode
 from .checkpoint import Checkpoint, Checkpoints, fingerprint
-from .data import Dataset, bounded, check_labels, load_data, small_data_note, split
+from .data import UNLABELLED, Dataset, bounded, check_labels, load_data, small_data_note, split
 from .distributed import join, on_main
 from .errors import OnnxpruneError, QualityBudgetExceeded
 from .finetune import Targets, TrainSettings, epoch_steps, precision_for
@@ -39,6 +39,7 @@ from .memory import plan_memory
 from .metrics import is_classifier_output
 from .nodes import is_inserted
 from .options import PruneOptions, resolve
+from .recover import recover
 from .run import Progress, Run, StageClock
 from .report import (
     Budget, DataSizes, Flops, HardwareAware, Stage, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime, Verification,
@@ -213,8 +214,8 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
     total = final_steps * o.batch_size
     before = view.model
     with clock("final fine-tuning"):
-        view.finetune(run.train, run.teacher, final_steps, run.settings, (o.seed, 0),
-                      lambda images: run.progress("final fine-tuning", images, total))
+        recover(view, run.train, run.teacher, final_steps, run.settings, (o.seed, 0), o.recover, o.dsd_sparsity,
+                lambda images: run.progress("final fine-tuning", images, total))
     if budget is not None and final_steps:
         drop = held_out_quality(run, view.model, judging=True).drop
         if not drop.within:
@@ -295,6 +296,14 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
         task=task, task_settings=task_settings, judged=judged, calib_extremes=calibration.extremes,
     )
+
+
+def _labelled(train: Dataset) -> int | None:
+    """How many training images are labelled, where only some are."""
+    if train.labels is None:
+        return None
+    known = int((train.labels != UNLABELLED).sum())
+    return known if known < len(train.labels) else None
 
 
 def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[str, TaskSettings]:
@@ -378,7 +387,7 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
         hardware_aware=hardware,
         trajectory=(first, *records),
         data=DataSizes(len(run.train), len(run.val), o.labels, len(run.calib), run.train.kind, run.settings.augment,
-                       small_data_note(len(run.train), len(run.val), o.max_drop)),
+                       small_data_note(len(run.train), len(run.val), o.max_drop), _labelled(run.train)),
         external_data=run.loaded.external_data,
         time_s=round(clock.total(), 2),
         runtime=Runtime(run.device, run.ort_device, run.settings.precision, run.settings.channels_last,

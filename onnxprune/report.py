@@ -120,6 +120,7 @@ class DataSizes:
     kind: str = "images"  # "images" (decoded as read) or "tensors" (.npy, memory-mapped)
     augment: str = "none"  # fine-tuning views (augment.MODES, auto settled)
     note: str | None = None  # what a small held-out share means for --max-drop (data.small_data_note)
+    labelled: int | None = None  # training images with a label, where --labels labels only some
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from math import ceil, log as ln
 import numpy as np
 import onnx
 
+from .bandit import ChannelBandit
 from .bench import BenchResult, benchmark
 from .criteria import get
 from .distributed import on_main
@@ -179,11 +180,15 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     tick(f"{label}: scoring", 1, 1)
     chosen = select(view.model, analysis, scores, goal, plan.floors(analysis), plan.steps(analysis),
                     o.flops_weight, plan.latency, goal_ms, per_flop)
-    cut = zero_channels if soft else slice_model
-    view = TorchView.of(cut(view.model, analysis, chosen.keep), view.image)
     steps, batch = run.round_steps, run.settings.batch_size
-    losses = view.finetune(run.train, run.teacher, steps, run.settings, (o.seed, r),
-                           lambda images: tick(f"{label}: fine-tuning", images, steps * batch))
+    progress = lambda images: tick(f"{label}: fine-tuning", images, steps * batch)  # noqa: E731
+    if o.schedule == "cucb":
+        view, losses = _bandit_round(run, view, analysis, {gid: len(k) for gid, k in chosen.keep.items()}, r,
+                                     progress)
+    else:
+        cut = zero_channels if soft else slice_model
+        view = TorchView.of(cut(view.model, analysis, chosen.keep), view.image)
+        losses = view.finetune(run.train, run.teacher, steps, run.settings, (o.seed, r), progress)
     quality = held_out_quality(run, view.model, judging=True)
     drop = quality.drop
     record = RoundRecord(
@@ -195,6 +200,22 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
              drop.metric.replace("_", " "), 100 * quality.after[drop.metric], -drop.points,
              f", fine-tune loss {record.loss:.4f}" if losses else "")
     return view, record, chosen.reached
+
+
+def _bandit_round(run: Run, view: TorchView, analysis: GroupAnalysis, widths: dict[int, int], r: int,
+                  progress) -> tuple[TorchView, list[float]]:
+    """``--schedule cucb``: the round's fine-tuning steps, each running the channels a bandit
+    picks (``bandit.py``) at the widths the selector chose; the channels that earned most are kept."""
+    if run.ranks.world > 1:
+        raise OnnxpruneError("--schedule cucb learns from each step's loss in one process; run it without torchrun")
+    bandit = ChannelBandit(view.imported.module, view.model, analysis, view.imported.module_of, widths,
+                           (run.options.seed, r))
+    try:
+        losses = view.finetune(run.train, run.teacher, run.round_steps, run.settings, (run.options.seed, r),
+                               progress, after_step=bandit)
+    finally:
+        bandit.close()
+    return TorchView.of(slice_model(view.model, analysis, bandit.keep()), view.image), losses
 
 
 def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = False,

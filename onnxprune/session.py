@@ -15,10 +15,10 @@ import torch
 from .criteria.registry import Criterion, Observation
 from .criteria.observe import observe
 from .criteria.stats import score_groups
-from .data import Dataset
+from .data import UNLABELLED, Dataset
 from .distributed import gather_batches, ranks
 from .finetune import Targets, TeacherFn, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
-from .groups import GroupAnalysis, analyze_groups
+from .groups import GroupAnalysis, analyze_groups, consumer_inputs
 from .hints import FeatureHints, hint_nodes
 from .importer import Imported, import_model, torch_outputs, write_back
 from .image_input import ImageInput
@@ -54,7 +54,6 @@ class TorchView:
     ) -> dict[str, list[np.ndarray]]:
         """The observation on each observed tensor, reduced per channel, one array per batch (in
         batch order). Under torchrun each process observes every world-th batch and all gather."""
-        first_input = {n.name: n.input[0] for n in self.model.graph.node if n.input}
         where = ranks()
         batches = [
             (i, torch.from_numpy(inputs[start : start + batch_size]))
@@ -63,7 +62,8 @@ class TorchView:
         loss_fn = None
         if observation.gradient and targets is not None:
             loss_fn = _scoring_loss(targets, batch_size, seed)
-        mine = observe(self.imported.module, analysis, first_input, self.imported.module_of, batches,
+        mine = observe(self.imported.module, analysis, consumer_inputs(self.model, analysis), self.imported.module_of,
+                       batches,
                        observation, loss_fn, self.run)
         return gather_batches(mine)
 
@@ -77,13 +77,14 @@ class TorchView:
         return score_groups(criterion, self.model, analysis, observed, seed)
 
     def finetune(self, data: Dataset, teacher: TeacherFn, steps: int, settings: TrainSettings, seed,
-                 progress=None) -> list[float]:
+                 progress=None, after_step=None) -> list[float]:
         """Fine-tune in torch, then write the weights back into the ONNX model. With
         ``settings.feature_hints`` and a teacher that has a torch view of its own (``Teacher``),
         stage-end feature maps are matched too (``hints.py``)."""
         hints = self._hints(teacher) if settings.feature_hints and steps > 0 else None
         try:
-            losses = finetune(self.imported.module, data, teacher, steps, settings, self.run, seed, progress, hints)
+            losses = finetune(self.imported.module, data, teacher, steps, settings, self.run, seed, progress, hints,
+                              after_step)
         finally:
             if hints is not None:
                 hints.close()
@@ -118,13 +119,15 @@ def _scoring_loss(targets: Targets, batch_size: int, seed: int):
         total = outputs[0].new_zeros(())
         for i, (s, t) in enumerate(zip(outputs, teacher)):
             if is_classifier_output(tuple(s.shape)):
-                if targets.labels is not None and i == 0:
-                    labels = torch.from_numpy(targets.labels[sl])
+                given = targets.labels[sl] if targets.labels is not None and i == 0 else None
+                if given is not None and (given != UNLABELLED).all():
+                    labels = torch.from_numpy(given)
                 else:
                     probs = (t.double() if is_distribution(t) else torch.softmax(t.double(), 1)).numpy()
-                    labels = torch.from_numpy(
-                        np.array([rng.choice(len(p), p=p / p.sum()) for p in probs], dtype=np.int64)
-                    )
+                    sampled = np.array([rng.choice(len(p), p=p / p.sum()) for p in probs], dtype=np.int64)
+                    # an image the user left unlabelled takes a label drawn from the teacher
+                    labels = torch.from_numpy(sampled if given is None else np.where(given == UNLABELLED, sampled,
+                                                                                     given))
                 total = total + torch.nn.functional.nll_loss(log_probabilities(s, t), labels)
             else:
                 noise = torch.from_numpy(rng.standard_normal(t.shape).astype(np.float32)) * _feature_std(t)

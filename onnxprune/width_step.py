@@ -62,6 +62,13 @@ def _usable(step: int, analysis: GroupAnalysis) -> bool:
     return total > 0 and wide >= 0.5 * total
 
 
+def _reaches(step: int, goal: int, model: onnx.ModelProto, analysis: GroupAnalysis, min_channels: int) -> bool:
+    """Whether the target can be reached on this step at all: on a small model a coarse step's
+    floors (a 32-channel group whole at step 32) may keep more FLOPs than the target allows."""
+    floors = {g.id: floor_for(g.channels, min_channels, group_step(g.channels, step)) for g in analysis.prunable}
+    return count(model, predict_shapes(analysis, floors)).flops <= goal
+
+
 def choose_step(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInput, store: Store, probe_step: int,
                 target_fraction: float, min_channels: int, flops_weight: float, seed: int,
                 progress: Callable[[int, int], None] | None = None) -> tuple[LatencyModel, StepChoice]:
@@ -72,9 +79,10 @@ def choose_step(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInp
     # saving on this device's kernels); the probe can only err towards too fine a step, which the
     # whole-model timings then rule out (ResNet-18: the probe said 8, whose models were slowest)
     steps = sorted({probe_step, *(s for s in CANDIDATE_STEPS if s >= probe_step)})
-    usable = [s for s in steps if _usable(s, analysis)] or [min(steps)]
-    scores = score_groups(get("l1"), model, analysis, None, seed)
     goal = int(target_fraction * analysis.cost.flops)
+    usable = [s for s in steps if _usable(s, analysis) and _reaches(s, goal, model, analysis, min_channels)]
+    usable = usable or [min(steps)]
+    scores = score_groups(get("l1"), model, analysis, None, seed)
     trials: list[tuple[int, float, float]] = []  # (step, FLOPs fraction, layers' sum)
 
     def trial_widths(raw: LatencyModel) -> list[dict[int, int]]:

@@ -35,6 +35,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
+CHAR_CLASSES = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"  # chars.CLASSES (checked in main)
 SIZE = 32
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -68,7 +69,7 @@ def conv_bn(cin: int, cout: int, stride: int = 1, groups: int = 1, k: int = 3) -
 
 
 class VGG(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 10) -> None:
         super().__init__()
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
@@ -77,7 +78,7 @@ class VGG(nn.Module):
             *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
             *block(64, 64), nn.MaxPool2d(2),
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -94,7 +95,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv_bn(3, 32), nn.ReLU())
         self.stages = nn.Sequential(
@@ -102,7 +103,7 @@ class ResNet(nn.Module):
             BasicBlock(32, 64, 2), BasicBlock(64, 64, 1),
             BasicBlock(64, 96, 2),
         )
-        self.head = nn.Linear(96, 10)
+        self.head = nn.Linear(96, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
@@ -138,7 +139,7 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNet(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv_bn(3, 16, 1), nn.ReLU6())
         self.blocks = nn.Sequential(
@@ -148,7 +149,7 @@ class MobileNet(nn.Module):
             InvertedResidual(40, 40, 1, 4, se=True),
         )
         self.last = nn.Sequential(conv_bn(40, 128, k=1), nn.ReLU6())
-        self.head = nn.Linear(128, 10)
+        self.head = nn.Linear(128, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.last(self.blocks(self.stem(x)))
@@ -178,6 +179,35 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed:
             optimizer.step()
             schedule.step()
     return model.eval()
+
+
+def train_rendered(model: nn.Module, epochs: int, per_class: int, seed: int) -> nn.Module:
+    """Training on the character task: every epoch draws fresh renders (seeds 1000 + epoch, never
+    the seeds of the images that ship or that tests prune with), so the model sees no image twice."""
+    from chars import render_set
+
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    steps = epochs * ((per_class * len(CHAR_CLASSES) + 63) // 64)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    model.train()
+    for epoch in range(epochs):
+        images, labels = render_set(per_class, 1000 + epoch)
+        x, y = as_tensor(images), torch.from_numpy(labels)
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), 64):
+            idx = order[start : start + 64]
+            loss = F.cross_entropy(model(normalize(x[idx])), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return model.eval()
+
+
+def as_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 → (N, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxprune.data import Preprocess, bounded, load_data, split
+from onnxprune.data import UNLABELLED, Preprocess, bounded, check_labels, load_data, split
 from onnxprune.errors import OnnxpruneError
 from onnxprune.load import ImageInput
 
@@ -55,14 +55,18 @@ def test_imagefolder_labels_index_sorted_class_names(tmp_path: Path) -> None:
     assert dict(zip(data.names, data.labels.tolist())) == {"cat/img.png": 0, "dog/img.png": 1}
 
 
-def test_csv_labels_and_missing_label_is_an_error(tmp_path: Path) -> None:
+def test_csv_labels_may_leave_images_out_but_not_all(tmp_path: Path) -> None:
     _image(tmp_path / "imgs" / "a.png")
     _image(tmp_path / "imgs" / "b.png")
     (tmp_path / "labels.csv").write_text("file,label\na.png,4\nb.png,7\n")
     data = load_data(tmp_path / "imgs", NCHW, labels=str(tmp_path / "labels.csv"))
     assert data.labels.tolist() == [4, 7]
     (tmp_path / "labels.csv").write_text("a.png,4\n")
-    with pytest.raises(OnnxpruneError, match="no label for b.png"):
+    data = load_data(tmp_path / "imgs", NCHW, labels=str(tmp_path / "labels.csv"))
+    assert data.labels.tolist() == [4, UNLABELLED]
+    check_labels(data, (10,), "--labels")  # an unlabelled image is no class index out of range
+    (tmp_path / "labels.csv").write_text("c.png,4\n")
+    with pytest.raises(OnnxpruneError, match="labels none of the 2 images"):
         load_data(tmp_path / "imgs", NCHW, labels=str(tmp_path / "labels.csv"))
 
 

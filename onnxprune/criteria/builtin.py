@@ -8,7 +8,7 @@ from ..groups import ChannelGroup
 from .registry import Observation, register
 from .parts import (
     abs_of_mean, activation, half_mean_of_squared_sums, l2_normalized, mean_of_abs, mean_of_squares_per_sample,
-    nonzero_fraction, taylor_product,
+    kmeans, nonzero_fraction, taylor_product,
 )
 from .stats import Stats
 
@@ -51,3 +51,24 @@ def bn_scale(group: ChannelGroup, stats: Stats) -> np.ndarray:
 @register("random")
 def random(group: ChannelGroup, stats: Stats) -> np.ndarray:
     return stats.rng.random(group.channels)
+
+
+@register("kcp", paper="Yu, Wu & Chen 2021, kernel cluster pruning")
+def kcp(group: ChannelGroup, stats: Stats) -> np.ndarray:
+    """How badly the rest of its cluster represents each filter: the producers' filters are
+    clustered (k-means, about √channels clusters) and a filter scores its distance to the centre
+    of the other members of its cluster. A filter its cluster already represents is redundant;
+    one alone in its cluster scores its distance to the nearest other filter."""
+    filters = stats.producer_filters(group)
+    if filters.shape[1] == 0 or group.channels < 3:
+        return l2(group, stats)
+    assignment = kmeans(filters, max(2, round(np.sqrt(group.channels))), stats.rng)
+    scores = np.empty(group.channels)
+    for c in range(group.channels):
+        mates = np.flatnonzero(assignment == assignment[c])
+        others = mates[mates != c] if len(mates) > 1 else np.delete(np.arange(group.channels), c)
+        if len(mates) > 1:
+            scores[c] = np.linalg.norm(filters[c] - filters[others].mean(0))
+        else:
+            scores[c] = np.linalg.norm(filters[others] - filters[c], axis=1).min()
+    return l2_normalized(scores)

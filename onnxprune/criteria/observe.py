@@ -34,23 +34,19 @@ def as_channels(x: torch.Tensor, layout: TensorChannels) -> torch.Tensor:
 def observe(
     module: torch.nn.Module,
     analysis: GroupAnalysis,
-    first_input_of: dict[str, str],
+    points: dict[str, str],
     module_of: dict[str, str],
     batches: Iterable[tuple[int, torch.Tensor]],
     observation: Observation,
     loss_fn: LossFn | None,
     run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
 ) -> dict[str, dict[int, np.ndarray]]:
-    """Per observed tensor, the reduced signal per channel of each batch, by batch index.
+    """Per observed tensor (``points``: each with the consumer node that reads it,
+    ``groups.consumer_inputs``), the reduced signal per channel of each batch, by batch index.
 
     An observation that needs the gradient back-propagates ``loss_fn``; parameter gradients are
     cleared afterwards.
     """
-    points: dict[str, str] = {}
-    for slot in analysis.slots:
-        if slot.role == "consumer" and any(analysis.group(g).prunable for g in slot.segments):
-            tensor = first_input_of[slot.node]
-            points.setdefault(tensor, slot.node)
     captured: dict[str, torch.Tensor] = {}  # activations whose gradient has not arrived yet
     needs_grad = observation.gradient
     values: dict[str, dict[int, np.ndarray]] = {}

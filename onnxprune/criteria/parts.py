@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = [
     "activation", "gradient", "taylor_product", "abs_of_mean", "mean_of_abs", "mean_of_squares_per_sample",
-    "half_mean_of_squared_sums", "nonzero_fraction", "extremes", "l2_normalized",
+    "half_mean_of_squared_sums", "nonzero_fraction", "extremes", "l2_normalized", "kmeans",
 ]
 
 Tensor = Any
@@ -68,3 +68,26 @@ def l2_normalized(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, np.float64)
     norm = float(np.linalg.norm(scores))
     return scores / norm if norm > 0 else scores
+
+
+def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25) -> np.ndarray:
+    """Each row's cluster among ``k`` (k-means with k-means++ seeding from ``rng``)."""
+    k = min(k, len(points))
+    centres = [points[rng.integers(len(points))]]
+    for _ in range(1, k):
+        d2 = np.min([((points - c) ** 2).sum(1) for c in centres], axis=0)
+        total = d2.sum()
+        centres.append(points[rng.choice(len(points), p=d2 / total)] if total > 0 else points[rng.integers(len(points))])
+    centre = np.stack(centres)
+    assignment = np.zeros(len(points), dtype=np.int64)
+    for _ in range(iterations):
+        distances = ((points[:, None, :] - centre[None]) ** 2).sum(2)
+        new = distances.argmin(1)
+        if _ and (new == assignment).all():
+            break
+        assignment = new
+        for j in range(k):
+            members = points[assignment == j]
+            if len(members):
+                centre[j] = members.mean(0)
+    return assignment

@@ -55,18 +55,27 @@ class Stats:
             if group.id in slot.segments:
                 yield slot, self._nodes[slot.node]
 
-    def producer_norms(self, group: ChannelGroup, order: int) -> np.ndarray:
-        """Per-channel L1 (``order`` 1) or L2 norm of the producers' weights, summed over producers."""
-        parts: list[np.ndarray] = []
+    def _producer_rows(self, group: ChannelGroup) -> Iterator[np.ndarray]:
+        """Each producer's weights as one row per channel of the group: (channels, weights)."""
         for slot, node in self._slots(group):
             if slot.role == "producer" and slot.initializer == node.input[1]:
                 array = numpy_helper.to_array(self._inits[slot.initializer])
                 moved = np.moveaxis(array, slot.axis, 0)
                 channels = sum(slot.sizes)
                 rows = moved.reshape(slot.outer, channels, slot.inner, -1).transpose(1, 0, 2, 3).reshape(channels, -1)
-                norms = np.abs(rows).sum(1) if order == 1 else np.sqrt((rows**2).sum(1))
-                parts += [norms[a:b] for a, b in _segment_ranges(slot.segments, slot.sizes, group.id)]
-        return _summed(parts, group.channels)
+                for a, b in _segment_ranges(slot.segments, slot.sizes, group.id):
+                    yield rows[a:b]
+
+    def producer_norms(self, group: ChannelGroup, order: int) -> np.ndarray:
+        """Per-channel L1 (``order`` 1) or L2 norm of the producers' weights, summed over producers."""
+        norms = [np.abs(r).sum(1) if order == 1 else np.sqrt((r**2).sum(1)) for r in self._producer_rows(group)]
+        return _summed(norms, group.channels)
+
+    def producer_filters(self, group: ChannelGroup) -> np.ndarray:
+        """Every producer's weights of each channel side by side: (channels, weights); (channels, 0)
+        where the group has no weighted producer."""
+        rows = [r.astype(np.float64) for r in self._producer_rows(group)]
+        return np.concatenate(rows, axis=1) if rows else np.zeros((group.channels, 0))
 
     def batchnorm_scales(self, group: ChannelGroup) -> np.ndarray | None:
         """|γ| of the BatchNorms on the group's channels, summed; None when there is none."""
