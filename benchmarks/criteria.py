@@ -1,38 +1,51 @@
-"""Molchanov et al.'s oracle study on the sample models, and accuracy after pruning per criterion.
+"""Molchanov et al.'s criteria study on the printed-character samples (``benchmarks/chars_task.py``).
 
-For every channel of the prunable groups of each sample model, the oracle is the change in
-cross-entropy (true labels) on the calibration images when that channel alone is removed
-(sliced out of the ONNX graph, run in onnxruntime). Each criterion's scores are compared with it
-by Spearman rank correlation within each group (per-group normalization does not change ranks),
-averaged over groups. Then every sample model is pruned to --target-flops with each criterion and
-the same fine-tuning budget, and held-out accuracy is reported.
+1. Oracle: for every channel of each prunable group (≥ 4 channels), the change in cross-entropy
+   (true labels, 128 calibration images) when that channel alone is sliced out of the ONNX graph.
+   Each criterion's scores against it: Spearman's ρ within each group, averaged over groups.
+2. Pruning curves with no fine-tuning: each criterion scores the original once, the selector cuts
+   it to 90 %, 80 %, … 30 % of its FLOPs, and accuracy is measured on fresh renders; one plot per
+   model (``benchmarks/results/criteria-<model>.png``).
+3. Accuracy on fresh renders after the default schedule to --target-flops (labels), per criterion,
+   with the 95 % interval 1,880 images allow, and each criterion's gap to taylor (paired bootstrap).
 
-    python benchmarks/criteria.py [--target-flops 0.3] [--skip-pruning]
+``--taxonomy`` replaces 3 with a search over the components a data criterion is built from
+(signal × per-batch reduction × per-group normalization × weighting by the filter's norm),
+each scored by 1 and by 2 at 50 % of the FLOPs.
+
+    python benchmarks/criteria.py [--target-flops 0.3] [--criteria taylor,random,l1,kcp,fisher] [--taxonomy]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_models"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from onnxprune.criteria import CRITERIA, get  # noqa: E402
+from chars_task import MODELS, SAMPLES, accuracy_interval, fresh, paired_interval, predictions, prune_folder  # noqa: E402
+from table import Table  # noqa: E402
+
+from onnxprune import prune  # noqa: E402
+from onnxprune.criteria import CRITERIA, Criterion, Observation  # noqa: E402
+from onnxprune.criteria import parts  # noqa: E402
+from onnxprune.criteria.stats import score_groups  # noqa: E402
 from onnxprune.data import load_data, split  # noqa: E402
 from onnxprune.finetune import Targets  # noqa: E402
 from onnxprune.groups import analyze_groups  # noqa: E402
 from onnxprune.load import load  # noqa: E402
-from onnxprune import prune  # noqa: E402
+from onnxprune.select import floor_for, select  # noqa: E402
 from onnxprune.session import TorchView  # noqa: E402
 from onnxprune.slice import slice_model  # noqa: E402
 from onnxprune.verify import run_batched  # noqa: E402
 
-MODELS = ["digits_vgg.onnx", "digits_resnet.onnx", "digits_mobilenet.onnx"]
+CURVE = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -48,62 +61,186 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def oracle_study(name: str, calib_size: int, seed: int) -> dict[str, float]:
-    loaded = load(SAMPLES / name)
-    data = load_data(SAMPLES / "digits", loaded.image, labels="imagefolder")
-    train, _ = split(data, 0.15, seed)
-    x, y = train.inputs[:calib_size], train.labels[:calib_size]
-    analysis = analyze_groups(loaded)
-    base = cross_entropy(run_batched(loaded.model, loaded.image.name, x)[0], y)
-    oracle: dict[int, np.ndarray] = {}
-    for g in analysis.prunable:
-        if g.channels < 4:
-            continue
-        deltas = []
-        for c in range(g.channels):
-            keep = {g.id: np.delete(np.arange(g.channels), c)}
-            sliced = slice_model(loaded.model, analysis, keep)
-            deltas.append(cross_entropy(run_batched(sliced, loaded.image.name, x)[0], y) - base)
-        oracle[g.id] = np.abs(np.asarray(deltas))
-    view = TorchView.of(loaded.model, loaded.image)
-    teacher = run_batched(loaded.model, loaded.image.name, x)
-    targets = Targets(teacher, y)
-    result = {}
-    for crit in sorted(CRITERIA):
-        scores = view.scores(analysis, get(crit), x, 32, targets, seed)
-        rhos = [spearman(scores[gid], oracle[gid]) for gid in oracle]
-        result[crit] = float(np.nanmean(rhos))
-    return result
+class Study:
+    """One model: its groups, calibration images, oracle and fresh images, scored once each."""
+
+    def __init__(self, name: str, folder: Path, calib_size: int, seed: int, fresh_set) -> None:
+        self.name = name
+        self.loaded = load(SAMPLES / name)
+        data = load_data(folder, self.loaded.image, labels="imagefolder")
+        train, _ = split(data, 0.15, seed)
+        self.x, self.y = train.inputs[:calib_size], train.labels[:calib_size]
+        self.analysis = analyze_groups(self.loaded)
+        self.view = TorchView.of(self.loaded.model, self.loaded.image)
+        self.targets = Targets(run_batched(self.loaded.model, self.loaded.image.name, self.x), self.y)
+        self.fresh_x, self.fresh_y = fresh_set
+        self.seed = seed
+        self.oracle = self._oracle()
+
+    def _oracle(self) -> dict[int, np.ndarray]:
+        base = cross_entropy(run_batched(self.loaded.model, self.loaded.image.name, self.x)[0], self.y)
+        oracle = {}
+        for g in self.analysis.prunable:
+            if g.channels < 4:
+                continue
+            deltas = []
+            for c in range(g.channels):
+                keep = {g.id: np.delete(np.arange(g.channels), c)}
+                sliced = slice_model(self.loaded.model, self.analysis, keep, annotate=False)
+                deltas.append(cross_entropy(run_batched(sliced, self.loaded.image.name, self.x)[0], self.y) - base)
+            oracle[g.id] = np.abs(np.asarray(deltas))
+        return oracle
+
+    def scores(self, criterion: Criterion) -> dict[int, np.ndarray]:
+        return self.view.scores(self.analysis, criterion, self.x, 32, self.targets, self.seed)
+
+    def rho(self, scores: dict[int, np.ndarray]) -> float:
+        return float(np.nanmean([spearman(scores[gid], self.oracle[gid]) for gid in self.oracle]))
+
+    def curve(self, scores: dict[int, np.ndarray], fractions=CURVE) -> list[float]:
+        """Accuracy on the fresh renders with no fine-tuning, cut once to each FLOPs fraction."""
+        floors = {g.id: floor_for(g.channels, 1, 1) for g in self.analysis.prunable}
+        out = []
+        for fraction in fractions:
+            chosen = select(self.loaded.model, self.analysis, scores, int(fraction * self.analysis.cost.flops), floors)
+            sliced = slice_model(self.loaded.model, self.analysis, chosen.keep, annotate=False)
+            logits = run_batched(sliced, self.loaded.image.name, self.fresh_x)[0]
+            out.append(float((logits.argmax(1) == self.fresh_y).mean()))
+        return out
+
+
+def short(model: str) -> str:
+    return model.split(".")[0].removeprefix("chars_")
+
+
+def oracle_and_curves(studies: list[Study], criteria: dict[str, Criterion], table: Table) -> dict:
+    table.add("# 1. Oracle: Spearman ρ between criterion and |Δ loss| when one channel is removed")
+    table.add("# (128 calibration images, true labels; mean over groups with ≥ 4 channels)\n")
+    table.add(f"{'criterion':<22}" + "".join(f"{short(s.name):>11}" for s in studies) + f"{'mean':>9}")
+    curves: dict[str, dict[str, list[float]]] = {}
+    for name, criterion in criteria.items():
+        rhos = []
+        for s in studies:
+            scores = s.scores(criterion)
+            rhos.append(s.rho(scores))
+            curves.setdefault(s.name, {})[name] = s.curve(scores)
+        table.add(f"{name:<22}" + "".join(f"{r:>11.3f}" for r in rhos) + f"{np.mean(rhos):>9.3f}")
+    table.add("\n# 2. Accuracy on fresh renders with no fine-tuning, cut once to each share of the FLOPs")
+    for s in studies:
+        table.add(f"\n{short(s.name):<22}" + "".join(f"{f:>7.0%}" for f in CURVE))
+        for name in criteria:
+            table.add(f"{name:<22}" + "".join(f"{a:>7.1%}" for a in curves[s.name][name]))
+    return curves
+
+
+def plot(curves: dict[str, dict[str, list[float]]], original: dict[str, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for model, by_criterion in curves.items():
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for name, accs in by_criterion.items():
+            ax.plot([100 * (1 - f) for f in CURVE], [100 * a for a in accs], marker="o", ms=3, label=name,
+                    lw=2 if name in ("taylor", "random") else 1)
+        ax.axhline(100 * original[model], color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("FLOPs removed (%)")
+        ax.set_ylabel("accuracy, fresh renders (%)")
+        ax.set_title(f"{short(model)}: pruned once, no fine-tuning")
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        fig.savefig(Path(__file__).resolve().parent / "results" / f"criteria-{short(model)}.png", dpi=110)
+        plt.close(fig)
+
+
+def after_schedule(folder: Path, names: list[str], target: float, seed: int, fresh_set, table: Table) -> None:
+    x, y = fresh_set
+    table.add(f"\n# 3. Accuracy on {len(y)} fresh renders after the default schedule to {target:.0%} FLOPs "
+              "(labels; ± the 95 % interval), and the gap to taylor (paired bootstrap)\n")
+    table.add(f"{'criterion':<14}" + "".join(f"{short(m):>26}" for m in MODELS) + f"{'time s':>8}")
+    hits: dict[str, dict[str, np.ndarray]] = {}
+    row = f"{'original':<14}"
+    for m in MODELS:
+        row += f"{accuracy_interval(predictions(SAMPLES / m, x) == y):>26}"
+    table.add(row)
+    for crit in names:
+        started, row = time.perf_counter(), f"{crit:<14}"
+        for m in MODELS:
+            pruned = prune(SAMPLES / m, folder, target, labels="imagefolder", criterion=crit, seed=seed,
+                           bench=False, max_drop=100).model
+            h = predictions(pruned, x) == y
+            hits.setdefault(crit, {})[m] = h
+            gap = "" if crit == "taylor" or "taylor" not in hits else \
+                "{:+.1f} [{:+.1f},{:+.1f}]".format(*paired_interval(h, hits["taylor"][m]))
+            row += f"{accuracy_interval(h):>12} {gap:>13}"
+        table.add(row + f"{time.perf_counter() - started:>8.0f}")
+
+
+def taxonomy(studies: list[Study], table: Table) -> None:
+    signals = {"activation": parts.activation, "gradient": parts.gradient, "taylor": parts.taylor_product}
+    reductions = {"abs-mean": parts.abs_of_mean, "mean-abs": parts.mean_of_abs,
+                  "sq-per-sample": parts.mean_of_squares_per_sample, "fisher-sum": parts.half_mean_of_squared_sums}
+    norms = {"l2": parts.l2_normalized, "mean": lambda v: v / max(float(np.mean(v)), 1e-30), "none": lambda v: v}
+    table.add("\n# Taxonomy: signal × reduction × normalization × filter-norm weighting; ρ is the oracle's")
+    table.add("# (as 1), acc50 the fresh accuracy with no fine-tuning at 50 % of the FLOPs (as 2)\n")
+    table.add(f"{'combination':<44}{'ρ mean':>8}{'acc50 mean':>12}")
+    rows = []
+    for (sn, signal), (rn, reduce) in itertools.product(signals.items(), reductions.items()):
+        observation = Observation(signal, reduce, gradient=sn != "activation")
+        observed = {}
+        for s in studies:  # one observation pass per (signal, reduction) and model
+            per_batch = s.view.observe(s.analysis, observation, s.x, 32, s.targets, s.seed)
+            observed[s.name] = {t: sum(v) / max(len(v), 1) for t, v in per_batch.items()}
+        for (nn_, norm), weighted in itertools.product(norms.items(), (False, True)):
+            def score(group, stats, norm=norm, weighted=weighted):
+                value = stats.observed_sum(group)
+                if weighted:
+                    value = value * stats.producer_norms(group, 2)
+                return norm(value)
+            name = f"{sn}/{rn}/{nn_}{'/×‖w‖' if weighted else ''}"
+            criterion = Criterion(name, score, observation)
+            rhos, accs = [], []
+            for s in studies:
+                scores = score_groups(criterion, s.view.model, s.analysis, observed[s.name], s.seed)
+                rhos.append(s.rho(scores))
+                accs.append(s.curve(scores, (0.5,))[0])
+            rows.append((name, float(np.mean(rhos)), float(np.mean(accs))))
+            table.add(f"{name:<44}{rows[-1][1]:>8.3f}{rows[-1][2]:>12.1%}")
+    reference = next(r for r in rows if r[0] == "taylor/abs-mean/l2")
+    better = [r for r in rows if r[1] > reference[1] and r[2] > reference[2]]
+    table.add(f"\n# taylor is taylor/abs-mean/l2 (ρ {reference[1]:.3f}, acc50 {reference[2]:.1%}); beating it on both: "
+              + (", ".join(f"{n} (ρ {a:.3f}, {b:.1%})" for n, a, b in sorted(better, key=lambda r: -r[2])) or "none"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target-flops", type=float, default=0.3)
     parser.add_argument("--calibration", type=int, default=128, help="images for oracle and scores")
+    parser.add_argument("--criteria", default="taylor,random,l1,kcp,fisher", help="pruned with the default schedule")
     parser.add_argument("--skip-pruning", action="store_true")
+    parser.add_argument("--taxonomy", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    crits = sorted(CRITERIA)
-    print("# Oracle study: Spearman ρ between criterion and |Δ loss| when one channel is removed")
-    print(f"# ({args.calibration} calibration images, true labels; mean over groups with ≥ 4 channels)\n")
-    header = f"{'criterion':<16}" + "".join(f"{m.split('.')[0][7:]:>12}" for m in MODELS) + f"{'mean':>10}"
-    print(header)
-    table = {m: oracle_study(m, args.calibration, args.seed) for m in MODELS}
-    for crit in crits:
-        values = [table[m][crit] for m in MODELS]
-        print(f"{crit:<16}" + "".join(f"{v:>12.3f}" for v in values) + f"{np.mean(values):>10.3f}")
-    if args.skip_pruning:
-        return
-    print(f"\n# Held-out accuracy after pruning to {args.target_flops:.0%} FLOPs (labels, default budget)\n")
-    print(f"{'criterion':<16}" + "".join(f"{m.split('.')[0][7:]:>12}" for m in MODELS) + f"{'mean':>10}{'time s':>9}")
-    for crit in crits:
-        accs, started = [], time.perf_counter()
-        for m in MODELS:
-            report = prune(SAMPLES / m, SAMPLES / "digits", args.target_flops, labels="imagefolder",
-                           criterion=crit, seed=args.seed, bench=False).report.as_dict()
-            accs.append(report["quality"]["after"]["accuracy"])
-        print(f"{crit:<16}" + "".join(f"{a:>12.3f}" for a in accs) + f"{np.mean(accs):>10.3f}"
-              f"{time.perf_counter() - started:>9.0f}", flush=True)
+    fresh_set = fresh()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = prune_folder(Path(tmp))
+        studies = [Study(m, folder, args.calibration, args.seed, fresh_set) for m in MODELS]
+        if args.taxonomy:
+            table = Table("criteria-taxonomy.txt")
+            taxonomy(studies, table)
+            table.save()
+            return
+        table = Table("criteria.txt")
+        curves = oracle_and_curves(studies, dict(sorted(CRITERIA.items())), table)
+        original = {s.name: float((run_batched(s.loaded.model, s.loaded.image.name, s.fresh_x)[0].argmax(1)
+                                   == s.fresh_y).mean()) for s in studies}
+        plot(curves, original)
+        if not args.skip_pruning:
+            names = args.criteria.split(",")
+            after_schedule(folder, ["taylor", *[n for n in names if n != "taylor"]], args.target_flops, args.seed,
+                           fresh_set, table)
+        table.save()
 
 
 if __name__ == "__main__":

@@ -210,13 +210,15 @@ def axis_indices(segments, sizes, outer: int, inner: int, keep: dict[int, np.nda
 
 
 
-def consumer_inputs(model: onnx.ModelProto, analysis: GroupAnalysis) -> dict[str, str]:
+def consumer_inputs(model: onnx.ModelProto, analysis: GroupAnalysis) -> dict[str, list[str]]:
     """Every tensor a prunable group's consumer (the next Conv, Gemm, MatMul) reads, with the
-    first such consumer: where removing a channel shows (the criteria watch these tensors, the
-    lossless pass takes their extremes, the bandit masks them)."""
+    consumers that read it: where removing a channel shows (the criteria watch these tensors, the
+    lossless pass takes their extremes, the bandit masks them at every consumer)."""
     read = {n.name: n.input[0] for n in model.graph.node if n.input}
-    points: dict[str, str] = {}
+    points: dict[str, list[str]] = {}
     for slot in analysis.slots:
         if slot.role == "consumer" and any(analysis.group(g).prunable for g in slot.segments):
-            points.setdefault(read[slot.node], slot.node)
+            readers = points.setdefault(read[slot.node], [])
+            if slot.node not in readers:
+                readers.append(slot.node)
     return points

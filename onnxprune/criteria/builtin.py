@@ -63,12 +63,11 @@ def kcp(group: ChannelGroup, stats: Stats) -> np.ndarray:
     if filters.shape[1] == 0 or group.channels < 3:
         return l2(group, stats)
     assignment = kmeans(filters, max(2, round(np.sqrt(group.channels))), stats.rng)
-    scores = np.empty(group.channels)
-    for c in range(group.channels):
-        mates = np.flatnonzero(assignment == assignment[c])
-        others = mates[mates != c] if len(mates) > 1 else np.delete(np.arange(group.channels), c)
-        if len(mates) > 1:
-            scores[c] = np.linalg.norm(filters[c] - filters[others].mean(0))
-        else:
-            scores[c] = np.linalg.norm(filters[others] - filters[c], axis=1).min()
+    sizes = np.bincount(assignment)[assignment]
+    sums = np.zeros((assignment.max() + 1, filters.shape[1]))
+    np.add.at(sums, assignment, filters)
+    rest = (sums[assignment] - filters) / np.maximum(sizes - 1, 1)[:, None]  # the centre without the filter
+    scores = np.linalg.norm(filters - rest, axis=1)
+    for c in np.flatnonzero(sizes == 1):
+        scores[c] = np.linalg.norm(np.delete(filters, c, axis=0) - filters[c], axis=1).min()
     return l2_normalized(scores)

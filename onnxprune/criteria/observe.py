@@ -34,7 +34,7 @@ def as_channels(x: torch.Tensor, layout: TensorChannels) -> torch.Tensor:
 def observe(
     module: torch.nn.Module,
     analysis: GroupAnalysis,
-    points: dict[str, str],
+    points: dict[str, list[str]],
     module_of: dict[str, str],
     batches: Iterable[tuple[int, torch.Tensor]],
     observation: Observation,
@@ -78,8 +78,8 @@ def observe(
         return hook
 
     handles = [
-        module.get_submodule(module_of[node]).register_forward_pre_hook(hook_for(tensor))
-        for tensor, node in points.items()
+        module.get_submodule(module_of[nodes[0]]).register_forward_pre_hook(hook_for(tensor))
+        for tensor, nodes in points.items()
     ]
     try:
         for index, x in batches:

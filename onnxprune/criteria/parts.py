@@ -74,16 +74,19 @@ def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int
     """Each row's cluster among ``k`` (k-means with k-means++ seeding from ``rng``)."""
     k = min(k, len(points))
     centres = [points[rng.integers(len(points))]]
+    d2 = ((points - centres[0]) ** 2).sum(1)
     for _ in range(1, k):
-        d2 = np.min([((points - c) ** 2).sum(1) for c in centres], axis=0)
         total = d2.sum()
         centres.append(points[rng.choice(len(points), p=d2 / total)] if total > 0 else points[rng.integers(len(points))])
+        d2 = np.minimum(d2, ((points - centres[-1]) ** 2).sum(1))
     centre = np.stack(centres)
     assignment = np.zeros(len(points), dtype=np.int64)
-    for _ in range(iterations):
-        distances = ((points[:, None, :] - centre[None]) ** 2).sum(2)
+    squared = (points**2).sum(1)[:, None]
+    for step in range(iterations):
+        # |p − c|² expanded: no (points × centres × features) array for wide filters
+        distances = squared - 2 * points @ centre.T + (centre**2).sum(1)[None]
         new = distances.argmin(1)
-        if _ and (new == assignment).all():
+        if step and (new == assignment).all():
             break
         assignment = new
         for j in range(k):
