@@ -217,7 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target-flops", type=float, default=0.3)
     parser.add_argument("--calibration", type=int, default=128, help="images for oracle and scores")
-    parser.add_argument("--criteria", default="taylor,random,l1,kcp,fisher", help="pruned with the default schedule")
+    parser.add_argument("--criteria", default="taylor,random,l1,kcp,fisher,taylor-abs-w", help="pruned with the default schedule")
     parser.add_argument("--skip-pruning", action="store_true")
     parser.add_argument("--taxonomy", action="store_true")
     parser.add_argument("--seed", type=int, default=0)

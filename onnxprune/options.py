@@ -112,8 +112,9 @@ class PruneOptions:
     std: tuple[float, ...] | None = option(
         None, "Per-channel std, written like --mean.", _numbers, default_text="ImageNet's")
     bgr: bool = option(False, "Feed images as BGR (OpenCV/Caffe-trained models).")
-    criterion: str = option("taylor", "Channel saliency: taylor, taylor-sq, fisher, l1, l2, bn-scale, mean-activation, "
-                                      "apoz, random, or one registered in onnxprune.criteria.", _criterion,
+    criterion: str = option("taylor", "Channel saliency: taylor, taylor-sq, taylor-abs-w, fisher, l1, l2, bn-scale, "
+                                      "mean-activation, apoz, kcp, random, or one registered in onnxprune.criteria.",
+                            _criterion,
                             metavar="NAME")
     rounds: int | None = option(None, "Prune/fine-tune rounds (with --max-drop as the goal: at most this many).",
                                 _at_least(1), default_text="≤10 % of FLOPs per round")

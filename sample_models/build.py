@@ -287,7 +287,7 @@ def train_char_model(spec: tuple) -> tuple[str, float]:
 
 
 def build_chars() -> None:
-    """The character models, two at a time (one core each): about 10 minutes on 2 cores."""
+    """The character models, two at a time (one core each): 7.5 minutes on 2 cores."""
     import multiprocessing
 
     from chars import CLASSES
@@ -302,7 +302,7 @@ def build_chars() -> None:
     _write_readme_section(CHARS_SECTION, [
         CHARS_SECTION,
         "",
-        "Built by `python sample_models/build.py --chars` (about 10 minutes on 2 cores) from printed",
+        "Built by `python sample_models/build.py --chars` (7.5 minutes on 2 cores) from printed",
         f"characters rendered offline by `sample_models/chars.py`: {len(CHAR_CLASSES)} classes (digits, capitals and",
         "the lower-case letters shaped unlike their capital), 21 fonts that ship with matplotlib, affine",
         "distortion, ink and paper colours, clutter, blur and noise. Every training epoch drew fresh",
