@@ -7,7 +7,8 @@
    it to 90 %, 80 %, … 30 % of its FLOPs, and accuracy is measured on fresh renders; one plot per
    model (``benchmarks/results/criteria-<model>.png``).
 3. Accuracy on fresh renders after the default schedule to --target-flops (labels), per criterion,
-   with the 95 % interval 1,880 images allow, and each criterion's gap to taylor (paired bootstrap).
+   pooled over --seeds runs, with the 95 % interval 1,880 images allow, the lowest and highest
+   seed's, and each criterion's gap to taylor (paired bootstrap).
 
 ``--taxonomy`` replaces 3 with a search over the components a data criterion is built from
 (signal × per-batch reduction × per-group normalization × weighting by the filter's norm),
@@ -154,26 +155,29 @@ def plot(curves: dict[str, dict[str, list[float]]], original: dict[str, float]) 
         plt.close(fig)
 
 
-def after_schedule(folder: Path, names: list[str], target: float, seed: int, fresh_set, table: Table) -> None:
+def after_schedule(folder: Path, names: list[str], target: float, seeds: int, fresh_set, table: Table) -> None:
     x, y = fresh_set
-    table.add(f"\n# 3. Accuracy on {len(y)} fresh renders after the default schedule to {target:.0%} FLOPs "
-              "(labels; ± the 95 % interval), and the gap to taylor (paired bootstrap)\n")
-    table.add(f"{'criterion':<14}" + "".join(f"{short(m):>26}" for m in MODELS) + f"{'time s':>8}")
+    table.add(f"\n# 3. Accuracy on {len(y)} fresh renders after the default schedule to {target:.0%} FLOPs (labels), "
+              f"pooled over seeds 0-{seeds - 1}: ± the 95 % interval, (lowest-highest seed),")
+    table.add("# and the gap to taylor (paired bootstrap over the same images and seeds)\n")
+    table.add(f"{'criterion':<14}" + "".join(f"{short(m):>12}{'':22}" for m in MODELS) + f"{'time s':>8}")
     hits: dict[str, dict[str, np.ndarray]] = {}
     row = f"{'original':<14}"
     for m in MODELS:
-        row += f"{accuracy_interval(predictions(SAMPLES / m, x) == y):>26}"
+        row += f"{accuracy_interval(predictions(SAMPLES / m, x) == y):>12}{'':22}"
     table.add(row)
     for crit in names:
         started, row = time.perf_counter(), f"{crit:<14}"
         for m in MODELS:
-            pruned = prune(SAMPLES / m, folder, target, labels="imagefolder", criterion=crit, seed=seed,
-                           bench=False, max_drop=100).model
-            h = predictions(pruned, x) == y
+            per_seed = [predictions(prune(SAMPLES / m, folder, target, labels="imagefolder", criterion=crit,
+                                          seed=seed, bench=False, max_drop=100).model, x) == y
+                        for seed in range(seeds)]
+            h = np.concatenate(per_seed)
             hits.setdefault(crit, {})[m] = h
             gap = "" if crit == "taylor" or "taylor" not in hits else \
                 "{:+.1f} [{:+.1f},{:+.1f}]".format(*paired_interval(h, hits["taylor"][m]))
-            row += f"{accuracy_interval(h):>12} {gap:>13}"
+            spread = f"({100 * min(map(np.mean, per_seed)):.0f}-{100 * max(map(np.mean, per_seed)):.0f})"
+            row += f"{accuracy_interval(h):>12} {spread:<8}{gap:<14}"
         table.add(row + f"{time.perf_counter() - started:>8.0f}")
 
 
@@ -220,7 +224,8 @@ def main() -> None:
     parser.add_argument("--criteria", default="taylor,random,l1,kcp,fisher,taylor-abs-w", help="pruned with the default schedule")
     parser.add_argument("--skip-pruning", action="store_true")
     parser.add_argument("--taxonomy", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="for the oracle, the scores and the curves")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per cell of the default-schedule table")
     args = parser.parse_args()
     fresh_set = fresh()
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,7 +243,7 @@ def main() -> None:
         plot(curves, original)
         if not args.skip_pruning:
             names = args.criteria.split(",")
-            after_schedule(folder, ["taylor", *[n for n in names if n != "taylor"]], args.target_flops, args.seed,
+            after_schedule(folder, ["taylor", *[n for n in names if n != "taylor"]], args.target_flops, args.seeds,
                            fresh_set, table)
         table.save()
 

@@ -36,13 +36,14 @@ from onnxprune.load import load  # noqa: E402
 
 
 class Collaborative(nn.Module):
-    """A 3×3 conv and ReLU, gated by a 1×1 conv and ReLU on the same input (Dong et al.)."""
+    """A 3×3 conv, BatchNorm and ReLU, times a 1×1 conv, BatchNorm and ReLU on the same input
+    (Dong et al.; without the BatchNorms the product of two ReLUs did not train: 2 % accuracy)."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.main = nn.Conv2d(cin, cout, 3, padding=1)
-        self.cheap = nn.Conv2d(cin, cout, 1)
-        self.zeros: list[float] = []  # per forward while recording: the share of gate positions at zero
+        self.main = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout))
+        self.cheap = nn.Sequential(nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout))
+        self.zeros: list[float] | None = []  # per forward while recording: the share of gate positions at zero
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = torch.relu(self.cheap(x))
@@ -77,7 +78,7 @@ def layer_macs(model: nn.Module, size: int = 32) -> list[tuple[int, int]]:
         if isinstance(layer, nn.MaxPool2d):
             side //= 2
         if isinstance(layer, Collaborative):
-            cin, cout = layer.main.in_channels, layer.main.out_channels
+            cin, cout = layer.main[0].in_channels, layer.main[0].out_channels
             macs.append((cin * cout * 9 * side * side, cin * cout * side * side))
     return macs
 

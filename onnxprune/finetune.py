@@ -207,18 +207,13 @@ def _accumulate(trained, x, y, positions, micro: int, teacher: TeacherFn, run, s
         p.grad = None
     loss = x.new_zeros((), dtype=torch.float32)
     parts = micro_batches(len(x), micro)
-    ensemble = teacher if hasattr(teacher, "mixed") else None  # --teacher ensemble (ensemble.py)
     for k, part in enumerate(parts):
         sync = trained.no_sync() if settings.world > 1 and k < len(parts) - 1 else nullcontext()
         with torch.no_grad(), autocast:
             targets = [t.float() for t in teacher(x[part], positions[part] if settings.augment == "none" else None)]
-            if ensemble is not None:
-                targets = ensemble.mixed(targets, positions[part])
         with sync:
             with autocast:
                 outputs = run(trained, x[part])
-            if ensemble is not None:
-                ensemble.update(outputs, positions[part])
             share = loss_for([o.float() for o in outputs], targets, None if y is None else y[part],
                              settings.label_weight)
             if hints is not None:

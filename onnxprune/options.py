@@ -121,11 +121,6 @@ class PruneOptions:
     round_steps: int | None = option(None, "Fine-tuning steps after each round.", _at_least(0),
                                      default_text="one epoch, ≤20")
     epochs: float = option(10.0, "Final fine-tuning, in passes over the training share.", _at_least(0))
-    teacher: str = option(
-        "original", "What fine-tuning distils towards: the original model, or ensemble: the original mixed with a "
-                    "running average of the student's own predictions on each image over views and epochs "
-                    "(temporal ensembling, Laine & Aila; classifiers).", _one_of("original", "ensemble"),
-        metavar="original|ensemble")
     recover: str = option(
         "plain", "How the final fine-tuning trains: plain, or dsd: dense, then sparse (each weight tensor's "
                  "smallest --dsd-sparsity held at zero), then dense again at a tenth of --lr (Han et al.); the "

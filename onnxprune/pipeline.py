@@ -39,7 +39,6 @@ from .memory import plan_memory
 from .metrics import is_classifier_output
 from .nodes import is_inserted
 from .options import PruneOptions, resolve
-from .ensemble import EnsembleTeacher
 from .recover import recover
 from .run import Progress, Run, StageClock
 from .report import (
@@ -288,11 +287,6 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     if not o.feature_hints and worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val),
                                              where.world):
         teacher.build_cache(loaded, train, o.checkpoint_dir)
-    if o.teacher == "ensemble":
-        if task != "classify":
-            raise OnnxpruneError(f"--teacher ensemble averages a classifier's probabilities, but the model's task is "
-                                 f"{task}; leave it out")
-        teacher = EnsembleTeacher(teacher, len(train))
     return Run(
         options=o, loaded=loaded, work=work, work_groups=work_groups,
         train=train, val=val, teacher_val=teacher_val, teacher=teacher,

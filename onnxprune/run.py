@@ -37,7 +37,7 @@ class Run:
     train: Dataset  # read lazily, batch by batch
     val: Dataset  # bounded (--val-images), read lazily
     teacher_val: list[np.ndarray]  # the original's outputs on the held-out inputs
-    teacher: Teacher  # the original's outputs for each fine-tuning batch (or ensemble.EnsembleTeacher around it)
+    teacher: Teacher  # the original's outputs for each fine-tuning batch
     calib: np.ndarray  # the inputs channels are scored on, every round (--calibration-images)
     calib_targets: Targets
     settings: TrainSettings

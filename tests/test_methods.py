@@ -1,5 +1,5 @@
-"""The methods issue 25 added: partial labels, DSD recovery, KCP, the channel bandit, temporal
-ensembling — each checked where it could go wrong, and all of them together through the CLI."""
+"""The methods issue 25 added: partial labels, DSD recovery, KCP, the channel bandit — each
+checked where it could go wrong, and all of them together through the CLI."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from conftest import SAMPLES
 from onnxprune.bandit import ChannelBandit
 from onnxprune.criteria import get
 from onnxprune.data import UNLABELLED
-from onnxprune.ensemble import EnsembleTeacher
 from onnxprune.finetune import labelled_nll
 from onnxprune.groups import analyze_groups
 from onnxprune.load import load
@@ -95,30 +94,16 @@ def test_the_bandit_keeps_the_channels_that_earned_most() -> None:
     assert not set(bad) & set(bandit.keep()[group.id])
 
 
-def test_the_ensemble_target_mixes_the_original_with_the_students_running_average() -> None:
-    teacher_logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
-    ensemble = EnsembleTeacher(lambda x, p=None: [teacher_logits], images=5, decay=0.6, share=0.5)
-    positions = torch.tensor([3, 1])
-    unseen = ensemble.mixed([teacher_logits], positions)[0]
-    assert torch.allclose(torch.softmax(unseen, 1), torch.softmax(teacher_logits, 1), atol=1e-6)
-    student = torch.tensor([[0.0, 0.0, 3.0], [0.0, 2.0, 0.0]])
-    ensemble.update([student], positions)
-    target = torch.softmax(ensemble.mixed([teacher_logits], positions)[0], 1)
-    # seen once: the bias-corrected average is the student's own probabilities
-    expected = 0.5 * torch.softmax(teacher_logits, 1) + 0.5 * torch.softmax(student, 1)
-    assert torch.allclose(target, expected, atol=1e-5)
-
-
 def test_every_new_method_together_writes_a_verified_model_through_the_cli(tmp_path: Path) -> None:
-    """Partial labels (one image in ten), KCP, the bandit's rounds, DSD recovery and the
-    ensemble teacher in one run; the written model computes what onnxruntime says it does."""
+    """Partial labels (one image in ten), KCP, the bandit's rounds and DSD recovery in one run;
+    the written model computes what onnxruntime says it does."""
     images = sorted(p.relative_to(SAMPLES / "digits") for p in (SAMPLES / "digits").rglob("*.png"))
     rows = [f"{p},{p.parts[0]}" for p in images[::10]]
     (tmp_path / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
     out = tmp_path / "out.onnx"
     result = run_cli(str(SAMPLES / "digits_resnet.onnx"), "--data", str(SAMPLES / "digits"), "--labels",
                      str(tmp_path / "labels.csv"), "--criterion", "kcp", "--schedule", "cucb", "--recover", "dsd",
-                     "--teacher", "ensemble", "--target-flops", "0.6", "--rounds", "2", "--round-steps", "4",
+                     "--target-flops", "0.6", "--rounds", "2", "--round-steps", "4",
                      "--epochs", "0.2", "--round-to", "8", "--no-bench", "--max-drop", "100", "-o", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out.report" / "report.json").read_text())
