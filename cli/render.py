@@ -148,8 +148,9 @@ def render_summary(r: dict[str, Any]) -> str:
         lines.append(f"removed for free  {free['dead_channels_removed']} dead and "
                      f"{free['constant_channels_folded']} constant channel(s)")
     data, run = r["data"], r.get("runtime")
-    lines.append(f"data  {data['train']} training, {data['validation']} held-out, {data['calibration']} calibration "
-                 f"{data['kind']}; views {data['augment']}")
+    labelled = f" ({data['labelled']} labelled)" if data.get("labelled") is not None else ""
+    lines.append(f"data  {data['train']} training{labelled}, {data['validation']} held-out, {data['calibration']} "
+                 f"calibration {data['kind']}; views {data['augment']}")
     if data.get("note"):
         lines.append(f"note  {data['note']}")
     if run:

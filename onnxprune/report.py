@@ -286,8 +286,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         if hw.get("table"):
             lines.append(f"The tables come from `{hw['table']}`, measured on {hw['device']}; the latency above was "
                          "measured on this machine.")
-    lines += ["", f"Data: {data['train']} training, {data['validation']} held-out and {data['calibration']} calibration "
-                  f"{data['kind']}; fine-tuning views: {data['augment']}."]
+    labelled = f" ({data['labelled']} labelled)" if data.get("labelled") is not None else ""
+    lines += ["", f"Data: {data['train']} training{labelled}, {data['validation']} held-out and {data['calibration']} "
+                  f"calibration {data['kind']}; fine-tuning views: {data['augment']}."]
     if run:
         lines.append(f"Ran on torch {run['torch_device']} ({run['precision']}"
                      f"{', channels-last' if run['channels_last'] else ''}) in {run['processes']} process(es) with "

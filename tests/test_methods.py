@@ -112,4 +112,5 @@ def test_every_new_method_together_writes_a_verified_model_through_the_cli(tmp_p
     assert report["quality"]["drop"]["metric"] == "top1_agreement" and 0 < after["labelled"] < 50
     assert "accuracy" in after and report["flops"]["after"] <= 0.6 * report["flops"]["before"]
     assert "DSD: sparse phase" in result.stderr
+    assert f"training ({report['data']['labelled']} labelled)" in result.stdout
     assert out.is_file() and report["verification"]["max_abs_error"] < 1e-3
