@@ -93,12 +93,10 @@ def loss_for(
 
 
 def labelled_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the labelled rows (UNLABELLED ones are skipped), scaled by their share of
-    the batch so a few labels weigh as few; zero when none is labelled."""
-    known = labels != UNLABELLED
-    if not bool(known.any()):
-        return log_probs.new_zeros(())
-    return F.nll_loss(log_probs[known], labels[known]) * known.float().mean()
+    """Cross-entropy over the labelled rows (UNLABELLED ones are skipped), summed and divided by
+    the whole batch: a few labels weigh as few, none weigh nothing, and no step waits on the GPU
+    to learn how many there were."""
+    return F.nll_loss(log_probs, labels, ignore_index=UNLABELLED, reduction="sum") / len(labels)
 
 
 def is_distribution(t: torch.Tensor) -> bool:

@@ -209,7 +209,6 @@ def axis_indices(segments, sizes, outer: int, inner: int, keep: dict[int, np.nda
     return grid.reshape(-1)
 
 
-
 def consumer_inputs(model: onnx.ModelProto, analysis: GroupAnalysis) -> dict[str, list[str]]:
     """Every tensor a prunable group's consumer (the next Conv, Gemm, MatMul) reads, with the
     consumers that read it: where removing a channel shows (the criteria watch these tensors, the

@@ -18,11 +18,10 @@ import torch
 from .finetune import TeacherFn, TrainSettings
 from .data import Dataset
 
-__all__ = ["RECOVERY", "MagnitudeMask", "recover"]
+__all__ = ["MagnitudeMask", "recover"]
 
 log = logging.getLogger(__name__)
 
-RECOVERY = ("plain", "dsd")
 REDENSE_LR = 0.1  # the last dense phase's learning rate, as a share of --lr (the paper's)
 
 
@@ -60,16 +59,15 @@ def recover(view, data: Dataset, teacher: TeacherFn, steps: int, settings: Train
         view.finetune(data, teacher, steps, settings, seed, progress)
         return
     dense, sparse = steps // 3, steps // 3
-    phases = ((dense, settings, None), (sparse, settings, "mask"),
-              (steps - dense - sparse, replace(settings, lr=settings.lr * REDENSE_LR), None))
+    phases = ((dense, settings, False), (sparse, settings, True),
+              (steps - dense - sparse, replace(settings, lr=settings.lr * REDENSE_LR), False))
     done = 0
-    for k, (n, phase_settings, masked) in enumerate(phases):
-        constraint = None
-        if masked:
-            constraint = MagnitudeMask(view.imported.module, sparsity)
-            log.info("DSD: sparse phase, %.0f%% of the weights held at zero", 100 * constraint.sparsity)
+    for k, (n, phase_settings, sparse_phase) in enumerate(phases):
+        mask = MagnitudeMask(view.imported.module, sparsity) if sparse_phase else None
+        if mask is not None:
+            log.info("DSD: sparse phase, %.0f%% of the weights held at zero", 100 * mask.sparsity)
         offset = done * settings.batch_size
         view.finetune(data, teacher, n, phase_settings, (*seed, 3, k),
                       None if progress is None else (lambda images, o=offset: progress(o + images)),
-                      after_step=constraint)
+                      after_step=mask)
         done += n

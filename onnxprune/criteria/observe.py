@@ -41,8 +41,9 @@ def observe(
     loss_fn: LossFn | None,
     run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
 ) -> dict[str, dict[int, np.ndarray]]:
-    """Per observed tensor (``points``: each with the consumer node that reads it,
-    ``groups.consumer_inputs``), the reduced signal per channel of each batch, by batch index.
+    """Per observed tensor (``points``: each with the consumer nodes that read it,
+    ``groups.consumer_inputs``; the first one's hook watches it), the reduced signal per channel
+    of each batch, by batch index.
 
     An observation that needs the gradient back-propagates ``loss_fn``; parameter gradients are
     cleared afterwards.
