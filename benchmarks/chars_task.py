@@ -23,7 +23,8 @@ sys.path.insert(0, str(SAMPLES))
 
 from chars import render_set, write_folder  # noqa: E402
 
-__all__ = ["MODELS", "prune_folder", "fresh", "predictions", "accuracy_interval", "paired_interval", "SAMPLES"]
+__all__ = ["MODELS", "prune_folder", "fresh", "predictions", "accuracy_interval", "seed_range", "paired_interval",
+           "SAMPLES"]
 
 MODELS = ["chars_vgg.onnx", "chars_resnet.onnx", "chars_mobilenet.onnx"]
 PRUNE_SEED, PRUNE_PER_CLASS = 1, 8
@@ -58,6 +59,12 @@ def accuracy_interval(hits: np.ndarray) -> str:
     """Accuracy ± the half-width of its 95 % (normal) interval, in points."""
     p = float(hits.mean())
     return f"{100 * p:5.1f} ±{196 * np.sqrt(p * (1 - p) / len(hits)):.1f}"
+
+
+def seed_range(per_seed: list[np.ndarray]) -> str:
+    """The lowest and highest seed's accuracy, in points: "(93-97)"."""
+    accs = [100 * float(h.mean()) for h in per_seed]
+    return f"({min(accs):.0f}-{max(accs):.0f})"
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0, draws: int = 2000) -> tuple[float, float, float]:

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chars_task import SAMPLES, accuracy_interval, fresh, predictions, prune_folder  # noqa: E402
+from chars_task import SAMPLES, accuracy_interval, fresh, predictions, prune_folder, seed_range  # noqa: E402
 from table import Table  # noqa: E402
 
 from onnxprune import prune  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> None:
                                bench=False, max_drop=100, **options)
                 hits.append(predictions(result.model, x) == y)
                 last.append(result.report.as_dict()["widths"]["after"].get(LAST))
-            spread = f"({100 * min(map(np.mean, hits)):.0f}-{100 * max(map(np.mean, hits)):.0f})"
+            spread = seed_range(hits)
             table.add(f"{name:<28}{accuracy_interval(np.concatenate(hits)):>11}  {spread:<9}"
                       f"{'/'.join(str(w) for w in last):>12}")
     table.save()

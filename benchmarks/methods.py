@@ -29,7 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chars_task import MODELS, SAMPLES, accuracy_interval, fresh, paired_interval, predictions, prune_folder  # noqa: E402
+from chars_task import (  # noqa: E402
+    MODELS, SAMPLES, accuracy_interval, fresh, paired_interval, predictions, prune_folder, seed_range,
+)
 from table import Table  # noqa: E402
 
 from onnxprune import prune  # noqa: E402
@@ -94,7 +96,7 @@ def main() -> None:
                 gap = ""
                 if against in hits and m in hits[against]:
                     gap = "{:+.1f} [{:+.1f},{:+.1f}] vs ".format(*paired_interval(h, hits[against][m])) + against
-                spread = f"({100 * min(map(np.mean, per_seed)):.0f}-{100 * max(map(np.mean, per_seed)):.0f})"
+                spread = seed_range(per_seed)
                 row += f"{accuracy_interval(h):>12} {spread:<8}{gap:<30}"
             table.add(row + f"{time.perf_counter() - started:>8.0f}")
     table.save()

@@ -65,8 +65,14 @@ def _usable(step: int, analysis: GroupAnalysis) -> bool:
 def _reaches(step: int, goal: int, model: onnx.ModelProto, analysis: GroupAnalysis, min_channels: int) -> bool:
     """Whether the target can be reached on this step at all: on a small model a coarse step's
     floors (a 32-channel group whole at step 32) may keep more FLOPs than the target allows."""
-    floors = {g.id: floor_for(g.channels, min_channels, group_step(g.channels, step)) for g in analysis.prunable}
+    _, floors = _grid(analysis, step, min_channels)
     return count(model, predict_shapes(analysis, floors)).flops <= goal
+
+
+def _grid(analysis: GroupAnalysis, step: int, min_channels: int) -> tuple[dict[int, int], dict[int, int]]:
+    """Each group's width step and floor when the model's step is ``step`` (as the rounds set them)."""
+    steps = {g.id: group_step(g.channels, step) for g in analysis.prunable}
+    return steps, {g.id: floor_for(g.channels, min_channels, steps[g.id]) for g in analysis.prunable}
 
 
 def choose_step(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInput, store: Store, probe_step: int,
@@ -92,8 +98,7 @@ def choose_step(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInp
                                                        for g in analysis.prunable}, per_flop=True)
         chosen = []
         for step in usable:
-            per_group = {g.id: group_step(g.channels, step) for g in analysis.prunable}
-            floors = {g.id: floor_for(g.channels, min_channels, per_group[g.id]) for g in analysis.prunable}
+            per_group, floors = _grid(analysis, step, min_channels)
             selection = select(model, analysis, scores, goal, floors, per_group, flops_weight, raw,
                                cost_per_channel=costs)
             widths = {gid: len(kept) for gid, kept in selection.keep.items()}
