@@ -2,8 +2,8 @@
 budget, and keep the last model that did — the smallest by FLOPs, or by predicted latency.
 
 Each round removes ``BUDGET_STEP`` of what is left (FLOPs, or predicted latency with
-``--minimize latency``; channels ranked as a FLOPs target ranks them, by saliency and the latency
-they save per FLOP), fine-tunes as a target run's rounds do, and measures the held-out
+``--minimize latency``; channels ranked as a FLOPs target ranks them, by saliency and their FLOPs
+weighted by how slow they are), fine-tunes as a target run's rounds do, and measures the held-out
 quality by the measure --max-drop limits. A round beyond the budget is not judged on its few
 fine-tuning steps: it gets more (``retry_steps``) and is measured again. Only if it is still
 beyond does the run stop, keeping the round before. So which rounds recover with more
@@ -56,9 +56,9 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
         else:
             goal, goal_ms = int(flops * (1 - BUDGET_STEP)), None
         label = f"round {r}"
-        # ranked by the latency each channel saves per FLOP in both modes: ranked by milliseconds
-        # alone, the latency rounds broke the budget sooner and kept slower models on all three
-        # samples (benchmarks/results/budget-2026-11-30-ranked-by-ms.txt against budget.txt)
+        # ranked by FLOPs weighted by their slowness in both modes: ranked by milliseconds alone,
+        # the latency rounds broke the budget sooner and kept slower models on all three samples
+        # (benchmarks/results/budget-2026-11-30-ranked-by-ms.txt against budget.txt)
         candidate, record, reached = prune_round(run, plan, view, analysis, r, label, goal, goal_ms, soft=False,
                                                  per_flop=True)
         if record.flops >= flops:

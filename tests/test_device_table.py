@@ -30,7 +30,7 @@ def test_a_profiled_table_gives_the_same_widths_as_measuring_here(tmp_path: Path
     assert (content["format"], content["version"]) == (FORMAT, VERSION)
     assert content["measured_on"]["threads"] == summary["threads"] and summary["layers"] >= 5
     assert {e["kind"] for e in content["entries"].values()} == {"granularity", "layer", "model"}
-    # the tables steer which channels go (the latency each saves per FLOP); a latency target
+    # the tables steer which channels go (FLOPs weighted by how slow they are); a latency target
     # would add a correction measured here, which a table from another device must not have
     settings = dict(QUICK, round_to="auto", rounds=2, max_drop=100)
     from_table = prune(model, SAMPLES / "digits", 0.4, **settings, latency_table=str(table)).report

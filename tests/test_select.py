@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import SAMPLES
 
 from onnxprune.flops import count
@@ -47,3 +48,32 @@ def test_round_to_keeps_widths_multiples_of_n() -> None:
     floors = {g.id: floor_for(g.channels, 1, 16) for g in analysis.prunable}
     chosen = select(loaded.model, analysis, scores, int(0.4 * analysis.cost.flops), floors, round_to=16)
     assert chosen.keep and all(len(k) % 16 == 0 for k in chosen.keep.values())
+
+
+class _SlowGroup:
+    """A device on which one group's FLOPs take ``factor`` times as long as everyone else's."""
+
+    def __init__(self, analysis, slow: int, factor: float) -> None:
+        group = analysis.group(slow)
+        self.tensor = next(name for name, t in analysis.tensors.items() if t.segments == (slow,) and t.axis == 1)
+        self.extra = (factor - 1) * group.flops_per_channel
+        self.factor = factor
+
+    def predict(self, cost, shapes) -> float:
+        return 1e-9 * (cost.flops + self.extra * shapes[self.tensor][1])
+
+
+def test_a_slow_layer_weighs_its_flops_at_most_twice() -> None:
+    """Under a FLOPs target, a group whose FLOPs are slow costs more per channel, but at most
+    SLOWNESS_BOUND times its FLOPs: a cheap layer cannot go first merely for being slow per FLOP."""
+    from onnxprune.select import SLOWNESS_BOUND, channel_costs
+    loaded, analysis, _ = _setup()
+    slow = min(analysis.prunable, key=lambda g: g.flops_per_channel).id
+    steps = {g.id: 1 for g in analysis.prunable}
+    costs = channel_costs(loaded.model, analysis, _SlowGroup(analysis, slow, 50.0), steps, per_flop=True)
+    flops = {g.id: g.flops_per_channel for g in analysis.prunable}
+    assert costs[slow] == pytest.approx(SLOWNESS_BOUND * flops[slow])  # 50 times slower per FLOP, bounded at twice
+    others = [gid for gid in costs if gid != slow]
+    assert all(costs[gid] == pytest.approx(flops[gid]) for gid in others)  # the median's speed: their FLOPs as they are
+    ms = channel_costs(loaded.model, analysis, _SlowGroup(analysis, slow, 50.0), steps, per_flop=False)
+    assert ms[slow] > ms[others[0]] * flops[slow] / flops[others[0]] * 10  # unbounded: the milliseconds
