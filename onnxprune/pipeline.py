@@ -55,7 +55,7 @@ from .runtime import run_devices
 from .session import TorchView
 from .tasks import MEASURED_BY, TaskSettings, infer_task, load_metric
 from .teacher import Teacher, worth_caching
-from .verify import run_batched, verify
+from .verify import run_batched, verify, verify_quantized
 
 __all__ = ["PruneOptions", "PruneResult", "prune", "prepare"]
 
@@ -126,6 +126,9 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     if o.quantize:
         with clock("quantize"):
             int8 = on_main(lambda: quantize_int8(final, run.loaded.image.name, run.calib))
+            # the same contract as the float model's before it is judged or written
+            verify_quantized(restore_signature(int8, run.loaded.signature), written, run.loaded.image.name, run.val,
+                             run.loaded.fixed_batch)
             int8_quality = held_out_quality(run, int8, intervals=True)
     pruned_anything = final_groups.cost.flops < plan.base.flops
     candidates = [("original", run.loaded.model)]

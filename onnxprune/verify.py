@@ -1,5 +1,7 @@
-"""The verification contract: no pruned file unless the checker, strict shape inference and
-onnxruntime on held-out inputs agree with the pruned torch model."""
+"""The verification contract: no file is written unless the ONNX checker (full check), strict
+shape inference and onnxruntime on held-out inputs accept it. The pruned float model must also
+agree with the pruned torch model; the INT8 model, whose numbers differ by design, must give
+outputs of the float model's shapes, all finite (its quality is judged against --max-drop)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from .importer import torch_outputs
 from .metrics import max_difference
 from .runtime import batch_for, make_session
 
-__all__ = ["verify", "run_batched"]
+__all__ = ["verify", "verify_quantized", "check_valid", "run_batched"]
 
 
 def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset, batch: int | None = None
@@ -49,11 +51,7 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
     outputs' batch where the file had it (``output_axes``); the torch view, imported from
     ``torch_model`` (default ``model``), has it first.
     """
-    try:
-        onnx.checker.check_model(model, full_check=True)
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    except Exception as err:
-        raise OnnxpruneError(f"the pruned model fails the ONNX checker ({err}); nothing was written") from err
+    check_valid(model, "pruned")
     step = fixed_batch or batch
     torch_model = torch_model or model
     worst = 0.0
@@ -64,12 +62,8 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
             if worst or session is not None:
                 break
             x = np.concatenate([x] * -(-fixed_batch // len(x)))[:fixed_batch]  # too few for one batch: repeat
-        try:
-            session = session or make_session(model)
-            reference = session.run(None, {input_name: x})
-        except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise OnnxpruneError(f"onnxruntime cannot run the pruned model ({first}); nothing was written") from err
+        session = session or _session(model, "pruned")
+        reference = _run(session, input_name, x, "pruned")
         with torch.no_grad():
             ours = torch_outputs(module, torch_model, torch.from_numpy(x))
         if output_axes:
@@ -86,3 +80,53 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
                 )
             worst = max(worst, diff)
     return worst
+
+
+def check_valid(model: onnx.ModelProto, what: str) -> None:
+    """The ONNX checker with its full check, and strict shape inference with type checks."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as err:
+        raise OnnxpruneError(f"the {what} model fails the ONNX checker ({_first_line(err)}); nothing was "
+                             "written") from err
+
+
+def verify_quantized(model: onnx.ModelProto, float_model: onnx.ModelProto, input_name: str,
+                     inputs: np.ndarray | Dataset, fixed_batch: int | None = None, batch: int = 8) -> None:
+    """Raise unless the INT8 ``model`` is valid, runs in onnxruntime and gives outputs of
+    ``float_model``'s shapes, all finite, on the first batch of ``inputs``."""
+    check_valid(model, "INT8")
+    step = fixed_batch or batch
+    x = next(_batches(inputs, step))
+    if fixed_batch and len(x) < fixed_batch:
+        x = np.concatenate([x] * -(-fixed_batch // len(x)))[:fixed_batch]
+    quantized = _run(_session(model, "INT8"), input_name, x, "INT8")
+    reference = _run(_session(float_model, "pruned"), input_name, x, "pruned")
+    for q, f in zip(quantized, reference):
+        if q.shape != f.shape:
+            raise OnnxpruneError(f"the INT8 model's output shape {q.shape} differs from the float model's {f.shape}; "
+                                 "nothing was written — please report this model")
+        if np.issubdtype(q.dtype, np.floating) and not np.isfinite(q).all():
+            raise OnnxpruneError("the INT8 model gives non-finite outputs; nothing was written — leave out --quantize")
+
+
+def _session(model: onnx.ModelProto, what: str):
+    try:
+        return make_session(model)
+    except Exception as err:
+        raise OnnxpruneError(f"onnxruntime cannot load the {what} model ({_first_line(err)}); nothing was "
+                             "written") from err
+
+
+def _run(session, input_name: str, x: np.ndarray, what: str) -> list[np.ndarray]:
+    try:
+        return session.run(None, {input_name: x})
+    except Exception as err:
+        raise OnnxpruneError(f"onnxruntime cannot run the {what} model ({_first_line(err)}); nothing was "
+                             "written") from err
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

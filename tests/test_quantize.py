@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+from cli_run import run_cli
 from conftest import SAMPLES
 
 from onnxprune import prune
@@ -26,6 +30,33 @@ def test_int8_after_pruning_is_checked_benchmarked_and_keeps_the_signature() -> 
     assert dims[0].dim_value == 1  # the file's fixed batch, as given
     out = run_model(result.model, {"image": np.zeros((1, 3, 32, 32), np.float32)})[0]
     assert out.shape == (1, 10)
+
+
+def test_an_int8_model_that_fails_the_checker_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The INT8 model meets the float model's contract before it is judged or written: one the
+    checker refuses (a weight's scale of the wrong type here) ends the run with one line, no file."""
+    from onnx import TensorProto
+
+    import onnxprune.pipeline as pipeline
+
+    real = pipeline.quantize_int8
+
+    def broken(*args, **kwargs):
+        model = real(*args, **kwargs)
+        scale = next(t for t in model.graph.initializer if t.name.endswith("_scale"))
+        scale.data_type = TensorProto.DOUBLE  # DequantizeLinear's scale must match its output type
+        scale.raw_data = np.asarray(np.frombuffer(scale.raw_data, np.float32), np.float64).tobytes()
+        return model
+
+    monkeypatch.setattr(pipeline, "quantize_int8", broken)
+    out = tmp_path / "int8.onnx"
+    done = run_cli(str(SAMPLES / "digits_vgg.onnx"), "--data", str(SAMPLES / "digits"), "--target-flops", "0.6",
+                   "--quantize", "int8", "--round-steps", "1", "--epochs", "0", "--round-to", "1", "--no-bench",
+                   "-o", str(out))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("onnxprune: error: the INT8 model fails the ONNX checker")
+    assert "Traceback" not in done.stderr and not out.exists()
+    assert not list(tmp_path.glob("*.onnx*"))  # (the run's checkpoints stay, for --resume)
 
 
 def test_target_one_quantizes_without_pruning_or_fine_tuning() -> None:
