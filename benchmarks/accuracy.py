@@ -39,7 +39,7 @@ from onnxprune.load import load  # noqa: E402
 from onnxprune.loader import default_workers  # noqa: E402
 from onnxprune import PruneOptions, prune  # noqa: E402
 from onnxprune.session import _scoring_loss  # noqa: E402
-from onnxprune.verify import run_batched  # noqa: E402
+from onnxprune.runtime import run_batched  # noqa: E402
 
 
 def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> dict:

@@ -46,7 +46,7 @@ from onnxprune.load import load  # noqa: E402
 from onnxprune.select import floor_for, select  # noqa: E402
 from onnxprune.session import TorchView  # noqa: E402
 from onnxprune.slice import slice_model  # noqa: E402
-from onnxprune.verify import run_batched  # noqa: E402
+from onnxprune.runtime import run_batched  # noqa: E402
 
 CURVE = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 

@@ -35,7 +35,7 @@ from onnxprune.data import load_data, split
 from onnxprune.load import load
 from onnxprune.metrics import compare_outputs
 from onnxprune.quantize import quantize_int8
-from onnxprune.verify import run_batched
+from onnxprune.runtime import run_batched
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_models" / "digits_resnet.onnx"

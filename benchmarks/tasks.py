@@ -44,7 +44,7 @@ from onnxprune.intervals import drop_interval  # noqa: E402
 from onnxprune.load import load  # noqa: E402
 from onnxprune.metrics import explained_variance  # noqa: E402
 from onnxprune.tasks import TaskSettings, measure  # noqa: E402
-from onnxprune.verify import run_batched  # noqa: E402
+from onnxprune.runtime import run_batched  # noqa: E402
 
 SIZES = {"detector": (96, 96), "text_map": (64, 128), "reader": (32, 100), "embedder": (32, 32)}
 

@@ -51,11 +51,11 @@ from .rounds import (
 )
 from .budget import prune_within_budget
 from .quantize import quantize_int8
-from .runtime import run_devices
+from .runtime import run_batched, run_devices
 from .session import TorchView
 from .tasks import MEASURED_BY, TaskSettings, infer_task, load_metric
 from .teacher import Teacher, worth_caching
-from .verify import run_batched, verify, verify_quantized
+from .verify import verify, verify_quantized
 
 __all__ = ["PruneOptions", "PruneResult", "prune", "prepare"]
 

@@ -35,7 +35,7 @@ from .run import Run
 from .select import floor_for, group_step, select
 from .session import TorchView
 from .slice import slice_model, zero_channels
-from .verify import run_batched
+from .runtime import run_batched
 from .width_step import StepChoice, choose_step
 
 __all__ = ["WidthPlan", "plan_widths", "remove_lossless", "prune_round", "prune_in_rounds", "correct_latency",
@@ -228,12 +228,20 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
     figure reported for the kept model comes from the others, which no decision saw."""
     val, reference = held_out_part(run, judging)
     labels = val.labels
-    outputs = reference if model is None else run_batched(model, run.loaded.image.name, val)
-    before_m = measure(run.task, reference, reference, labels, run.task_settings, full=intervals)
-    after_m = measure(run.task, outputs, reference, labels, run.task_settings, full=intervals)
-    before = compare_outputs(reference, reference, labels) | before_m.extras
-    after = compare_outputs(outputs, reference, labels) | after_m.extras
-    before[before_m.metric], after[after_m.metric] = before_m.figure(), after_m.figure()
+    if (judging, intervals) not in run.original_quality:  # the original's figures, once per run
+        measured = measure(run.task, reference, reference, labels, run.task_settings, full=intervals)
+        figures = compare_outputs(reference, reference, labels) | measured.extras
+        figures[measured.metric] = measured.figure()
+        run.original_quality[judging, intervals] = (measured, figures)
+    before_m, before = run.original_quality[judging, intervals]
+    before = dict(before)
+    if model is None:
+        after_m, after = before_m, dict(before)
+    else:
+        outputs = run_batched(model, run.loaded.image.name, val)
+        after_m = measure(run.task, outputs, reference, labels, run.task_settings, full=intervals)
+        after = compare_outputs(outputs, reference, labels) | after_m.extras
+        after[after_m.metric] = after_m.figure()
     points = 100 * (before[before_m.metric] - after[after_m.metric])
     drop = QualityDrop(after_m.metric, points, run.options.max_drop, items=after_m.items)
     figures: dict[str, tuple[float, float]] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,6 +52,8 @@ class Run:
     task_settings: TaskSettings = TaskSettings()
     judged: np.ndarray | None = None  # held-out positions the budget decides on; the rest report
     calib_extremes: dict[str, np.ndarray] | None = None  # per tensor, [max, −min] per channel on ``calib``
+    # the original's held-out measures, computed once (by rounds.held_out_quality): a cache, not state
+    original_quality: dict = field(default_factory=dict)
 
 
 class StageClock:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
 from .errors import OnnxpruneError
 
-__all__ = ["batch_for", "BATCH_VALUES", "make_session", "run_model", "run_model_each", "cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
+if TYPE_CHECKING:
+    from .data import Dataset
+
+__all__ = ["run_batched", "batches", "batch_for", "BATCH_VALUES", "make_session", "run_model", "run_model_each", "cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +131,24 @@ def run_model_each(
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise OnnxpruneError(f"onnxruntime cannot run the model: {first}") from err
+
+
+def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset, batch: int | None = None
+                ) -> list[np.ndarray]:
+    """onnxruntime outputs for many inputs (an array, or a data set decoded batch by batch), in
+    batches (one session) of ``runtime.batch_for`` inputs by default."""
+    if batch is None:
+        first = inputs[:1] if isinstance(inputs, np.ndarray) else inputs.batch([0])
+        batch = batch_for(first[0].size)
+    session = make_session(model)
+    chunks = [session.run(None, {name: x}) for x in batches(inputs, batch)]
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def batches(inputs: np.ndarray | Dataset, size: int) -> Iterator[np.ndarray]:
+    """``inputs`` in batches of ``size``: an array sliced, a data set decoded batch by batch."""
+    if isinstance(inputs, np.ndarray):
+        for start in range(0, len(inputs), size):
+            yield inputs[start : start + size]
+    else:
+        yield from inputs.batches(size)

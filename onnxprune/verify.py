@@ -5,7 +5,6 @@ outputs of the float model's shapes, all finite (its quality is judged against -
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import onnx
@@ -16,29 +15,9 @@ from .data import Dataset
 from .errors import OnnxpruneError
 from .importer import torch_outputs
 from .metrics import max_difference
-from .runtime import batch_for, make_session
+from .runtime import batches, make_session
 
-__all__ = ["verify", "verify_quantized", "check_valid", "run_batched"]
-
-
-def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset, batch: int | None = None
-                ) -> list[np.ndarray]:
-    """onnxruntime outputs for many inputs (an array, or a data set decoded batch by batch), in
-    batches (one session) of ``runtime.batch_for`` inputs by default."""
-    if batch is None:
-        first = inputs[:1] if isinstance(inputs, np.ndarray) else inputs.batch([0])
-        batch = batch_for(first[0].size)
-    session = make_session(model)
-    chunks = [session.run(None, {name: x}) for x in _batches(inputs, batch)]
-    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
-
-
-def _batches(inputs: np.ndarray | Dataset, size: int) -> Iterator[np.ndarray]:
-    if isinstance(inputs, Dataset):
-        yield from inputs.batches(size)
-    else:
-        for start in range(0, len(inputs), size):
-            yield inputs[start : start + size]
+__all__ = ["verify", "verify_quantized", "check_valid"]
 
 
 def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inputs: np.ndarray | Dataset,
@@ -57,7 +36,7 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
     worst = 0.0
     session = None
     module.eval()
-    for x in _batches(inputs, step):
+    for x in batches(inputs, step):
         if fixed_batch and len(x) < fixed_batch:
             if worst or session is not None:
                 break
@@ -98,7 +77,7 @@ def verify_quantized(model: onnx.ModelProto, float_model: onnx.ModelProto, input
     ``float_model``'s shapes, all finite, on the first batch of ``inputs``."""
     check_valid(model, "INT8")
     step = fixed_batch or batch
-    x = next(_batches(inputs, step))
+    x = next(batches(inputs, step))
     if fixed_batch and len(x) < fixed_batch:
         x = np.concatenate([x] * -(-fixed_batch // len(x)))[:fixed_batch]
     quantized = _run(_session(model, "INT8"), input_name, x, "INT8")

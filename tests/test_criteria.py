@@ -13,7 +13,7 @@ from onnxprune.finetune import Targets
 from onnxprune.groups import analyze_groups
 from onnxprune.load import load
 from onnxprune.session import TorchView
-from onnxprune.verify import run_batched
+from onnxprune.runtime import run_batched
 
 
 @pytest.fixture(scope="module")

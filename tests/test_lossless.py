@@ -12,7 +12,7 @@ from onnxprune.load import load
 from onnxprune.lossless import lossless_pass
 from onnxprune import prune
 from onnxprune.report import LosslessCounts
-from onnxprune.verify import run_batched
+from onnxprune.runtime import run_batched
 
 
 def _bn(g: GraphBuilder, x: str, gamma: np.ndarray, beta: np.ndarray) -> str:

@@ -21,7 +21,7 @@ from onnxprune.load import load
 from onnxprune.recover import MagnitudeMask
 from onnxprune.session import TorchView
 from onnxprune.slice import zero_channels
-from onnxprune.verify import run_batched
+from onnxprune.runtime import run_batched
 
 
 def test_cross_entropy_skips_unlabelled_images_and_weighs_by_their_share() -> None:

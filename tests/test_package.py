@@ -24,7 +24,8 @@ def _loaded_heavy_modules(code: str) -> list[str]:
 
 def test_the_onnx_side_imports_without_torch() -> None:
     code = ("import onnxprune, onnxprune.load, onnxprune.flops, onnxprune.groups, onnxprune.flow, onnxprune.slice, "
-            "onnxprune.analyze, onnxprune.criteria, onnxprune.options, onnxprune.ops, onnxprune.batch")
+            "onnxprune.analyze, onnxprune.criteria, onnxprune.options, onnxprune.ops, onnxprune.batch, "
+            "onnxprune.runtime")
     assert _loaded_heavy_modules(code) == []
 
 

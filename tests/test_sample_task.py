@@ -15,7 +15,7 @@ from chars import CLASSES, render_set, write_folder  # noqa: E402
 
 from onnxprune.data import load_data  # noqa: E402
 from onnxprune.load import load  # noqa: E402
-from onnxprune.verify import run_batched  # noqa: E402
+from onnxprune.runtime import run_batched  # noqa: E402
 
 
 def test_renders_are_repeatable_and_seeds_differ() -> None:

@@ -14,7 +14,8 @@ from onnxprune.load import load
 from onnxprune.runtime import run_model
 from onnxprune.session import TorchView
 from onnxprune.shapes import random_input
-from onnxprune.verify import run_batched, verify
+from onnxprune.runtime import run_batched
+from onnxprune.verify import verify
 
 
 @pytest.fixture(scope="module")
