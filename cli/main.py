@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from onnxprune import __version__
-from onnxprune.errors import OnnxpruneError
+from onnxprune.errors import OnnxpruneError, first_line
 
 from onnxprune.options import PruneOptions
 
@@ -354,7 +354,7 @@ def main() -> None:
     except Exception as err:  # a bug, not a user error: still one line, the traceback with -v
         if "-v" in sys.argv or "--verbose" in sys.argv:
             log.exception("internal error")
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        first = first_line(err, 200)
         click.echo(f"onnxprune: internal error: {type(err).__name__}: {first} — no output was written; "
                    "run with -v and report the traceback", err=True)
         sys.exit(1)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["OnnxpruneError", "QualityBudgetExceeded"]
+__all__ = ["OnnxpruneError", "QualityBudgetExceeded", "first_line"]
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """What a foreign exception says, fit for one line of ours: its first line, or its type."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
 
 
 class OnnxpruneError(Exception):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import UNLABELLED, Dataset
-from .errors import OnnxpruneError
+from .errors import OnnxpruneError, first_line
 from .loader import training_loader
 from .metrics import feature_axis, is_classifier_output
 
@@ -245,7 +245,7 @@ def _halved(micro: int, err: BaseException) -> int:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     if micro <= 1:
-        raise OnnxpruneError(f"fine-tuning ran out of memory with one sample at a time ({str(err).splitlines()[0]}); "
+        raise OnnxpruneError(f"fine-tuning ran out of memory with one sample at a time ({first_line(err)}); "
                              "free memory or use a machine with more") from err
     log.warning("fine-tuning ran out of memory with micro-batches of %d; retrying the step with %d", micro,
                 micro // 2)

@@ -17,7 +17,7 @@ import torch
 from onnx import numpy_helper
 
 from .converters import register_converters
-from .errors import OnnxpruneError
+from .errors import OnnxpruneError, first_line
 from .load import LoadedModel
 from .metrics import max_difference, within_tolerance
 from .runtime import run_model
@@ -59,7 +59,7 @@ def _convert(model: onnx.ModelProto) -> torch.fx.GraphModule:
             warnings.simplefilter("ignore")
             module = onnx2torch.convert(model, attach_onnx_mapping=True)
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise OnnxpruneError(
             f"cannot import the model into torch: {reason}; onnxprune fine-tunes through torch, "
             "so every operator must be convertible"

@@ -15,7 +15,7 @@ from onnx import TensorProto
 
 from .batch import BATCH_NAME, free_batch
 from .output_axes import BatchAxis, put_batch_first
-from .errors import OnnxpruneError
+from .errors import OnnxpruneError, first_line
 from .image_input import ImageInput
 
 __all__ = [
@@ -58,7 +58,7 @@ def read_model(path: str | Path) -> onnx.ModelProto:
         model = onnx.load(str(path), load_external_data=True)
     except Exception as err:
         raise OnnxpruneError(
-            f"{path} is not a readable ONNX model ({_first_line(err)}); check that the file is "
+            f"{path} is not a readable ONNX model ({first_line(err)}); check that the file is "
             "complete and that its external data files sit beside it"
         ) from err
     if not model.graph.node:
@@ -66,7 +66,7 @@ def read_model(path: str | Path) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as err:
-        raise OnnxpruneError(f"{path} fails the ONNX checker: {_first_line(err)}") from err
+        raise OnnxpruneError(f"{path} fails the ONNX checker: {first_line(err)}") from err
     return model
 
 
@@ -74,11 +74,6 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     """Real inputs, not initializers listed as inputs (IR < 4 exporters do that)."""
     inits = {init.name for init in model.graph.initializer}
     return [vi for vi in model.graph.input if vi.name not in inits]
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
@@ -196,7 +191,7 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
                                   "EliminationTransposeViewTranspose"],
         )
     except Exception as err:  # onnxslim failing is a normalization problem, not a user error
-        log.warning("onnxslim could not normalize the graph (%s); using it as it is", _first_line(err))
+        log.warning("onnxslim could not normalize the graph (%s); using it as it is", first_line(err))
         slimmed = onnx.ModelProto.FromString(model.SerializeToString())
     if slimmed is None:
         slimmed = onnx.ModelProto.FromString(model.SerializeToString())
@@ -207,7 +202,7 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         slimmed = onnx.shape_inference.infer_shapes(slimmed, data_prop=True)
     except Exception as err:
-        log.warning("shape inference failed after normalization: %s", _first_line(err))
+        log.warning("shape inference failed after normalization: %s", first_line(err))
     return slimmed
 
 
@@ -300,7 +295,7 @@ def load(
         try:
             onnx.checker.check_model(proto, full_check=True)
         except Exception as err:
-            raise OnnxpruneError(f"the model fails the ONNX checker: {_first_line(err)}") from err
+            raise OnnxpruneError(f"the model fails the ONNX checker: {first_line(err)}") from err
     else:
         source, name = Path(model), str(model)
         proto = read_model(source)

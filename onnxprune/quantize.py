@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .errors import OnnxpruneError
+from .errors import OnnxpruneError, first_line
 
 __all__ = ["quantize_int8", "float_tail"]
 
@@ -66,7 +66,7 @@ def quantize_int8(model: onnx.ModelProto, input_name: str, calibration: np.ndarr
                             per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=tail)
         except Exception as err:  # onnxruntime's tools raise bare exceptions for graphs they cannot handle
-            raise OnnxpruneError(f"INT8 quantization failed in onnxruntime's quantizer: {err}".splitlines()[0]) from err
+            raise OnnxpruneError(f"INT8 quantization failed in onnxruntime's quantizer: {first_line(err)}") from err
         result = onnx.load(str(quantized))
     log.info("quantized to INT8 (QDQ, per-channel weights, %d calibration images): %.1f MB → %.1f MB",
              len(calibration), model.ByteSize() / 1e6, result.ByteSize() / 1e6)

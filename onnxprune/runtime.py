@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from .errors import OnnxpruneError
+from .errors import OnnxpruneError, first_line
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -129,8 +129,7 @@ def run_model_each(
     except OnnxpruneError:
         raise
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise OnnxpruneError(f"onnxruntime cannot run the model: {first}") from err
+        raise OnnxpruneError(f"onnxruntime cannot run the model: {first_line(err)}") from err
 
 
 def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset, batch: int | None = None

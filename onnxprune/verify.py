@@ -12,7 +12,7 @@ import torch
 
 from .output_axes import BatchAxis, batch_first
 from .data import Dataset
-from .errors import OnnxpruneError
+from .errors import OnnxpruneError, first_line
 from .importer import torch_outputs
 from .metrics import max_difference
 from .runtime import batches, make_session
@@ -67,7 +67,7 @@ def check_valid(model: onnx.ModelProto, what: str) -> None:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as err:
-        raise OnnxpruneError(f"the {what} model fails the ONNX checker ({_first_line(err)}); nothing was "
+        raise OnnxpruneError(f"the {what} model fails the ONNX checker ({first_line(err)}); nothing was "
                              "written") from err
 
 
@@ -94,7 +94,7 @@ def _session(model: onnx.ModelProto, what: str):
     try:
         return make_session(model)
     except Exception as err:
-        raise OnnxpruneError(f"onnxruntime cannot load the {what} model ({_first_line(err)}); nothing was "
+        raise OnnxpruneError(f"onnxruntime cannot load the {what} model ({first_line(err)}); nothing was "
                              "written") from err
 
 
@@ -102,10 +102,6 @@ def _run(session, input_name: str, x: np.ndarray, what: str) -> list[np.ndarray]
     try:
         return session.run(None, {input_name: x})
     except Exception as err:
-        raise OnnxpruneError(f"onnxruntime cannot run the {what} model ({_first_line(err)}); nothing was "
+        raise OnnxpruneError(f"onnxruntime cannot run the {what} model ({first_line(err)}); nothing was "
                              "written") from err
 
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
