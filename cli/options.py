@@ -7,13 +7,14 @@ by ``onnxprune.options.validate``, and a bad one is a usage error (exit 2) namin
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import click
 
 from onnxprune.options import InvalidOption, PruneOptions, cli_fields, resolve
 
-__all__ = ["prune_options", "options_from", "join_lists"]
+__all__ = ["prune_options", "options_from", "join_lists", "options_markdown"]
 
 LIST_OPTIONS = ("--mean", "--std")  # take "0.5,0.5,0.5", "0.5 0.5 0.5" or one value
 
@@ -22,10 +23,15 @@ def _flag(f) -> str:
     return f.metadata["cli"] or "--" + f.name.replace("_", "-")
 
 
+def _shown_default(f) -> str | None:
+    meta, kind = f.metadata, str(f.type)
+    return meta["default_text"] or (None if f.default is None or kind == "bool" else f"{f.default:g}"
+                                    if isinstance(f.default, float) else str(f.default))
+
+
 def _click_option(f) -> Callable:
     meta, kind = f.metadata, str(f.type)
-    shown = meta["default_text"] or (None if f.default is None or kind == "bool" else f"{f.default:g}"
-                                     if isinstance(f.default, float) else str(f.default))
+    shown = _shown_default(f)
     help = meta["help"] + (f"  [default: {shown}]" if shown is not None else "")
     common: dict[str, Any] = {"help": help, "metavar": meta["metavar"]}
     if kind == "bool":  # a switch; a "--no-…" flag turns a default-on setting off
@@ -101,3 +107,29 @@ def _is_number_list(token: str) -> bool:
         return False
     return bool(token.strip(", "))
 
+
+
+def options_markdown() -> str:
+    """docs/options.md: every option of ``onnxprune prune`` (and of ``prune()``), from ``PruneOptions``."""
+    rows = ["# Options", "",
+            "Generated from `onnxprune.options.PruneOptions` by `python -m onnxprune_cli.options > docs/options.md`;",
+            "a test keeps this page and the code in step. In Python, `prune(model, data, target_flops, **options)`",
+            "takes the field names in the second column.", "",
+            "| flag | field | default | what it does |", "| --- | --- | --- | --- |"]
+    for f in cli_fields():
+        shown = _shown_default(f)
+        rows.append(f"| `{_flag(f)}` | `{f.name}` | {_cell(shown or '')} | {_cell(f.metadata['help'])} |")
+    python_only = [f for f in fields(PruneOptions) if f.metadata.get("cli") is None]
+    if python_only:
+        rows += ["", "Python only (no flag):", "", "| field | default | what it does |", "| --- | --- | --- |"]
+        rows += [f"| `{f.name}` | {_cell(_shown_default(f) or '')} | {_cell(f.metadata['help'])} |"
+                 for f in python_only]
+    return "\n".join(rows) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+if __name__ == "__main__":
+    print(options_markdown(), end="")

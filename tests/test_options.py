@@ -68,3 +68,12 @@ def test_the_api_runs_the_same_check() -> None:
         resolve(0.5, {"learning_rate": 1})
     assert resolve(None, {"target_latency": 0.5}).target_flops == 1.0
     assert resolve(None, {}).target_flops == 0.3
+
+
+def test_the_options_page_matches_prune_options() -> None:
+    """docs/options.md is generated from PruneOptions; regenerate it when an option changes."""
+    from onnxprune_cli.options import options_markdown
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "options.md"
+    assert page.read_text() == options_markdown(), \
+        "docs/options.md is stale: python -m onnxprune_cli.options > docs/options.md"
