@@ -8,6 +8,7 @@ reason when the op's channel mapping is not exact. Ops not in the table block wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
 
 import numpy as np
@@ -16,9 +17,9 @@ from onnx import numpy_helper
 
 from .channels import GroupAttribute, ShapeConstant, Slot, Spaces, TensorChannels, Trace
 from .nodes import attribute
-from .ops import rule
+from .ops import Tracing, rule
 
-__all__ = ["trace"]
+__all__ = ["trace", "HANDLERS"]
 
 class _Tracer:
     """Walks the graph once in topological order, filling layouts, slots and spaces."""
@@ -502,6 +503,37 @@ def _merged_axis(src: tuple[int, ...], dst: tuple[int, ...], p: int) -> tuple[in
     return None
 
 
+# each way of tracing (ops.OPS) and the _Tracer method that does it
+HANDLERS: dict[Tracing, Callable[[_Tracer, onnx.NodeProto], None]] = {
+    Tracing.CONV: _Tracer.conv,
+    Tracing.CONV_TRANSPOSE: _Tracer.conv_transpose,
+    Tracing.GEMM: _Tracer.gemm,
+    Tracing.MATMUL: _Tracer.matmul,
+    Tracing.RECURRENT: _Tracer.recurrent,
+    Tracing.BATCH_NORM: _Tracer.batch_norm,
+    Tracing.INSTANCE_NORM: _Tracer.instance_norm,
+    Tracing.LAYER_NORM: _Tracer.layer_norm,
+    Tracing.LP_NORM: _Tracer.lp_norm,
+    Tracing.MEAN_VARIANCE_NORM: _Tracer.mean_variance_norm,
+    Tracing.ACROSS_CHANNELS: _Tracer.across_channels,
+    Tracing.UNARY: _Tracer.unary,
+    Tracing.ELEMENTWISE: _Tracer.elementwise,
+    Tracing.CUMSUM: _Tracer.cumsum,
+    Tracing.POOL: _Tracer.pool,
+    Tracing.REDUCE: _Tracer.reduce,
+    Tracing.SOFTMAX: _Tracer.softmax,
+    Tracing.RESIZE: _Tracer.resize,
+    Tracing.RESHAPE: _Tracer.reshape,
+    Tracing.TRANSPOSE: _Tracer.transpose,
+    Tracing.CONCAT: _Tracer.concat,
+    Tracing.SPLIT: _Tracer.split,
+    Tracing.SLICE: _Tracer.slice_,
+    Tracing.GATHER: _Tracer.gather,
+    Tracing.PAD: _Tracer.pad,
+    Tracing.NO_CHANNELS: _Tracer.no_channels,
+}
+
+
 def trace(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
           input_axes: dict[str, int] | None = None) -> Trace:
     """Follow channels through the graph; see ``groups.find_groups`` for what comes back."""
@@ -510,11 +542,11 @@ def trace(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
         input_axes = {vi.name: 1 for vi in model.graph.input if vi.name not in inits and len(shapes.get(vi.name, ())) >= 2}
     tracer = _Tracer(model, shapes, input_axes)
     for node in model.graph.node:
-        handler = rule(node.op_type).trace  # ops.OPS names the method
-        if handler is None:
+        tracing = rule(node.op_type).trace
+        if tracing is None:
             tracer.opaque(node, "has no channel mapping onnxprune knows")
         else:
-            getattr(tracer, handler)(node)
+            HANDLERS[tracing](tracer, node)
     for out in model.graph.output:
         tracer.block(tracer.tensors.get(out.name), f"reaches the graph output {out.name!r}")
     return Trace(tracer.spaces, tracer.tensors, tuple(tracer.slots), tuple(tracer.consts), tuple(tracer.attrs))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from onnxprune.flow import _Tracer
-from onnxprune.ops import OPS, Cost, rule
+from onnxprune.flow import HANDLERS
+from onnxprune.ops import OPS, Cost, Tracing, rule
 
 
-def test_every_row_names_a_tracing_rule_that_exists() -> None:
-    missing = {op: r.trace for op, r in OPS.items() if r.trace and not hasattr(_Tracer, r.trace)}
-    assert not missing
+def test_every_way_of_tracing_has_its_handler_and_is_used() -> None:
+    assert set(HANDLERS) == set(Tracing) and all(callable(h) for h in HANDLERS.values())
+    assert {r.trace for r in OPS.values() if r.trace} == set(Tracing)
 
 
 def test_every_op_that_costs_flops_is_traced() -> None:
