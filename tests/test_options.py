@@ -78,3 +78,14 @@ def test_the_options_page_matches_prune_options() -> None:
     page = Path(__file__).resolve().parents[1] / "docs" / "options.md"
     assert page.read_text() == options_markdown(), \
         "docs/options.md is stale: python -m onnxprune_cli.options > docs/options.md"
+
+
+def test_every_option_is_explained_in_the_usage_page() -> None:
+    """docs/usage.md says more of each option than its help text; none may be missing there."""
+    from onnxprune.options import cli_fields
+    from onnxprune_cli.options import _flag
+
+    usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    rows = [line for line in usage.splitlines() if line.startswith("| `")]
+    missing = [_flag(f) for f in cli_fields() if not any(f"`{_flag(f)}" in row for row in rows)]
+    assert not missing, f"docs/usage.md's option table lacks {missing}"
