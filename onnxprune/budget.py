@@ -52,7 +52,7 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
         analysis = view.groups()
         flops = analysis.cost.flops
         if minimize == "latency":
-            goal, goal_ms = flops, plan.latency.predict(analysis.cost, analysis.shapes) * (1 - BUDGET_STEP)
+            goal, goal_ms = flops, plan.timed()[0].predict(analysis.cost, analysis.shapes) * (1 - BUDGET_STEP)
         else:
             goal, goal_ms = int(flops * (1 - BUDGET_STEP)), None
         label = f"round {r}"
@@ -64,7 +64,7 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
         if record.flops >= flops:
             reason = f"every prunable group was at its floor after round {r - 1}"
             break
-        if record.quality_drop > o.max_drop:
+        if (record.quality_drop or 0.0) > o.drop_limit:
             extra = retry_steps(run)
             log.info("%s: %.1f points lost, beyond --max-drop %g: fine-tuning %d more steps before judging it",
                      label, record.quality_drop, o.max_drop, extra)
@@ -74,7 +74,7 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             quality = held_out_quality(run, candidate.model, judging=True)
             record = replace(record, agreement=quality.after.get("top1_agreement"), quality_drop=quality.drop.points,
                              extra_steps=extra)
-        if record.quality_drop > o.max_drop:
+        if (record.quality_drop or 0.0) > o.drop_limit:
             records.append(replace(record, kept=False))
             reason = (f"round {r} lost {record.quality_drop:.1f} points of {_metric(run)}, beyond --max-drop "
                       f"{o.max_drop:g}, even after {record.extra_steps} more fine-tuning steps")
@@ -88,7 +88,7 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             break
     kept_text = f"round {kept}" if kept else "the original (no round stayed within the budget)"
     log.info("budget: stopped after round %d, keeping %s: %s", records[-1].round if records else 0, kept_text, reason)
-    budget = Budget(_metric(run), o.max_drop, minimize, kept, records[-1].round if records else 0, reason)
+    budget = Budget(_metric(run), o.drop_limit, minimize, kept, records[-1].round if records else 0, reason)
     return view, records, budget
 
 

@@ -79,7 +79,8 @@ def calibrate(model: onnx.ModelProto, input_name: str, inputs: np.ndarray, stati
             keep_extremes(tensor, max_and_negated_min(as_channels(torch.from_numpy(values[tensor]),
                                                                   extremes[tensor])).numpy())
     joined = [np.concatenate([c[i] for c in chunks]) for i in range(len(outputs))]
-    return Calibration(joined, {k: m.mean for k, m in moments.items()}, {k: m.var for k, m in moments.items()},
+    return Calibration(joined, {k: np.asarray(m.mean) for k, m in moments.items()},
+                       {k: np.asarray(m.var) for k, m in moments.items()},
                        {t: v.astype(np.float64) for t, v in found.items()})
 
 
@@ -126,7 +127,9 @@ class _Moments:
     batch's own mean and sum of squares around it, so a large mean does not swamp a small variance."""
 
     def __init__(self) -> None:
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+        self.n = 0
+        self.mean: np.ndarray | float = 0.0
+        self.m2: np.ndarray | float = 0.0
 
     def add(self, n: int, mean: np.ndarray, m2: np.ndarray, drift: np.ndarray) -> None:
         """A batch of ``n`` values per channel: their mean (as float32 rounded it), the sum of

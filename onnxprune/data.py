@@ -86,9 +86,8 @@ class ImageFiles:
 
         image, path = self.image, self.root / self.files[i]
         try:
-            with Image.open(path) as img:
-                img = img.convert("L" if image.channels == 1 else "RGB")
-                img = _cut(img, image.width, image.height, view)
+            with Image.open(path) as opened:
+                img = _cut(opened.convert("L" if image.channels == 1 else "RGB"), image.width, image.height, view)
                 array = np.asarray(img, dtype=np.float32) / 255.0
         except Exception as err:  # PIL raises several kinds, and a library may patch Image.open
             raise UnreadableImage(f"--data: cannot decode {path} ({err}); remove or replace it") from err
@@ -108,13 +107,13 @@ def _cut(img, width: int, height: int, view: View):
     if view.cover:
         scale = max(width / w, height / h)
         size = (max(width, round(w * scale)), max(height, round(h * scale)))
-        img = img.resize(size, Image.BILINEAR)
+        img = img.resize(size, Image.Resampling.BILINEAR)
         left, top = (size[0] - width) // 2, (size[1] - height) // 2
         img = img.crop((left, top, left + width, top + height))
     else:
         box = (view.left * w, view.top * h, (view.left + view.width) * w, (view.top + view.height) * h)
-        img = img.resize((width, height), Image.BILINEAR, box=box)
-    return img.transpose(Image.FLIP_LEFT_RIGHT) if view.flip else img
+        img = img.resize((width, height), Image.Resampling.BILINEAR, box=box)
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if view.flip else img
 
 
 def _roll(array: np.ndarray, view: View, hw: tuple[int, int]) -> np.ndarray:
@@ -260,12 +259,12 @@ def _readable(files: list[Path], image: ImageInput) -> tuple[list[Path], int, in
 
 def _folder_labels(folder: Path, files: list[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
     """ImageFolder labels: class index of each file's top sub-folder (integer names keep their value)."""
-    tops = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
-    if any(t is None for t in tops):
+    if any(len(p.relative_to(folder).parts) < 2 for p in files):
         raise OnnxpruneError(
             f"--labels imagefolder needs every image inside a class sub-folder of {folder}; "
             "some lie directly in it"
         )
+    tops = [p.relative_to(folder).parts[0] for p in files]
     classes = sorted(set(tops), key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c))
     if all(c.isdigit() for c in classes):
         return np.asarray([int(t) for t in tops], dtype=np.int64), tuple(classes)

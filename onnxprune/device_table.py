@@ -111,9 +111,11 @@ def profile_device(models: Sequence[str | Path], out: str | Path, device: str = 
         # the graph a pruning run times: BatchNorm put back after folded convs
         work = with_batchnorm(loaded, analyze_groups(loaded).shapes, None)
         analysis = analyze_groups(work)
-        table = measure_latency(work.model, analysis, work.image, recorder, granularity=step,
-                                progress=None if progress is None else
-                                lambda d, t, name=Path(path).name: progress(f"profiling {name}", d, t))
+        tick = None
+        if progress is not None:
+            stage, report = f"profiling {Path(path).name}", progress
+            tick = lambda d, t: report(stage, d, t)  # noqa: E731
+        table = measure_latency(work.model, analysis, work.image, recorder, granularity=step, progress=tick)
         layers += len(table.layers)
         log.info("%s: %d layer tables, %.2f ms as a whole", Path(path).name, len(table.layers), table.original_ms)
     content = recorder.content([Path(p).name for p in models])

@@ -93,7 +93,7 @@ def gather_batches(mine: dict[str, dict[int, Any]]) -> dict[str, list[Any]]:
     """Per key, the values every process computed for its batches, in batch order (the list one
     process alone would have made)."""
     where = ranks()
-    parts = [mine]
+    parts: list[Any] = [mine]
     if where.world > 1:
         import torch.distributed as dist
 

@@ -119,10 +119,10 @@ class _Tracer:
             return self.opaque(node, "has weights computed at run time")
         group = attribute(node, "group", 1)
         c_in, c_out = self.shapes[x][1], weight.shape[0]
-        flat_ok = layout is not None and layout.axis == 1 and layout.outer == layout.inner == 1
+        flat = layout if layout is not None and layout.axis == 1 and layout.outer == layout.inner == 1 else None
         if group == 1:
-            if flat_ok:
-                self.slot(w, 1, layout, "consumer", node)
+            if flat is not None:
+                self.slot(w, 1, flat, "consumer", node)
             else:
                 self.block(layout, f"Conv {node.name!r} reads them on an unexpected axis")
             self.fresh(node.output[0], 1, None, producer=node.name)
@@ -131,12 +131,12 @@ class _Tracer:
             if bias:
                 self.slot(bias, 0, out, "producer", node)
             return None
-        if group == c_in == c_out and flat_ok:  # depthwise: output channel i is input channel i
-            self.tensors[node.output[0]] = layout
-            self.slot(w, 0, layout, "per_channel", node)
+        if group == c_in == c_out and flat is not None:  # depthwise: output channel i is input channel i
+            self.tensors[node.output[0]] = flat
+            self.slot(w, 0, flat, "per_channel", node)
             if bias:
-                self.slot(bias, 0, layout, "per_channel", node)
-            self.attrs.append(GroupAttribute(node.name, "group", layout.segments, layout.sizes))
+                self.slot(bias, 0, flat, "per_channel", node)
+            self.attrs.append(GroupAttribute(node.name, "group", flat.segments, flat.sizes))
             return None
         what = "depthwise Conv with a channel multiplier" if group == c_in else f"grouped Conv (group={group})"
         self.block(layout, f"read by {what} {node.name!r}")
@@ -424,8 +424,9 @@ class _Tracer:
     def concat(self, node: onnx.NodeProto) -> None:
         out = node.output[0]
         axis = attribute(node, "axis", 0) % self.rank(out)
-        layouts = [self.tensors.get(n) for n in node.input]
-        if any(lay is None for lay in layouts):
+        found = [self.tensors.get(n) for n in node.input]
+        layouts = [lay for lay in found if lay is not None]
+        if len(layouts) < len(found):
             return self.opaque(node, "concatenates channels with constants or untracked tensors")
         if all(lay.axis == axis and lay.outer == lay.inner == 1 for lay in layouts):
             segs = tuple(s for lay in layouts for s in lay.segments)
@@ -468,16 +469,18 @@ class _Tracer:
         if layout is None:
             return None
         values = [self.const(n) if i < len(node.input) and n else None for i, n in enumerate(node.input[1:5])]
-        if any(v is None for v in values[:2]) or (len(node.input) > 3 and node.input[3] and values[2] is None):
+        starts, ends = values[0], values[1]
+        if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and values[2] is None):
             return self.opaque(node, "slices with run-time bounds")
         rank = self.rank(x)
-        axes = values[2].reshape(-1).tolist() if len(values) > 2 and values[2] is not None else list(range(len(values[0])))
+        axes = values[2].reshape(-1).tolist() if len(values) > 2 and values[2] is not None else list(range(len(starts)))
         steps = values[3].reshape(-1).tolist() if len(values) > 3 and values[3] is not None else [1] * len(axes)
         for i, ax in enumerate(a % rank for a in axes):
             if ax != layout.axis:
                 continue
             extent = self.shapes[x][ax]
-            start = int(np.clip(values[0].reshape(-1)[i] % extent if values[0].reshape(-1)[i] < 0 else values[0].reshape(-1)[i], 0, extent))
+            first = starts.reshape(-1)[i]
+            start = int(np.clip(first % extent if first < 0 else first, 0, extent))
             part = self.segment_range(layout, start, start + self.shapes[out][ax]) if steps[i] == 1 else None
             if part is None:
                 return self.opaque(node, "slices the channel axis inside a group")

@@ -14,6 +14,7 @@ producer), BN's four vectors (per channel) and B's weight axis 1 (the consumer):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,7 +188,7 @@ def predict_cost(model: onnx.ModelProto, analysis: GroupAnalysis, widths: dict[i
     return count(model, predict_shapes(analysis, widths))
 
 
-def channel_positions(segments, sizes, keep: dict[int, np.ndarray]) -> np.ndarray:
+def channel_positions(segments, sizes, keep: Mapping[int, np.ndarray]) -> np.ndarray:
     """Kept positions along a channel axis made of segments (before interleaving)."""
     parts, offset = [], 0
     for gid, n in zip(segments, sizes):
@@ -197,7 +198,7 @@ def channel_positions(segments, sizes, keep: dict[int, np.ndarray]) -> np.ndarra
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def axis_indices(segments, sizes, outer: int, inner: int, keep: dict[int, np.ndarray]) -> np.ndarray:
+def axis_indices(segments, sizes, outer: int, inner: int, keep: Mapping[int, np.ndarray]) -> np.ndarray:
     """Kept indices along an axis whose channels are interleaved by ``outer``/``inner``."""
     channels = sum(sizes)
     positions = channel_positions(segments, sizes, keep)

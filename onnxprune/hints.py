@@ -76,6 +76,7 @@ class FeatureHints:
                 gram = x1.T @ x1 + 1e-3 * torch.eye(x1.shape[1], device=x1.device) * x1.pow(2).mean()
                 solution = torch.linalg.solve(gram, x1.T @ y)  # (C_s + 1, C_t)
                 projection.weight.copy_(solution[:-1].T[:, :, None, None])
+                assert projection.bias is not None  # made with one
                 projection.bias.copy_(solution[-1])
             self.projections[node.replace(".", "_")] = projection
 

@@ -95,7 +95,8 @@ def _links(module: torch.fx.GraphModule, model: onnx.ModelProto) -> tuple[Link, 
     use_index = 0
     for unique_name, node in OnnxGraph(model.graph).nodes.items():
         sub = module.get_submodule(unique_name)
-        runtime_inputs = sub.onnx_mapping.inputs if hasattr(sub, "onnx_mapping") else ()
+        mapping = getattr(sub, "onnx_mapping", None)
+        runtime_inputs: tuple[str, ...] = tuple(mapping.inputs) if mapping is not None else ()
         for value in runtime_inputs:
             if value in inits:
                 key = f"initializers.onnx_initializer_{use_index}"

@@ -342,7 +342,7 @@ def _layer_tables(model: onnx.ModelProto, analysis: GroupAnalysis, store: Store,
     groups: dict[str, int] = {}
     for i, node in enumerate(convs):
         points, outs, ins, depthwise, group = _conv_points(node, analysis, granularity, batch)
-        key = {"grid": [p[0] for p in points], "x": list(analysis.shapes[node.input[0]][1:]),
+        key: dict[str, Any] = {"grid": [p[0] for p in points], "x": list(analysis.shapes[node.input[0]][1:]),
                "w": list(analysis.shapes[node.input[1]][2:]), "bias": len(node.input) > 2,
                "attrs": sorted(str(helper.get_attribute_value(a)) + a.name for a in node.attribute)}
         what = (f"Conv {node.name!r} ({key['x'][0]} channels of {'x'.join(map(str, key['x'][1:]))}, "

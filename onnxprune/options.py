@@ -220,6 +220,18 @@ class PruneOptions:
         return self.target_flops is None and self.target_latency is None
 
     @property
+    def flops_share(self) -> float:
+        """The share of the FLOPs to keep: --target-flops, or all of them with the budget as the goal."""
+        return 1.0 if self.target_flops is None else self.target_flops
+
+    @property
+    def drop_limit(self) -> float:
+        """--max-drop as ``resolve`` settled it (3 when not given)."""
+        if self.max_drop is None:
+            raise ValueError("PruneOptions used before resolve() settled max_drop")
+        return self.max_drop
+
+    @property
     def preprocess(self) -> Preprocess:
         default = Preprocess()
         return Preprocess(self.mean or default.mean, self.std or default.std, self.bgr)

@@ -162,7 +162,9 @@ def _stages(run: Run, plan: WidthPlan, final: GroupAnalysis, candidates: list[tu
     stages = []
     for name, model in candidates:
         cost = plan.base if name in ("original", "INT8") else final.cost
-        quality = held_out_quality(run, None) if name == "original" else qualities[name]
+        quality = held_out_quality(run, None) if name == "original" else qualities.get(name)
+        if quality is None:
+            raise RuntimeError(f"no held-out quality was measured for the {name} model")
         t = timings.get(name)
         stages.append(Stage(name, cost.flops, cost.params, model.ByteSize(), quality.after, quality.drop.points,
                             t["median_ms"] if t else None, t["speedup"] if t else None))
@@ -195,7 +197,7 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
         if o.target_latency is not None and reached:
             if o.latency_table:
                 log.info("the latency target is held by the tables of %s: the device they were measured on is not "
-                         "this one, so no correction by measuring here", plan.latency.device)
+                         "this one, so no correction by measuring here", plan.timed()[0].device)
             else:
                 with clock("latency correction"):
                     view = correct_latency(run, plan, view, records)
@@ -208,7 +210,7 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
     """The longer fine-tuning at the end, unless nothing was pruned. With the budget as the goal
     it is kept only where it does not take the model out of the budget the rounds kept it in."""
     o = run.options
-    if not any(r.kept for r in records) and (budget is not None or o.target_flops >= 1):
+    if not any(r.kept for r in records) and (budget is not None or o.flops_share >= 1):
         log.info("nothing was pruned: no final fine-tuning")
         run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget)
         return view
@@ -246,7 +248,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         check_labels(part, loaded.output_axes[0].rest if loaded.output_axes else (), what)
     n_calib = min(len(train), o.calibration_images)
     log.info("data: %d training and %d validation %s, %d calibrate", len(train), len(val), dataset.kind, n_calib)
-    note = small_data_note(len(train), len(val), o.max_drop)
+    note = small_data_note(len(train), len(val), o.drop_limit)
     if note:
         log.warning(note)
     task, task_settings = _task(loaded, o, dataset.labels is not None)
@@ -332,7 +334,7 @@ def _check_reached(o: PruneOptions, plan: WidthPlan, final: GroupAnalysis) -> No
     if final.cost.flops > plan.target_flops:
         blocked = ", ".join(sorted({r for g in final.groups for r in g.blocked})[:2])
         raise OnnxpruneError(
-            f"the target of {100 * o.target_flops:g}% FLOPs cannot be reached: the best is "
+            f"the target of {100 * o.flops_share:g}% FLOPs cannot be reached: the best is "
             f"{final.cost.flops / plan.base.flops:.1%} (every group is at its floor or blocked: {blocked}); "
             "raise --target-flops or lower --min-channels"
         )
@@ -368,9 +370,9 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
                         1.0 if plan.latency else None, 0.0)
     hardware = None
     if plan.latency:
-        choice = plan.step_choice
-        hardware = HardwareAware(plan.latency.device, plan.latency.threads, plan.round_to, len(plan.latency.layers),
-                                 plan.latency.original_ms, plan.predicted_fraction(final), o.latency_table,
+        choice, tables = plan.step_choice, plan.latency
+        hardware = HardwareAware(tables.device, tables.threads, plan.round_to, len(tables.layers),
+                                 tables.original_ms, plan.predicted_fraction(final), o.latency_table,
                                  tuple(asdict(c) for c in choice.candidates) if choice else (),
                                  choice.reason if choice else None)
     return Report(
@@ -390,7 +392,7 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
         hardware_aware=hardware,
         trajectory=(first, *records),
         data=DataSizes(len(run.train), len(run.val), o.labels, len(run.calib), run.train.kind, run.settings.augment,
-                       small_data_note(len(run.train), len(run.val), o.max_drop), _labelled(run.train)),
+                       small_data_note(len(run.train), len(run.val), o.drop_limit), _labelled(run.train)),
         external_data=run.loaded.external_data,
         time_s=round(clock.total(), 2),
         runtime=Runtime(run.device, run.ort_device, run.settings.precision, run.settings.channels_last,

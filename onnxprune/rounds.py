@@ -76,10 +76,21 @@ class WidthPlan:
     def _width(self, group) -> int:
         return self.original_width.get(frozenset(group.producers), group.channels)
 
-    def predicted_fraction(self, analysis: GroupAnalysis) -> float | None:
-        if self.latency is None:
-            return None
-        return self.latency.predict(analysis.cost, analysis.shapes) / self.base_ms
+    def predicted_fraction(self, analysis: GroupAnalysis) -> float:
+        """The model's predicted latency as a share of the original's (the run must have tables)."""
+        tables, base_ms = self.timed()
+        return tables.predict(analysis.cost, analysis.shapes) / base_ms
+
+    def predicted_share(self, ms: float | None) -> float | None:
+        """``ms`` as a share of the original's predicted latency (None without tables)."""
+        return None if ms is None or self.base_ms is None else ms / self.base_ms
+
+    def timed(self) -> tuple[LatencyModel, float]:
+        """The latency tables and the original's predicted milliseconds, where the run has them
+        (hardware-aware widths, a latency target or goal)."""
+        if self.latency is None or self.base_ms is None:
+            raise RuntimeError("this run measured no latency tables")
+        return self.latency, self.base_ms
 
 
 def latency_store(run: Run) -> Store:
@@ -95,7 +106,7 @@ def plan_widths(run: Run, analysis: GroupAnalysis) -> WidthPlan:
     o = run.options
     base = analysis.cost
     latency, round_to, choice = None, o.round_to if isinstance(o.round_to, int) else 1, None
-    target = 1.0 if o.budget_goal else o.target_flops
+    target = o.flops_share
     if not analysis.prunable and target < 1:
         reasons = sorted({r for g in analysis.groups for r in g.blocked})[:3]
         raise OnnxpruneError(f"nothing in this model can be pruned ({'; '.join(reasons)})")
@@ -124,16 +135,18 @@ def plan_widths(run: Run, analysis: GroupAnalysis) -> WidthPlan:
     best = count(run.loaded.model, floor_shapes)
     if best.flops > plan.target_flops:
         raise OnnxpruneError(
-            f"the target of {100 * o.target_flops:g}% FLOPs cannot be reached: with every prunable group at its "
+            f"the target of {100 * o.flops_share:g}% FLOPs cannot be reached: with every prunable group at its "
             f"floor the model keeps {best.flops / base.flops:.1%} ({analysis.prunable_flops_share():.0%} of "
             "its FLOPs are in prunable layers); raise --target-flops or lower --min-channels"
         )
-    if o.target_latency is not None and latency.predict(best, floor_shapes) > o.target_latency * plan.base_ms:
-        raise OnnxpruneError(
-            f"the target of {100 * o.target_latency:g}% latency cannot be reached: with every prunable group at its "
-            f"floor the model is predicted to take {latency.predict(best, floor_shapes) / plan.base_ms:.0%} of its "
-            f"{latency.original_ms:.2f} ms; raise --target-latency or lower --min-channels"
-        )
+    if o.target_latency is not None:
+        tables, base_ms = plan.timed()
+        if tables.predict(best, floor_shapes) > o.target_latency * base_ms:
+            raise OnnxpruneError(
+                f"the target of {100 * o.target_latency:g}% latency cannot be reached: with every prunable group at "
+                f"its floor the model is predicted to take {tables.predict(best, floor_shapes) / base_ms:.0%} of its "
+                f"{tables.original_ms:.2f} ms; raise --target-latency or lower --min-channels"
+            )
     return plan
 
 
@@ -194,7 +207,7 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     record = RoundRecord(
         r, chosen.flops, chosen.params, chosen.flops / plan.base.flops,
         float(np.mean(losses[-5:])) if losses else None, quality.after.get("top1_agreement"),
-        chosen.latency_ms / plan.base_ms if plan.latency else None, drop.points,
+        plan.predicted_share(chosen.latency_ms), drop.points,
     )
     log.info("%s: %.1f%% of FLOPs left, %s %.2f%% (%+.1f points)%s", label, 100 * record.flops_fraction,
              drop.metric.replace("_", " "), 100 * quality.after[drop.metric], -drop.points,
@@ -243,13 +256,13 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
         after = compare_outputs(outputs, reference, labels) | after_m.extras
         after[after_m.metric] = after_m.figure()
     points = 100 * (before[before_m.metric] - after[after_m.metric])
-    drop = QualityDrop(after_m.metric, points, run.options.max_drop, items=after_m.items)
-    figures: dict[str, tuple[float, float]] = {}
+    drop = QualityDrop(after_m.metric, points, run.options.drop_limit, items=after_m.items)
+    bounds: dict[str, tuple[float, float]] = {}
     if intervals:
         low, high = drop_interval(before_m, after_m, run.options.seed)
         drop = replace(drop, low=low, high=high)
-        figures = {"before": interval(before_m, run.options.seed), "after": interval(after_m, run.options.seed)}
-    return Quality(before, after, len(val), drop, run.task, figures)
+        bounds = {"before": interval(before_m, run.options.seed), "after": interval(after_m, run.options.seed)}
+    return Quality(before, after, len(val), drop, run.task, bounds)
 
 
 def held_out_part(run: Run, judging: bool) -> tuple[Dataset, list[np.ndarray]]:
@@ -266,7 +279,7 @@ def planned_rounds(o: PruneOptions) -> int:
     budget as the goal, the rounds down to 30 % (an estimate: quality decides)."""
     if o.budget_goal:
         return o.rounds or ceil(ln(0.3) / ln(1 - BUDGET_STEP))
-    strictest = min(o.target_flops, 1.0 if o.target_latency is None else o.target_latency)
+    strictest = min(o.flops_share, 1.0 if o.target_latency is None else o.target_latency)
     return o.rounds or max(1, ceil((1 - strictest) / 0.1 - 1e-9))
 
 
@@ -282,9 +295,14 @@ def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView, records: list[Ro
     for r in range(after + 1, rounds + 1):
         analysis = view.groups()
         share = r / rounds
-        goal = int(plan.base.flops * (1 - (1 - o.target_flops) * share)) if r < rounds else plan.target_flops
-        goal_ms = None if o.target_latency is None else plan.base_ms * (1 - (1 - o.target_latency) * share)
-        if analysis.cost.flops <= goal and (goal_ms is None or plan.latency.predict(analysis.cost, analysis.shapes) <= goal_ms):
+        goal = int(plan.base.flops * (1 - (1 - o.flops_share) * share)) if r < rounds else plan.target_flops
+        goal_ms = None
+        if o.target_latency is not None:
+            tables, base_ms = plan.timed()
+            goal_ms = base_ms * (1 - (1 - o.target_latency) * share)
+            if analysis.cost.flops <= goal and tables.predict(analysis.cost, analysis.shapes) <= goal_ms:
+                continue
+        elif analysis.cost.flops <= goal:
             continue
         label = f"round {r}/{rounds}"
         view, record, reached = prune_round(run, plan, view, analysis, r, label, goal, goal_ms,
@@ -310,18 +328,21 @@ def correct_latency(run: Run, plan: WidthPlan, view: TorchView, records: list[Ro
     model)``) is above the target, a new predicted goal is taken from how measured followed
     predicted so far and one more round runs (twice at most; appended to ``records``). The median
     decides here, not median + noise: a noisy check must not let a miss through."""
-    o = run.options
+    o, target = run.options, run.options.target_latency
+    if target is None:
+        return view
+    tables, base_ms = plan.timed()
     points = [(1.0, 1.0)]  # (predicted, measured) shares of the original; the original is exact
     for attempt in range(1, 3):
         measured = on_main(lambda: measure(run, view.model))
-        if measured <= o.target_latency:
+        if measured <= target:
             break
         analysis = view.groups()
-        predicted = plan.predicted_fraction(analysis)
+        predicted = tables.predict(analysis.cost, analysis.shapes) / base_ms
         points.append((predicted, measured))
         log.info("measured latency %.1f%% of the original against %.1f%% predicted: pruning once more",
                  100 * measured, 100 * predicted)
-        goal_ms = plan.base_ms * corrected_goal(points, o.target_latency)
+        goal_ms = base_ms * corrected_goal(points, target)
         view, record, reached = prune_round(run, plan, view, analysis, planned_rounds(o) + attempt,
                                             f"latency correction {attempt}", plan.target_flops, goal_ms, soft=False)
         records.append(record)

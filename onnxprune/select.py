@@ -98,6 +98,8 @@ def select(
     and, with ``target_latency_ms``, to at most that predicted latency. ``per_flop`` ranks by the
     FLOPs weighted by their slowness even under a latency goal (default: only without one).
     ``cost_per_channel`` (``channel_costs``) where the caller has it: it takes a prediction per group."""
+    if target_latency_ms is not None and latency is None:
+        raise ValueError("a latency target needs the latency tables")
     steps = {g.id: round_to.get(g.id, 1) if isinstance(round_to, Mapping) else round_to for g in analysis.prunable}
     per_flop = target_latency_ms is None if per_flop is None else per_flop
     per_channel = cost_per_channel or channel_costs(model, analysis, latency, steps, per_flop=per_flop)
@@ -138,7 +140,7 @@ def select(
         c, shapes = evaluated
         if c.flops > target_flops:
             return False
-        return target_latency_ms is None or latency.predict(c, shapes) <= target_latency_ms
+        return target_latency_ms is None or latency is None or latency.predict(c, shapes) <= target_latency_ms
 
     lo, hi = 0, len(units)
     if not within(cost(hi)):

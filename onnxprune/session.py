@@ -70,10 +70,10 @@ class TorchView:
     def scores(self, analysis: GroupAnalysis, criterion: Criterion, inputs: np.ndarray, batch_size: int,
                targets: Targets | None, seed: int) -> dict[int, np.ndarray]:
         """The criterion's score per channel of every prunable group (its signal averaged over batches)."""
-        observed = None
+        observed: dict[str, np.ndarray] | None = None
         if criterion.observes is not None:
             per_batch = self.observe(analysis, criterion.observes, inputs, batch_size, targets, seed)
-            observed = {tensor: sum(values) / max(len(values), 1) for tensor, values in per_batch.items()}
+            observed = {tensor: np.asarray(sum(values)) / max(len(values), 1) for tensor, values in per_batch.items()}
         return score_groups(criterion, self.model, analysis, observed, seed)
 
     def finetune(self, data: Dataset, teacher: TeacherFn, steps: int, settings: TrainSettings, seed,

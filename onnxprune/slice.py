@@ -66,7 +66,7 @@ def zero_channels(
         if not off:
             return array
         array = array.copy()
-        index = [slice(None)] * array.ndim
+        index: list[slice | np.ndarray] = [slice(None)] * array.ndim
         index[slot.axis] = np.setdiff1d(np.arange(array.shape[slot.axis]), kept)
         array[tuple(index)] = 0
         return array

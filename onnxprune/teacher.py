@@ -83,7 +83,7 @@ class Teacher:
         self.folder = Path(tempfile.mkdtemp(prefix="onnxprune-teacher-", dir=where))
         session = make_session(loaded.model)
         name = loaded.image.name
-        files: list[np.ndarray] = []
+        files: list[np.memmap] = []
         for start, x in zip(range(0, len(train), batch), train.batches(batch)):
             outputs = session.run(None, {name: x})
             if not files:

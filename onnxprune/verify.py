@@ -47,8 +47,8 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
             ours = torch_outputs(module, torch_model, torch.from_numpy(x))
         if output_axes:
             reference = [batch_first(r, where) for r, where in zip(reference, output_axes)]
-        for a, b in zip(ours, reference):
-            a = a.numpy()
+        for tensor, b in zip(ours, reference):
+            a = tensor.numpy()
             if a.shape != b.shape:
                 raise OnnxpruneError(f"pruned model output shape {b.shape} differs from torch's {a.shape}")
             diff, scale, close = max_difference([a], [b])

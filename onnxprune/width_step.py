@@ -43,7 +43,7 @@ class StepCandidate:
     flops_fraction: float  # of the original, where the trial selection landed
     predicted_ms: float
     measured_ms: float | None  # None where the device is not this one (--latency-table)
-    efficiency: float | None  # speed-up ÷ FLOPs reduction, measured (else predicted)
+    efficiency: float  # speed-up ÷ FLOPs reduction, measured (else predicted)
 
 
 @dataclass(frozen=True)
