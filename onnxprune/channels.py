@@ -9,8 +9,14 @@ constant that indexes them, and unites spaces that must stay aligned (``Spaces``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["TensorChannels", "Slot", "ShapeConstant", "GroupAttribute", "Spaces", "Trace"]
+__all__ = ["TensorChannels", "Slot", "Role", "ShapeConstant", "GroupAttribute", "Spaces", "Trace"]
+
+
+# what an initializer axis does with a group's channels: makes them, carries one value per
+# channel, or reads them
+Role = Literal["producer", "per_channel", "consumer"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Slot:
     sizes: tuple[int, ...]
     outer: int
     inner: int
-    role: str  # "producer", "per_channel" or "consumer"
+    role: Role
     node: str
 
 

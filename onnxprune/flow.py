@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .channels import GroupAttribute, ShapeConstant, Slot, Spaces, TensorChannels, Trace
+from .channels import GroupAttribute, Role, ShapeConstant, Slot, Spaces, TensorChannels, Trace
 from .nodes import attribute
 from .ops import Tracing, rule
 
@@ -58,7 +58,7 @@ class _Tracer:
         self.tensors[out] = TensorChannels(axis, (sid,), (shape[axis],))
         return sid
 
-    def slot(self, init: str, axis: int, layout: TensorChannels, role: str, node: onnx.NodeProto) -> None:
+    def slot(self, init: str, axis: int, layout: TensorChannels, role: Role, node: onnx.NodeProto) -> None:
         self.slots.append(Slot(init, axis, layout.segments, layout.sizes, layout.outer, layout.inner,
                                role, node.name))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .data import Preprocess
 from .errors import OnnxpruneError
@@ -90,6 +90,16 @@ def option(default: Any, help: str, check: Check | None = None, *, cli: str | No
     return field(default=default, metadata=meta)
 
 
+# the closed sets of values that drive branches, checked by ``validate`` and by the type checker
+Schedule = Literal["iterative", "sfp", "cucb"]
+Recover = Literal["plain", "dsd"]
+Augment = Literal["auto", "none", "shift", "crop", "crop-flip"]
+Precision = Literal["auto", "fp32", "bf16"]
+Device = Literal["auto", "cpu", "cuda"]
+Minimize = Literal["flops", "latency"]
+Quantize = Literal["int8"]
+
+
 @dataclass(frozen=True)
 class PruneOptions:
     """Every setting of a pruning run (the README's table lists them with the CLI's flags)."""
@@ -121,7 +131,7 @@ class PruneOptions:
     round_steps: int | None = option(None, "Fine-tuning steps after each round.", _at_least(0),
                                      default_text="one epoch, ≤20")
     epochs: float = option(10.0, "Final fine-tuning, in passes over the training share.", _at_least(0))
-    recover: str = option(
+    recover: Recover = option(
         "plain", "How the final fine-tuning trains: plain, or dsd: dense, then sparse (each weight tensor's "
                  "smallest --dsd-sparsity held at zero), then dense again at a tenth of --lr (Han et al.); the "
                  "written model is dense either way.", _one_of("plain", "dsd"), metavar="plain|dsd")
@@ -147,19 +157,19 @@ class PruneOptions:
         False, "Fine-tuning also pulls the pruned model's stage-end feature maps towards the original's, "
                "through 1×1 projections dropped before writing (FitNets hints): more signal per image when "
                "images are few (benchmarks/tasks.py --hints measures it).")
-    schedule: str = option(
+    schedule: Schedule = option(
         "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
                      "slice once at the end (Soft Filter Pruning); cucb: each round's fine-tuning runs only the "
                      "channels a combinatorial UCB bandit picks at each step, and keeps those that earned most.",
         _one_of("iterative", "sfp", "cucb"), metavar="iterative|sfp|cucb")
-    augment: str = option(
+    augment: Augment = option(
         "auto", "Fine-tuning views, the original model as teacher on the same view: shift (rolled by up to 1/16 of "
                 "H and W), crop (random resized crop of 25-100 % of the area), crop-flip (that, mirrored half the "
                 "time), none, or auto: shift for classifiers, none for detectors and other maps.",
         _one_of("auto", "none", "shift", "crop", "crop-flip"), metavar="auto|none|shift|crop|crop-flip")
     workers: int | None = option(None, "DataLoader processes that decode and augment images.", _at_least(0),
                                  default_text="half the cores, ≤8")
-    precision: str = option("auto", "Fine-tuning arithmetic: bf16 autocast, fp32, or auto: bf16 on a CUDA GPU "
+    precision: Precision = option("auto", "Fine-tuning arithmetic: bf16 autocast, fp32, or auto: bf16 on a CUDA GPU "
                                     "that supports it (with channels-last), fp32 elsewhere.",
                             _one_of("auto", "fp32", "bf16"), metavar="auto|fp32|bf16")
     resume: bool = option(False, "Continue a killed run from its last finished round (the checkpoint in the "
@@ -167,7 +177,7 @@ class PruneOptions:
     checkpoint_dir: str | None = option(None, "Where each finished round is saved for --resume (the CLI: "
                                               "<output>.report/checkpoint).", cli=None)
     seed: int = option(0, "Seed for the split, scoring and fine-tuning.", _at_least(0))
-    device: str = option("auto", "Where fine-tuning runs (auto: CUDA when there is a GPU).",
+    device: Device = option("auto", "Where fine-tuning runs (auto: CUDA when there is a GPU).",
                          _one_of("auto", "cpu", "cuda"), metavar="auto|cpu|cuda")
     bench: bool = option(True, "Skip timing original and pruned model in onnxruntime.", cli="--no-bench")
     bench_runs: int = option(30, "Interleaved timed runs per model.", _at_least(1), cli=None)
@@ -201,7 +211,7 @@ class PruneOptions:
         None, "Your own quality measure, module:function taking (original's outputs, pruned outputs, labels or "
               "None) as lists of batch-first arrays and returning a score where higher is better (points are "
               "100 × its fall).", metavar="MODULE:FUNCTION")
-    minimize: str | None = option(
+    minimize: Minimize | None = option(
         None, "With --max-drop as the goal: the smallest model by FLOPs, or by latency (predicted from this "
               "device's tables or --latency-table).", _one_of("flops", "latency"), metavar="flops|latency",
         default_text="flops")
@@ -209,7 +219,7 @@ class PruneOptions:
         None, "Latency tables measured on the device the model will run on (onnxprune profile-device); "
               "hardware-aware widths and --target-latency use them instead of measuring here.", _existing_file,
         metavar="FILE")
-    quantize: str | None = option(
+    quantize: Quantize | None = option(
         None, "Quantize the pruned model to INT8 (onnxruntime static QDQ, per-channel weights, calibrated on "
               "--data) and check it against the original within --max-drop; --target-flops 1 quantizes "
               "without pruning.", _one_of("int8"), metavar="int8")
