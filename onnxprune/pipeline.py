@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from math import ceil
 from pathlib import Path
 from typing import Any
@@ -72,21 +72,23 @@ def prune(
     data: str | Path | Dataset | np.ndarray,
     target_flops: float | None = None,
     *,
+    options: PruneOptions | None = None,
     progress: Progress | None = None,
-    **options: Any,
+    **overrides: Any,
 ) -> PruneResult:
     """Prune ``model`` to at most ``target_flops`` of its FLOPs (default 0.3) and, with
     ``target_latency``, to at most that share of its measured latency; returns the verified model
     and its report.
 
     ``data`` is an image folder, an .npy/.npz file, a ``Dataset`` or an array of model inputs;
-    images are read as they are needed. ``options`` are ``PruneOptions`` fields.
+    images are read as they are needed. The settings are ``options`` (a ``PruneOptions``, typed)
+    and/or ``overrides`` (its fields as keywords, which win); both are checked by ``resolve``.
     ``progress(stage, done, total)`` is called as long steps advance; stages whose name ends in
     "fine-tuning" count images. Nothing is written to disk except the latency cache (see
     ``latency.cache_dir``) and, with ``checkpoint_dir``, a checkpoint after each finished stage.
     Under torchrun every process calls this; each returns the same model.
     """
-    o = resolve(target_flops, options)
+    o = _settle(target_flops, options, overrides)
     clock = StageClock()
     torch.manual_seed(o.seed)
     with clock("prepare"):
@@ -95,6 +97,16 @@ def prune(
         return _prune_prepared(run, clock)
     finally:
         run.teacher.close()  # its cache, if it made one
+
+
+def _settle(target_flops: float | None, options: PruneOptions | None, overrides: dict[str, Any]) -> PruneOptions:
+    """One checked ``PruneOptions`` from the three ways ``prune`` takes them."""
+    if options is None:
+        return resolve(target_flops, overrides)
+    given = {f.name: getattr(options, f.name) for f in fields(PruneOptions)} | overrides
+    given.pop("target_flops")
+    return resolve(target_flops if target_flops is not None else overrides.get("target_flops", options.target_flops),
+                   given)
 
 
 def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:

@@ -89,3 +89,17 @@ def test_every_option_is_explained_in_the_usage_page() -> None:
     rows = [line for line in usage.splitlines() if line.startswith("| `")]
     missing = [_flag(f) for f in cli_fields() if not any(f"`{_flag(f)}" in row for row in rows)]
     assert not missing, f"docs/usage.md's option table lacks {missing}"
+
+
+def test_prune_takes_a_typed_options_object_and_keywords_that_override_it() -> None:
+    from onnxprune.options import PruneOptions
+    from onnxprune.pipeline import _settle
+
+    base = PruneOptions(epochs=2.0, seed=3, round_to=1)
+    settled = _settle(None, base, {"seed": 5})
+    assert (settled.epochs, settled.seed, settled.round_to, settled.target_flops, settled.max_drop) == (2.0, 5, 1, 0.3, 3.0)
+    assert _settle(0.5, base, {}).target_flops == 0.5
+    assert _settle(None, PruneOptions(max_drop=1.0), {}).budget_goal  # the budget alone is the goal
+    assert _settle(None, None, {"epochs": 2.0}).epochs == 2.0
+    with pytest.raises(OnnxpruneError, match="epochs"):
+        _settle(None, base, {"epochs": -1.0})
