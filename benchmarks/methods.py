@@ -12,7 +12,7 @@ bootstrap over the same images and seeds).
 - 5 % labels: one training image in twenty labelled, the rest distilled only (compared with default)
 
 (``--teacher ensemble``, temporal-ensembling targets with the same 5 % of the labels, was measured
-here too, at commit bc4814d, and removed: it helped on none of the three; see the README.)
+here too, at commit bc4814d, and removed: it helped on none of the three; see docs/methods.md.)
 
     python benchmarks/methods.py [--target-flops 0.3] [--rows default,dsd,cucb,kcp,labels5]
 """

@@ -1,6 +1,6 @@
 """FLOPs, multiply-accumulates and parameters per node, counted on the ONNX graph.
 
-What is counted (the README repeats this):
+What is counted (docs/models.md repeats this):
 - Conv: MACs = output elements × ((input channels / group) × kernel area + 1 if it has a bias).
 - ConvTranspose: MACs = input elements × (output channels / group) × kernel area, plus one per
   output element for the bias.

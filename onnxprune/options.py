@@ -102,7 +102,8 @@ Quantize = Literal["int8"]
 
 @dataclass(frozen=True)
 class PruneOptions:
-    """Every setting of a pruning run (the README's table lists them with the CLI's flags)."""
+    """Every setting of a pruning run (docs/options.md is generated from these fields;
+    docs/usage.md explains them)."""
 
     target_flops: float | None = option(
         None, "Keep at most this share of the original FLOPs, in (0, 1].", _share,
