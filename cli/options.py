@@ -108,13 +108,12 @@ def _is_number_list(token: str) -> bool:
     return bool(token.strip(", "))
 
 
-
 def options_markdown() -> str:
     """docs/options.md: every option of ``onnxprune prune`` (and of ``prune()``), from ``PruneOptions``."""
     rows = ["# Options", "",
             "Generated from `onnxprune.options.PruneOptions` by `python -m onnxprune_cli.options > docs/options.md`;",
             "a test keeps this page and the code in step. In Python, `prune(model, data, target_flops, **options)`",
-            "takes the field names in the second column.", "",
+            "takes the field names in the second column as keywords (or `options=PruneOptions(...)`).", "",
             "| flag | field | default | what it does |", "| --- | --- | --- | --- |"]
     for f in cli_fields():
         shown = _shown_default(f)

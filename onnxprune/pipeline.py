@@ -101,12 +101,10 @@ def prune(
 
 def _settle(target_flops: float | None, options: PruneOptions | None, overrides: dict[str, Any]) -> PruneOptions:
     """One checked ``PruneOptions`` from the three ways ``prune`` takes them."""
-    if options is None:
-        return resolve(target_flops, overrides)
-    given = {f.name: getattr(options, f.name) for f in fields(PruneOptions)} | overrides
-    given.pop("target_flops")
-    return resolve(target_flops if target_flops is not None else overrides.get("target_flops", options.target_flops),
-                   given)
+    values = {f.name: getattr(options, f.name) for f in fields(PruneOptions)} if options else {}
+    values |= overrides  # (``target_flops`` is prune's own parameter: never among the overrides)
+    given = values.pop("target_flops", None)
+    return resolve(target_flops if target_flops is not None else given, values)
 
 
 def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:

@@ -8,13 +8,13 @@ FLOP, against the model's median, bounded to a factor of ``SLOWNESS_BOUND`` eith
 FLOPs that must go are taken where they are slowest, in memory-bound layers, but a layer whose
 channels hold few FLOPs cannot go first merely for being slow per FLOP: ranked by the unbounded
 milliseconds per FLOP, the compact character MobileNet lost its late layers to their floors and
-kept 31 % accuracy at 30 % of the FLOPs, against 69 % bounded, at the same speed-up on the
-torchvision models (``benchmarks/compact.py``, ``benchmarks/speedup.py``). Under a latency target
-alone the cost is the milliseconds themselves. (Ranking by absolute milliseconds under a FLOPs
-target pinned ResNet-18's residual streams at their floor and kept its late layers, cheap per
-FLOP, nearly whole.) The lowest go first, in score order within each group, until the exact predicted FLOPs (and the predicted
-latency, with a latency target) reach the target; a binary search over that ranking makes it
-exact. Then the last-ranked removals that still fit are given back, since coarse steps (16 of a
+kept 39.0 % accuracy at 30 % of the FLOPs, against 69.4 % bounded (``benchmarks/compact.py``;
+``results/compact-2026-12-02-unbounded.txt``). Under a latency target alone the cost is the
+milliseconds themselves. (Ranking by absolute milliseconds under a FLOPs target pinned
+ResNet-18's residual streams at their floor and kept its late layers, cheap per FLOP, nearly
+whole.) The lowest go first, in score order within each group, until the exact predicted FLOPs
+(and the predicted latency, with a latency target) reach the target; a binary search over that
+ranking makes it exact. Then the last-ranked removals that still fit are given back, since coarse steps (16 of a
 32-channel layer) can land the ranked prefix far below the target.
 """
 

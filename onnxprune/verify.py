@@ -5,7 +5,6 @@ outputs of the float model's shapes, all finite (its quality is judged against -
 
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 import torch
@@ -40,7 +39,7 @@ def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inp
         if fixed_batch and len(x) < fixed_batch:
             if worst or session is not None:
                 break
-            x = np.concatenate([x] * -(-fixed_batch // len(x)))[:fixed_batch]  # too few for one batch: repeat
+            x = _filled(x, fixed_batch)  # too few for one batch
         session = session or _session(model, "pruned")
         reference = _run(session, input_name, x, "pruned")
         with torch.no_grad():
@@ -79,7 +78,7 @@ def verify_quantized(model: onnx.ModelProto, float_model: onnx.ModelProto, input
     step = fixed_batch or batch
     x = next(batches(inputs, step))
     if fixed_batch and len(x) < fixed_batch:
-        x = np.concatenate([x] * -(-fixed_batch // len(x)))[:fixed_batch]
+        x = _filled(x, fixed_batch)
     quantized = _run(_session(model, "INT8"), input_name, x, "INT8")
     reference = _run(_session(float_model, "pruned"), input_name, x, "pruned")
     for q, f in zip(quantized, reference):
@@ -88,6 +87,11 @@ def verify_quantized(model: onnx.ModelProto, float_model: onnx.ModelProto, input
                                  "nothing was written — please report this model")
         if np.issubdtype(q.dtype, np.floating) and not np.isfinite(q).all():
             raise OnnxpruneError("the INT8 model gives non-finite outputs; nothing was written — leave out --quantize")
+
+
+def _filled(x: np.ndarray, size: int) -> np.ndarray:
+    """``x`` repeated to exactly ``size`` inputs: a file with a fixed batch runs no other."""
+    return np.concatenate([x] * -(-size // len(x)))[:size]
 
 
 def _session(model: onnx.ModelProto, what: str):
