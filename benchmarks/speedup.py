@@ -36,7 +36,7 @@ from onnxprune.bench import benchmark, device_name
 from onnxprune.flops import count
 from onnxprune.load import load
 from onnxprune import prune
-from onnxprune.runtime import cuda_available
+from onnxprune.devices import cuda_available
 from onnxprune.shapes import probe_shapes
 
 ROOT = Path(__file__).resolve().parents[1]

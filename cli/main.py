@@ -302,7 +302,7 @@ def profile_device(ctx: click.Context, models: tuple[str, ...], out: str, device
     """Measure, on the machine that will run MODELS, the width step and the latency tables of their
     prunable layers; prune elsewhere with `--latency-table OUT`."""
     from onnxprune.device_table import profile_device as run_profile
-    from onnxprune.runtime import onnxruntime_device
+    from onnxprune.devices import onnxruntime_device
     from onnxprune.write import check_output_path
 
     check_output_path(Path(out), None, flag="--out")

@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from .data import CENTRE, View
-from .metrics import is_classifier_output
+from .output_axes import is_classifier_output
 
 __all__ = ["MODES", "resolve_mode", "draw_view"]
 

@@ -22,7 +22,8 @@ import onnx
 from .errors import OnnxpruneError
 from .image_input import ImageInput
 from .load import load
-from .runtime import make_session, onnxruntime_device
+from .devices import onnxruntime_device
+from .runtime import make_session
 from .shapes import random_input
 
 __all__ = ["Timing", "BenchResult", "benchmark", "benchmark_files", "device_name", "time_interleaved"]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .data import UNLABELLED, Dataset
 from .errors import OnnxpruneError, first_line
 from .loader import training_loader
-from .metrics import feature_axis, is_classifier_output
+from .output_axes import feature_axis, is_classifier_output
 
 __all__ = ["TrainSettings", "Targets", "TeacherFn", "loss_for", "finetune", "feature_mse", "is_distribution",
            "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS"]

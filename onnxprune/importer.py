@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from .converters import register_converters
 from .errors import OnnxpruneError, first_line
 from .load import LoadedModel
-from .metrics import max_difference, within_tolerance
+from .tolerance import max_difference, within_tolerance
 from .runtime import run_model
 from .shapes import random_feed
 

@@ -8,15 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import UNLABELLED
+from .output_axes import feature_axis, is_classifier_output
 
-__all__ = ["is_classifier_output", "compare_outputs", "explained_variance", "feature_axis", "QualityDrop",
-           "max_difference", "within_tolerance", "TOLERANCE"]
-
-
-def is_classifier_output(shape: tuple[int, ...]) -> bool:
-    """(batch, classes) with two classes or more: scored by agreement and distilled by KL, where
-    other outputs (maps, boxes) get per-feature measures."""
-    return len(shape) == 2 and shape[1] >= 2
+__all__ = ["compare_outputs", "explained_variance", "QualityDrop"]
 
 
 def compare_outputs(
@@ -41,13 +35,6 @@ def compare_outputs(
     result["mse"] = float(((flat_out - flat_ref) ** 2).mean())
     result["explained_variance"] = float(np.mean([explained_variance(o, r) for o, r in zip(outputs, reference)]))
     return result
-
-
-def feature_axis(shape: tuple[int, ...]) -> int:
-    """The axis that holds an output's features: the channels of a map (N, C, …) and, for a
-    rank-3 output, its shorter axis (a YOLOv8 head's 4 + classes rows beside its thousands of
-    anchors; YOLOX's the other way round)."""
-    return 2 if len(shape) == 3 and shape[2] < shape[1] else 1
 
 
 def explained_variance(output: np.ndarray, reference: np.ndarray) -> float:
@@ -119,26 +106,3 @@ class QualityDrop:
         return (f"{self.items} held-out images cannot resolve --max-drop {self.max_points:g}: the 95 % interval "
                 f"of the points lost is {self.low:+.1f} to {self.high:+.1f}, wider than the budget; about "
                 f"{self.items_to_resolve()} would narrow it to {self.max_points:g} (more images or --val-data)")
-
-
-TOLERANCE = 1e-4  # max abs error allowed, relative to the largest reference output value
-# Below this output scale, float32 noise of a deep graph, not the outputs, sets the bar: a
-# detector's sigmoid map on random inputs peaks near 6e-6 and differs by 1e-7 between exact
-# implementations (PaddleOCR's det model).
-SCALE_FLOOR = 1e-2
-
-
-def max_difference(ours, reference) -> tuple[float, float, bool]:
-    """(max abs difference, largest reference value, within the tolerance) over output pairs.
-
-    The one rule for "computes the same" that importing, the lossless pass and verification share.
-    """
-    diff = scale = 0.0
-    for a, b in zip(ours, reference):
-        diff = max(diff, float(np.abs(np.asarray(a, dtype=np.float64) - b).max(initial=0.0)))
-        scale = max(scale, float(np.abs(b).max(initial=0.0)))
-    return diff, scale, within_tolerance(diff, scale)
-
-
-def within_tolerance(diff: float, scale: float) -> bool:
-    return diff <= TOLERANCE * max(scale, SCALE_FLOOR)

@@ -36,7 +36,7 @@ from .load import LoadedModel, load
 from .loader import default_workers
 from .lossless import LosslessResult, watched_tensors
 from .memory import plan_memory
-from .metrics import is_classifier_output
+from .output_axes import is_classifier_output
 from .nodes import is_inserted
 from .options import PruneOptions, resolve
 from .recover import recover
@@ -51,7 +51,8 @@ from .rounds import (
 )
 from .budget import prune_within_budget
 from .quantize import quantize_int8
-from .runtime import run_batched, run_devices
+from .devices import run_devices
+from .runtime import run_batched
 from .session import TorchView
 from .tasks import MEASURED_BY, TaskSettings, infer_task, load_metric
 from .teacher import Teacher, worth_caching

@@ -27,11 +27,12 @@ from .latency import LatencyModel, LocalCache, Store, measure_granularity, measu
 from .lossless import LosslessResult, lossless_pass
 from .data import Dataset
 from .intervals import drop_interval, interval
-from .metrics import QualityDrop, compare_outputs, max_difference
+from .metrics import QualityDrop, compare_outputs
 from .tasks import measure
 from .options import PruneOptions
 from .report import Quality, RoundRecord
 from .run import Run
+from .tolerance import max_difference
 from .select import floor_for, group_step, select
 from .session import TorchView
 from .slice import slice_model, zero_channels

@@ -6,17 +6,26 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import onnx
 
+from .devices import onnxruntime_device
 from .errors import OnnxpruneError, first_line
 
-if TYPE_CHECKING:
-    from .data import Dataset
+__all__ = ["run_batched", "batches", "batch_for", "BATCH_VALUES", "Batched", "make_session", "run_model",
+           "run_model_each"]
 
-__all__ = ["run_batched", "batches", "batch_for", "BATCH_VALUES", "make_session", "run_model", "run_model_each", "cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
+
+class Batched(Protocol):
+    """Inputs decoded on demand (``data.sources.Dataset``): what the runner needs of them."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, positions: list[int]) -> np.ndarray: ...
+
+    def batches(self, size: int) -> Iterator[np.ndarray]: ...
 
 log = logging.getLogger(__name__)
 
@@ -37,44 +46,6 @@ def batch_for(values_per_input: int, most: int = 64) -> int:
     """How many inputs one onnxruntime run takes at once: as many as hold ``BATCH_VALUES``
     values, since the session's arena keeps its largest batch's activations while it lives."""
     return max(1, min(most, BATCH_VALUES // max(values_per_input, 1)))
-
-
-def cuda_available() -> bool:
-    """True when onnxruntime has a CUDA provider and torch sees a GPU to back it."""
-    try:
-        import torch
-
-        return torch.cuda.is_available() and "CUDAExecutionProvider" in _ort().get_available_providers()
-    except Exception:  # pragma: no cover - broken CUDA stacks count as none
-        return False
-
-
-def torch_device(requested: str) -> str:
-    """Where torch fine-tunes: ``auto`` is CUDA when torch sees a GPU."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise OnnxpruneError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
-    return requested
-
-
-def onnxruntime_device(requested: str) -> str:
-    """Where onnxruntime runs: ``auto`` is CUDA when its CUDA provider and a GPU are both there."""
-    if requested == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if requested == "cuda" and not cuda_available():
-        raise OnnxpruneError("--device cuda was asked for but no CUDA GPU is available to onnxruntime "
-                             "(is onnxruntime-gpu installed?); use --device cpu")
-    return requested
-
-
-def run_devices(requested: str) -> tuple[str, str]:
-    """(torch's, onnxruntime's) device for a pruning run: fine-tuning on ``requested``, latency
-    measured there too when onnxruntime can use it, else on the CPU."""
-    trainer = torch_device(requested)
-    return trainer, "cuda" if trainer == "cuda" and cuda_available() else "cpu"
 
 
 def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | None = None,
@@ -132,7 +103,7 @@ def run_model_each(
         raise OnnxpruneError(f"onnxruntime cannot run the model: {first_line(err)}") from err
 
 
-def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset, batch: int | None = None
+def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Batched, batch: int | None = None
                 ) -> list[np.ndarray]:
     """onnxruntime outputs for many inputs (an array, or a data set decoded batch by batch), in
     batches (one session) of ``runtime.batch_for`` inputs by default."""
@@ -144,7 +115,7 @@ def run_batched(model: onnx.ModelProto, name: str, inputs: np.ndarray | Dataset,
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def batches(inputs: np.ndarray | Dataset, size: int) -> Iterator[np.ndarray]:
+def batches(inputs: np.ndarray | Batched, size: int) -> Iterator[np.ndarray]:
     """``inputs`` in batches of ``size``: an array sliced, a data set decoded batch by batch."""
     if isinstance(inputs, np.ndarray):
         for start in range(0, len(inputs), size):

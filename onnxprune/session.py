@@ -23,7 +23,7 @@ from .hints import FeatureHints, hint_nodes
 from .importer import Imported, import_model, torch_outputs, write_back
 from .image_input import ImageInput
 from .load import LoadedModel
-from .metrics import feature_axis, is_classifier_output
+from .output_axes import feature_axis, is_classifier_output
 from .shapes import probe_shapes
 
 __all__ = ["TorchView"]

@@ -13,7 +13,7 @@ from .output_axes import BatchAxis, batch_first
 from .data import Dataset
 from .errors import OnnxpruneError, first_line
 from .importer import torch_outputs
-from .metrics import max_difference
+from .tolerance import max_difference
 from .runtime import batches, make_session
 
 __all__ = ["verify", "verify_quantized", "check_valid"]

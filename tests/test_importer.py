@@ -83,7 +83,7 @@ def test_outputs_follow_graph_output_order() -> None:
 
 
 def test_tiny_outputs_are_compared_against_float32_noise_not_their_own_scale() -> None:
-    from onnxprune.metrics import within_tolerance
+    from onnxprune.tolerance import within_tolerance
 
     assert within_tolerance(1.2e-7, 6e-6)  # PaddleOCR det's sigmoid map on random inputs
     assert not within_tolerance(1e-4, 6e-6)  # a wrong converter is still caught
