@@ -20,7 +20,7 @@ from pathlib import Path
 
 from table import Table
 
-from onnxprune.bench import benchmark_files
+from onnxprune.measure.bench import benchmark_files
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"

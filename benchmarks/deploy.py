@@ -30,12 +30,12 @@ from table import Table
 from torchvision_onnx import random_images, torchvision_onnx
 
 from onnxprune import prune
-from onnxprune.bench import benchmark, device_name
-from onnxprune.data import load_data, split
-from onnxprune.load import load
-from onnxprune.metrics import compare_outputs
-from onnxprune.quantize import quantize_int8
-from onnxprune.runtime import run_batched
+from onnxprune.measure.bench import benchmark, device_name
+from onnxprune.data.sources import load_data, split
+from onnxprune.graph.load import load
+from onnxprune.measure.metrics import compare_outputs
+from onnxprune.stages.quantize import quantize_int8
+from onnxprune.graph.runtime import run_batched
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_models" / "digits_resnet.onnx"
@@ -73,7 +73,7 @@ def _op_profile(variants: dict[str, onnx.ModelProto], image, runs: int) -> dict[
 
     import onnxruntime as ort
 
-    from onnxprune.shapes import random_input
+    from onnxprune.graph.shapes import random_input
 
     x = random_input(image.shape(1))
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 
 import onnxprune.pipeline as PRUNING  # noqa: E402  (the module, for the patches below)
-from onnxprune.data import Dataset, split  # noqa: E402
+from onnxprune.data.sources import Dataset, split  # noqa: E402
 
 
 

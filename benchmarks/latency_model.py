@@ -17,12 +17,12 @@ import warnings
 import numpy as np
 from torchvision_onnx import torchvision_onnx
 
-from onnxprune.bench import benchmark
-from onnxprune.flops import count
-from onnxprune.groups import analyze_groups, predict_shapes
-from onnxprune.latency import LocalCache, measure_granularity, measure_latency
-from onnxprune.load import load
-from onnxprune.slice import slice_model
+from onnxprune.measure.bench import benchmark
+from onnxprune.graph.flops import count
+from onnxprune.graph.groups import analyze_groups, predict_shapes
+from onnxprune.measure.latency import LocalCache, measure_granularity, measure_latency
+from onnxprune.graph.load import load
+from onnxprune.graph.slice import slice_model
 
 
 def main() -> None:

@@ -23,10 +23,10 @@ import onnx
 from speedup import FAST
 from torchvision_onnx import random_images, torchvision_onnx
 
-from onnxprune.flops import count
-from onnxprune.load import load
+from onnxprune.graph.flops import count
+from onnxprune.graph.load import load
 from onnxprune import prune
-from onnxprune.shapes import probe_shapes
+from onnxprune.graph.shapes import probe_shapes
 
 
 _ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "BatchNormalization"}

@@ -25,8 +25,8 @@ from table import Table
 def child(model_path: str, images: int) -> None:
     from torchvision_onnx import random_images
 
-    from onnxprune.load import load
-    from onnxprune.quantize import quantize_int8
+    from onnxprune.graph.load import load
+    from onnxprune.stages.quantize import quantize_int8
 
     loaded = load(model_path)
     quantize_int8(loaded.model, loaded.image.name, random_images(images))

@@ -15,9 +15,9 @@ import warnings
 import numpy as np
 from torchvision_onnx import torchvision_onnx
 
-import onnxprune.bench as bench
-from onnxprune.load import load
-from onnxprune.runtime import make_session
+import onnxprune.measure.bench as bench
+from onnxprune.graph.load import load
+from onnxprune.graph.runtime import make_session
 
 
 def main() -> None:

@@ -36,13 +36,13 @@ from jpeg_folder import jpeg_folder  # noqa: E402
 from table import Table  # noqa: E402
 from torchvision_onnx import torchvision_onnx  # noqa: E402
 
-from onnxprune.augment import AREA, ASPECT  # noqa: E402
-from onnxprune.data import IMAGENET_MEAN, IMAGENET_STD, load_data  # noqa: E402
-from onnxprune.finetune import TrainSettings, finetune  # noqa: E402
-from onnxprune.load import load  # noqa: E402
-from onnxprune.loader import default_workers  # noqa: E402
-from onnxprune.session import TorchView  # noqa: E402
-from onnxprune.teacher import Teacher  # noqa: E402
+from onnxprune.data.augment import AREA, ASPECT  # noqa: E402
+from onnxprune.data.sources import IMAGENET_MEAN, IMAGENET_STD, load_data  # noqa: E402
+from onnxprune.torchview.finetune import TrainSettings, finetune  # noqa: E402
+from onnxprune.graph.load import load  # noqa: E402
+from onnxprune.torchview.loader import default_workers  # noqa: E402
+from onnxprune.torchview.session import TorchView  # noqa: E402
+from onnxprune.torchview.teacher import Teacher  # noqa: E402
 
 
 class PlainImages(torch.utils.data.Dataset):

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from zoo import EXPORTERS, ZOO, build_torch_model, export_onnx, onnx_tool_macs  # noqa: E402
 
 from onnxprune.errors import OnnxpruneError  # noqa: E402
-from onnxprune.groups import analyze_groups  # noqa: E402
-from onnxprune.importer import import_model  # noqa: E402
-from onnxprune.load import load  # noqa: E402
+from onnxprune.graph.groups import analyze_groups  # noqa: E402
+from onnxprune.torchview.importer import import_model  # noqa: E402
+from onnxprune.graph.load import load  # noqa: E402
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ log = logging.getLogger("onnxprune")
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    from onnxprune.distributed import ranks
+    from onnxprune.torchview.distributed import ranks
 
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
     if not ranks().main:  # under torchrun rank 0 speaks for all
@@ -186,7 +186,7 @@ def _input_size(value: tuple[int, int] | None) -> tuple[int, int] | None:
 )
 def analyze(model: str, as_json: bool, input_size: tuple[int, int] | None) -> None:
     """Show a model's inputs, FLOPs, MACs and params, per op type and for the costliest nodes."""
-    from onnxprune.analyze import analyze as run_analysis
+    from onnxprune.graph.analysis import analyze as run_analysis
 
     result: dict[str, Any] = run_analysis(model, _input_size(input_size))
     if as_json:
@@ -204,7 +204,7 @@ def analyze(model: str, as_json: bool, input_size: tuple[int, int] | None) -> No
 @click.pass_context
 def prune(ctx: click.Context, model: str, data: str, output: str | None, as_json: bool, **params: Any) -> None:
     """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
-    from onnxprune.write import check_output_path, default_output
+    from onnxprune.graph.write import check_output_path, default_output
 
     options = options_from(params)
     model_path = Path(model)
@@ -221,9 +221,9 @@ def _prune_and_write(model: str, data: str, options: PruneOptions, out: Path, as
     from onnxprune.errors import QualityBudgetExceeded
     from onnxprune.pipeline import prune as run_prune
     from onnxprune.report import render_markdown, render_plots
-    from onnxprune.write import report_folder, write_model, write_report
+    from onnxprune.graph.write import report_folder, write_model, write_report
 
-    from onnxprune.distributed import leave, ranks
+    from onnxprune.torchview.distributed import leave, ranks
 
     main_rank = ranks().main  # under torchrun only rank 0 shows progress and writes
     bars = _ProgressBars(enabled=not quiet and main_rank, interrupt=interrupt)
@@ -269,9 +269,9 @@ def _prune_and_write(model: str, data: str, options: PruneOptions, out: Path, as
 def bench(models: tuple[str, ...], device: str, threads: int | None, batch: int, warmup: int, runs: int,
           data: str | None, input_size, as_json: bool) -> None:
     """Time MODELS in onnxruntime, interleaved, with speed-ups against the first."""
-    from onnxprune.bench import benchmark_files
-    from onnxprune.data import load_data
-    from onnxprune.load import load
+    from onnxprune.measure.bench import benchmark_files
+    from onnxprune.data.sources import load_data
+    from onnxprune.graph.load import load
 
     inputs = None
     if data:
@@ -301,9 +301,9 @@ def profile_device(ctx: click.Context, models: tuple[str, ...], out: str, device
                    batch: int, input_size, as_json: bool) -> None:
     """Measure, on the machine that will run MODELS, the width step and the latency tables of their
     prunable layers; prune elsewhere with `--latency-table OUT`."""
-    from onnxprune.device_table import profile_device as run_profile
-    from onnxprune.devices import onnxruntime_device
-    from onnxprune.write import check_output_path
+    from onnxprune.measure.device_table import profile_device as run_profile
+    from onnxprune.graph.devices import onnxruntime_device
+    from onnxprune.graph.write import check_output_path
 
     check_output_path(Path(out), None, flag="--out")
     bars = _ProgressBars(enabled=not ctx.obj.quiet)

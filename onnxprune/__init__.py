@@ -17,8 +17,8 @@ from .errors import OnnxpruneError  # noqa: E402
 
 __all__ = ["OnnxpruneError", "PruneOptions", "PruneResult", "__version__", "analyze", "profile_device", "prune"]
 
-_LAZY = {"analyze": "analyze", "prune": "pipeline", "PruneOptions": "options", "PruneResult": "pipeline",
-         "profile_device": "device_table"}
+_LAZY = {"analyze": "graph.analysis", "prune": "pipeline", "PruneOptions": "options", "PruneResult": "pipeline",
+         "profile_device": "measure.device_table"}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from .data import Preprocess
+from .data.sources import Preprocess
 from .errors import OnnxpruneError
 
 __all__ = ["PruneOptions", "InvalidOption", "validate", "resolve", "cli_fields"]

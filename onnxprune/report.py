@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import __version__
-from .metrics import QualityDrop
+from .measure.metrics import QualityDrop
 
 __all__ = [
     "Report", "Macs", "Params", "Flops", "Widths", "LosslessCounts", "Quality", "Verification", "HardwareAware",

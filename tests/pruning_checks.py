@@ -6,12 +6,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from onnxprune.flops import count
-from onnxprune.groups import GroupAnalysis, analyze_groups, axis_indices, predict_cost
-from onnxprune.load import LoadedModel
-from onnxprune.runtime import run_model
-from onnxprune.shapes import probe_shapes, random_feed
-from onnxprune.slice import slice_model
+from onnxprune.graph.flops import count
+from onnxprune.graph.groups import GroupAnalysis, analyze_groups, axis_indices, predict_cost
+from onnxprune.graph.load import LoadedModel
+from onnxprune.graph.runtime import run_model
+from onnxprune.graph.shapes import probe_shapes, random_feed
+from onnxprune.graph.slice import slice_model
 
 __all__ = ["random_keep", "zero_dropped_at_consumers", "assert_close", "check_random_slice"]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxprune.augment import draw_view, resolve_mode
-from onnxprune.data import CENTRE, Dataset, View, load_data
-from onnxprune.image_input import ImageInput
+from onnxprune.data.augment import draw_view, resolve_mode
+from onnxprune.data.sources import CENTRE, Dataset, View, load_data
+from onnxprune.graph.image_input import ImageInput
 
 NCHW = ImageInput("x", "NCHW", 3, 16, 16, "N")
 

@@ -9,11 +9,11 @@ import torch
 from graphs import GraphBuilder
 
 from onnxprune import prune
-from onnxprune.batch import BATCH_NAME
-from onnxprune.output_axes import BatchAxis, restore_signature
+from onnxprune.graph.batch import BATCH_NAME
+from onnxprune.graph.output_axes import BatchAxis, restore_signature
 from onnxprune.errors import OnnxpruneError
-from onnxprune.load import load
-from onnxprune.runtime import run_model
+from onnxprune.graph.load import load
+from onnxprune.graph.runtime import run_model
 
 
 def _batch_one_with_baked_reshape():

@@ -6,13 +6,13 @@ import numpy as np
 from conftest import SAMPLES
 from graphs import GraphBuilder
 
-from onnxprune.batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm
-from onnxprune.calibration import calibrate
-from onnxprune.flops import count
-from onnxprune.load import load
-from onnxprune.nodes import is_inserted
-from onnxprune.runtime import run_model
-from onnxprune.shapes import probe_shapes
+from onnxprune.graph.batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm
+from onnxprune.stages.calibration import calibrate
+from onnxprune.graph.flops import count
+from onnxprune.graph.load import load
+from onnxprune.graph.nodes import is_inserted
+from onnxprune.graph.runtime import run_model
+from onnxprune.graph.shapes import probe_shapes
 
 
 def _folded_chain():

@@ -6,10 +6,10 @@ import onnx
 import pytest
 from conftest import SAMPLES
 
-from onnxprune.bench import benchmark, benchmark_files
+from onnxprune.measure.bench import benchmark, benchmark_files
 from onnxprune.errors import OnnxpruneError
-from onnxprune.load import load
-from onnxprune.devices import cuda_available, onnxruntime_device
+from onnxprune.graph.load import load
+from onnxprune.graph.devices import cuda_available, onnxruntime_device
 
 
 def test_models_are_timed_the_same_number_of_times_against_the_first() -> None:

@@ -6,16 +6,16 @@ import onnx
 import pytest
 from conftest import SAMPLES
 
-import onnxprune.budget as budget
+import onnxprune.stages.budget as budget
 import onnxprune.pipeline as pipeline
-import onnxprune.rounds as rounds
+import onnxprune.stages.rounds as rounds
 from onnxprune import prune
-from onnxprune.flops import count
-from onnxprune.load import load
-from onnxprune.metrics import QualityDrop
+from onnxprune.graph.flops import count
+from onnxprune.graph.load import load
+from onnxprune.measure.metrics import QualityDrop
 from onnxprune.options import InvalidOption, resolve
 from onnxprune.report import Quality, render_markdown
-from onnxprune.shapes import probe_shapes
+from onnxprune.graph.shapes import probe_shapes
 
 QUICK = dict(round_steps=1, epochs=0.1, calibration_images=32, round_to=1, bench=False)
 

@@ -5,12 +5,12 @@ import pytest
 from graphs import GraphBuilder
 from onnx import numpy_helper
 
-from onnxprune.calibration import calibrate
-from onnxprune.groups import analyze_groups
-from onnxprune.load import load
-from onnxprune.lossless import watched_tensors
-from onnxprune.runtime import run_model
-from onnxprune.shapes import expose_all
+from onnxprune.stages.calibration import calibrate
+from onnxprune.graph.groups import analyze_groups
+from onnxprune.graph.load import load
+from onnxprune.stages.lossless import watched_tensors
+from onnxprune.graph.runtime import run_model
+from onnxprune.graph.shapes import expose_all
 
 
 def _model():
@@ -22,7 +22,7 @@ def _model():
 
 @pytest.mark.parametrize("batch_values, opset", [(1 << 27, 13), (1, 13), (1 << 27, 18)])  # axes became an input
 def test_one_pass_gives_what_separate_passes_gave(monkeypatch, batch_values: int, opset: int) -> None:
-    import onnxprune.calibration as calibration
+    import onnxprune.stages.calibration as calibration
 
     monkeypatch.setattr(calibration, "ACTIVATION_VALUES", batch_values)  # many inputs per run, or one
     model = _model()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from graphs import GraphBuilder
 
-from onnxprune.importer import import_model
-from onnxprune.load import load
+from onnxprune.torchview.importer import import_model
+from onnxprune.graph.load import load
 
 
 def _imports_exactly(model) -> None:
@@ -81,7 +81,7 @@ def test_gru_imports_with_either_reset(linear_before_reset: int) -> None:
 
 def _imports_recurrent(model) -> None:
     # the graph has no Conv (load refuses those), so convert and compare directly
-    from onnxprune.importer import _convert, compare_with_onnxruntime
+    from onnxprune.torchview.importer import _convert, compare_with_onnxruntime
 
     x = np.random.default_rng(0).standard_normal((5, 2, 4)).astype(np.float32)
     diff, scale = compare_with_onnxruntime(_convert(model), model, {"x": x})
@@ -91,7 +91,7 @@ def _imports_recurrent(model) -> None:
 def test_the_conv_feeding_an_lstm_is_prunable_with_its_input_columns(tmp_path) -> None:
     from crnn import export_crnn
 
-    from onnxprune.groups import analyze_groups
+    from onnxprune.graph.groups import analyze_groups
 
     analysis = analyze_groups(load(export_crnn(tmp_path / "crnn.onnx")))
     lstm_columns = [s for s in analysis.slots if s.role == "consumer" and s.axis == 2]

@@ -7,13 +7,13 @@ from conftest import SAMPLES
 from onnxprune import prune
 from onnxprune.criteria import CRITERIA, Observation, get, register
 from onnxprune.criteria.parts import activation, mean_of_abs
-from onnxprune.data import load_data, split
+from onnxprune.data.sources import load_data, split
 from onnxprune.errors import OnnxpruneError
-from onnxprune.finetune import Targets
-from onnxprune.groups import analyze_groups
-from onnxprune.load import load
-from onnxprune.session import TorchView
-from onnxprune.runtime import run_batched
+from onnxprune.torchview.finetune import Targets
+from onnxprune.graph.groups import analyze_groups
+from onnxprune.graph.load import load
+from onnxprune.torchview.session import TorchView
+from onnxprune.graph.runtime import run_batched
 
 
 @pytest.fixture(scope="module")

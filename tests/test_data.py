@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxprune.data import UNLABELLED, Preprocess, bounded, check_labels, load_data, split
+from onnxprune.data.sources import UNLABELLED, Preprocess, bounded, check_labels, load_data, split
 from onnxprune.errors import OnnxpruneError
-from onnxprune.load import ImageInput
+from onnxprune.graph.load import ImageInput
 
 NCHW = ImageInput("x", "NCHW", 3, 8, 8, "N")
 
@@ -106,7 +106,7 @@ def test_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
 
 
 def test_a_folder_is_listed_not_decoded_and_npy_is_memory_mapped(tmp_path: Path, monkeypatch) -> None:
-    import onnxprune.data as data_module
+    import onnxprune.data.sources as data_module
 
     for i in range(3):
         _image(tmp_path / f"{i}.png")
@@ -138,7 +138,7 @@ def test_an_image_that_cannot_be_decoded_names_its_file(tmp_path: Path) -> None:
 
 
 def test_a_small_held_out_share_is_told_what_it_can_resolve() -> None:
-    from onnxprune.data import small_data_note
+    from onnxprune.data.sources import small_data_note
 
     note = small_data_note(204, 36, 3.0)
     assert "36 held-out images" in note and "2.8 points" in note and "±10 points" in note

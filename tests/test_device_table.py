@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES
 
-import onnxprune.rounds as rounds
+import onnxprune.stages.rounds as rounds
 from onnxprune import prune
-from onnxprune.device_table import FORMAT, VERSION, profile_device
+from onnxprune.measure.device_table import FORMAT, VERSION, profile_device
 from onnxprune.errors import OnnxpruneError
 
 pytestmark = pytest.mark.slow  # latency tables are timed, seconds per layer: run with --all (CI does)

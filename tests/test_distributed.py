@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES
 
-from onnxprune.distributed import gather_batches, ranks
+from onnxprune.torchview.distributed import gather_batches, ranks
 
 ARGS = [str(SAMPLES / "digits_vgg.onnx"), "--data", str(SAMPLES / "digits"), "--labels", "imagefolder",
         "--target-flops", "0.5", "--rounds", "1", "--round-steps", "2", "--epochs", "0.1", "--round-to", "1",

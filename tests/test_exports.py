@@ -10,7 +10,7 @@ from conftest import SAMPLES
 from zoo import EXPORTERS
 
 from onnxprune import prune
-from onnxprune.runtime import run_model
+from onnxprune.graph.runtime import run_model
 
 pytestmark = pytest.mark.slow  # run with --all (CI does)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from onnxprune.finetune import feature_mse, log_probabilities, loss_for
+from onnxprune.torchview.finetune import feature_mse, log_probabilities, loss_for
 
 
 def test_a_model_ending_in_softmax_is_distilled_on_its_own_probabilities() -> None:
@@ -31,9 +31,9 @@ def test_the_mixed_precision_channels_last_path_trains_and_hands_back_a_plain_mo
     # the CUDA defaults (bf16 autocast, channels-last) run on the CPU too: the same code path
     import numpy as np
 
-    from onnxprune.data import Dataset
-    from onnxprune.finetune import TrainSettings, finetune
-    from onnxprune.image_input import ImageInput
+    from onnxprune.data.sources import Dataset
+    from onnxprune.torchview.finetune import TrainSettings, finetune
+    from onnxprune.graph.image_input import ImageInput
 
     torch.manual_seed(0)
     student = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
@@ -51,7 +51,7 @@ def test_the_mixed_precision_channels_last_path_trains_and_hands_back_a_plain_mo
 
 
 def test_a_few_dozen_images_still_get_a_floor_of_steps_per_epoch() -> None:
-    from onnxprune.finetune import MIN_EPOCH_STEPS, epoch_steps
+    from onnxprune.torchview.finetune import MIN_EPOCH_STEPS, epoch_steps
 
     assert epoch_steps(40, 32) == MIN_EPOCH_STEPS == 10  # not 2: the schedule does not shrink to nothing
     assert epoch_steps(3200, 32) == 100

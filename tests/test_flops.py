@@ -4,9 +4,9 @@ import pytest
 from graphs import GraphBuilder
 from zoo import TESTED, onnx_tool_macs
 
-from onnxprune.flops import count
-from onnxprune.load import load
-from onnxprune.shapes import probe_shapes
+from onnxprune.graph.flops import count
+from onnxprune.graph.load import load
+from onnxprune.graph.shapes import probe_shapes
 
 
 def _cost(model):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from graphs import GraphBuilder
 
-from onnxprune.groups import analyze_groups
-from onnxprune.load import load
+from onnxprune.graph.groups import analyze_groups
+from onnxprune.graph.load import load
 
 
 def _groups_around(op: str, **attrs):

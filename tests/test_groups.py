@@ -7,8 +7,8 @@ import pytest
 from graphs import GraphBuilder
 from pruning_checks import check_random_slice
 
-from onnxprune.groups import GroupAnalysis, analyze_groups
-from onnxprune.load import load
+from onnxprune.graph.groups import GroupAnalysis, analyze_groups
+from onnxprune.graph.load import load
 
 
 def _analyze(model) -> GroupAnalysis:

@@ -7,9 +7,9 @@ from conftest import SAMPLE_MODELS, SAMPLES
 from graphs import GraphBuilder
 from zoo import TESTED
 
-from onnxprune.importer import compare_with_onnxruntime, import_model, write_back
-from onnxprune.load import load
-from onnxprune.shapes import random_feed
+from onnxprune.torchview.importer import compare_with_onnxruntime, import_model, write_back
+from onnxprune.graph.load import load
+from onnxprune.graph.shapes import random_feed
 
 
 def _check_import_and_write_back(loaded) -> None:
@@ -83,7 +83,7 @@ def test_outputs_follow_graph_output_order() -> None:
 
 
 def test_tiny_outputs_are_compared_against_float32_noise_not_their_own_scale() -> None:
-    from onnxprune.tolerance import within_tolerance
+    from onnxprune.graph.tolerance import within_tolerance
 
     assert within_tolerance(1.2e-7, 6e-6)  # PaddleOCR det's sigmoid map on random inputs
     assert not within_tolerance(1e-4, 6e-6)  # a wrong converter is still caught

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from conftest import SAMPLES
 
-import onnxprune.latency as latency
-from onnxprune.flops import count
-from onnxprune.groups import analyze_groups, predict_cost, predict_shapes
-from onnxprune.latency import LatencyModel, LayerTable, LocalCache, measure_granularity, measure_latency
-from onnxprune.load import load
+import onnxprune.measure.latency as latency
+from onnxprune.graph.flops import count
+from onnxprune.graph.groups import analyze_groups, predict_cost, predict_shapes
+from onnxprune.measure.latency import LatencyModel, LayerTable, LocalCache, measure_granularity, measure_latency
+from onnxprune.graph.load import load
 from onnxprune import prune
-from onnxprune.select import floor_for, group_step, select
+from onnxprune.stages.select import floor_for, group_step, select
 
 
 def test_layer_table_interpolates_on_its_grid_and_scales_with_macs_outside() -> None:

@@ -10,7 +10,7 @@ from graphs import GraphBuilder
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.errors import OnnxpruneError
-from onnxprune.load import load, unshare_initializers
+from onnxprune.graph.load import load, unshare_initializers
 
 
 def _save(model: onnx.ModelProto, path: Path) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from onnxprune.data import Dataset
-from onnxprune.image_input import ImageInput
-from onnxprune.loader import plan_batches, training_loader
+from onnxprune.data.sources import Dataset
+from onnxprune.graph.image_input import ImageInput
+from onnxprune.torchview.loader import plan_batches, training_loader
 
 IMAGE = ImageInput("x", "NCHW", 3, 8, 8, "N")
 
@@ -60,7 +60,7 @@ def test_an_image_that_will_not_decode_is_replaced_by_the_next_with_its_label(tm
     import pytest
     from PIL import Image
 
-    from onnxprune.data import load_data
+    from onnxprune.data.sources import load_data
     from onnxprune.errors import OnnxpruneError
 
     for i in range(3):

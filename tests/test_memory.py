@@ -7,12 +7,12 @@ import pytest
 import torch
 from graphs import GraphBuilder
 
-from onnxprune.data import Dataset
+from onnxprune.data.sources import Dataset
 from onnxprune.errors import OnnxpruneError
-from onnxprune.finetune import TrainSettings, finetune
-from onnxprune.groups import analyze_groups
-from onnxprune.load import load
-from onnxprune.memory import TRAIN_FACTOR, activation_bytes, available_bytes, plan_memory
+from onnxprune.torchview.finetune import TrainSettings, finetune
+from onnxprune.graph.groups import analyze_groups
+from onnxprune.graph.load import load
+from onnxprune.torchview.memory import TRAIN_FACTOR, activation_bytes, available_bytes, plan_memory
 
 
 def _conv_net(size: int = 32):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxprune.metrics import compare_outputs
+from onnxprune.measure.metrics import compare_outputs
 
 
 def test_classifier_metrics_count_agreement_and_accuracy() -> None:
@@ -27,7 +27,7 @@ def test_cosine_of_all_zero_outputs_is_one_when_both_are_zero_and_zero_otherwise
 
 
 def test_explained_variance_weighs_class_scores_like_box_coordinates() -> None:
-    from onnxprune.metrics import explained_variance
+    from onnxprune.measure.metrics import explained_variance
 
     rng = np.random.default_rng(0)
     ref = np.concatenate([rng.uniform(0, 640, (4, 4, 500)), rng.uniform(0, 1, (4, 80, 500))], 1)  # YOLOv8 (N, 84, A)

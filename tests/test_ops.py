@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from onnxprune.flow import HANDLERS
-from onnxprune.ops import OPS, Cost, Tracing, rule
+from onnxprune.graph.flow import HANDLERS
+from onnxprune.graph.ops import OPS, Cost, Tracing, rule
 
 
 def test_every_way_of_tracing_has_its_handler_and_is_used() -> None:

@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import SAMPLES
@@ -23,9 +24,9 @@ def _loaded_heavy_modules(code: str) -> list[str]:
 
 
 def test_the_onnx_side_imports_without_torch() -> None:
-    code = ("import onnxprune, onnxprune.load, onnxprune.flops, onnxprune.groups, onnxprune.flow, onnxprune.slice, "
-            "onnxprune.analyze, onnxprune.criteria, onnxprune.options, onnxprune.ops, onnxprune.batch, "
-            "onnxprune.runtime")
+    code = ("import onnxprune, onnxprune.graph.load, onnxprune.graph.flops, onnxprune.graph.groups, onnxprune.graph.flow, onnxprune.graph.slice, "
+            "onnxprune.graph.analysis, onnxprune.criteria, onnxprune.options, onnxprune.graph.ops, onnxprune.graph.batch, "
+            "onnxprune.graph.runtime")
     assert _loaded_heavy_modules(code) == []
 
 
@@ -48,15 +49,25 @@ def test_version_and_analyze_load_no_torch() -> None:
     assert _loaded_heavy_modules(version) == []
 
 
-def _module_imports() -> dict[str, set[str]]:
-    """Each onnxprune module and the onnxprune modules it imports at module level."""
-    graph: dict[str, set[str]] = {}
-    for path in PACKAGE.rglob("*.py"):
+@dataclass(frozen=True)
+class Import:
+    target: str  # an onnxprune module, or the top package of a third-party one
+    module_level: bool  # else inside a function (lazy) or under ``if TYPE_CHECKING``
+    line: int
+
+
+def _imports() -> dict[str, list[Import]]:
+    """Each onnxprune module and everything it imports, at module level or lazily."""
+    found: dict[str, list[Import]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        deps: set[str] = set()
-        for node in ast.parse(path.read_text()).body:  # module level only: lazy imports are the point
+        tree = ast.parse(path.read_text())
+        top = {id(node) for node in tree.body}
+        imports: list[Import] = []
+        for node in ast.walk(tree):
+            targets: list[str] = []
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
@@ -64,12 +75,86 @@ def _module_imports() -> dict[str, set[str]]:
                     base = ".".join([*anchor, base] if base else anchor)
                 for alias in node.names:
                     candidate = f"{base}.{alias.name}"
-                    deps.add(candidate if (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists()
-                             else base)
+                    is_module = (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists() or \
+                        (PACKAGE.parent / candidate.replace(".", "/") / "__init__.py").exists()
+                    targets.append(candidate if is_module else base)
             elif isinstance(node, ast.Import):
-                deps.update(alias.name for alias in node.names)
-        graph[name] = {d for d in deps if d.startswith("onnxprune") and d != name}
-    return graph
+                targets = [alias.name for alias in node.names]
+            for target in targets:
+                if not target.startswith("onnxprune"):
+                    target = target.split(".")[0]
+                if target != name:
+                    imports.append(Import(target, id(node) in top, node.lineno))
+        found[name] = imports
+    return found
+
+
+def _wing(module: str) -> str:
+    """``graph`` for onnxprune.graph.load, ``options`` for onnxprune.options, ``root`` for the package."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "root"
+
+
+# Which wings each may read (besides itself); the architecture in one table (docs/design.md).
+READS = {
+    "errors": set(),
+    "graph": {"errors"},
+    "data": {"graph", "errors"},
+    "measure": {"graph", "data", "errors", "root"},
+    "criteria": {"graph", "errors"},
+    "torchview": {"graph", "data", "measure", "criteria", "errors"},
+    "options": {"criteria", "data", "errors"},
+    "report": {"measure", "root"},
+    "stages": {"graph", "data", "measure", "criteria", "torchview", "options", "report", "errors", "root"},
+    "pipeline": {"graph", "data", "measure", "criteria", "torchview", "stages", "options", "report", "errors"},
+    "root": {"errors"},
+    "__main__": set(),
+}
+# Where torch may be imported: everywhere in these wings; elsewhere only at the places listed
+# ("module:lazy" inside a function, "module" at module level too).
+TORCH_WINGS = {"torchview", "stages", "pipeline"}
+TORCH_PLACES = {
+    "onnxprune.graph.devices:lazy",  # whether a GPU exists: onnxruntime-gpu cannot tell
+    "onnxprune.measure.bench:lazy",  # a CUDA device's name
+    "onnxprune.criteria.observe",  # observing runs in the torch view
+    "onnxprune.criteria.parts:lazy",  # a reduction's tensor ops
+}
+
+
+def test_each_wing_reads_only_the_wings_below_it() -> None:
+    wrong = [f"{module} imports {i.target} (line {i.line})"
+             for module, imports in _imports().items() for i in imports
+             if i.target.startswith("onnxprune.") and _wing(i.target) != _wing(module)
+             and _wing(i.target) not in READS[_wing(module)]]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_torch_is_imported_only_where_the_table_says() -> None:
+    wrong = []
+    for module, imports in _imports().items():
+        for i in imports:
+            if i.target not in TORCH_MODULES or _wing(module) in TORCH_WINGS:
+                continue
+            if module not in TORCH_PLACES and (i.module_level or f"{module}:lazy" not in TORCH_PLACES):
+                wrong.append(f"{module} imports {i.target} (line {i.line})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_wing_and_top_module_has_a_rule() -> None:
+    assert {_wing(m) for m in _imports()} == set(READS)
+
+
+def test_no_module_shares_its_name_with_a_public_function() -> None:
+    import onnxprune
+
+    for name in onnxprune.__all__:
+        assert not (PACKAGE / f"{name}.py").exists() and not (PACKAGE / name).is_dir(), name
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Each onnxprune module and the onnxprune modules it imports at module level."""
+    return {m: {i.target for i in imports if i.module_level and i.target.startswith("onnxprune")}
+            for m, imports in _imports().items()}
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -95,8 +180,8 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_no_module_imports_itself_through_others() -> None:
-    graph = _module_imports()
-    assert "onnxprune.groups" in graph and "onnxprune.flow" in graph["onnxprune.groups"]
+    graph = _module_graph()
+    assert "onnxprune.graph.flow" in graph["onnxprune.graph.groups"]
     assert _cycle(graph) is None, " → ".join(_cycle(graph) or [])
 
 

@@ -5,11 +5,11 @@ import onnx
 import pytest
 from conftest import SAMPLES
 
-from onnxprune.flops import count
-from onnxprune.load import load
+from onnxprune.graph.flops import count
+from onnxprune.graph.load import load
 from onnxprune import prune
-from onnxprune.runtime import run_model
-from onnxprune.shapes import probe_shapes
+from onnxprune.graph.runtime import run_model
+from onnxprune.graph.shapes import probe_shapes
 
 # a short schedule that checks the mechanics; it keeps no quality, so the budget is off
 FAST = dict(rounds=2, round_steps=2, epochs=0.2, calibration_images=32, round_to=1, bench=False, max_drop=100)
@@ -63,7 +63,7 @@ def test_soft_filter_pruning_with_augmentation_reaches_the_target_and_verifies()
 
 
 def test_without_views_the_teacher_is_read_from_a_cache_that_is_removed_after(tmp_path, monkeypatch) -> None:
-    from onnxprune.teacher import Teacher
+    from onnxprune.torchview.teacher import Teacher
 
     built = []
     real = Teacher.build_cache

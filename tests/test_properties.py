@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pruning_checks import check_random_slice
 
-from onnxprune.load import load
+from onnxprune.graph.load import load
 
 BLOCKS = ("conv", "conv_bn", "residual", "concat", "depthwise", "pool")
 

@@ -10,7 +10,7 @@ from cli_run import run_cli
 from conftest import SAMPLES
 
 from onnxprune import prune
-from onnxprune.runtime import run_model
+from onnxprune.graph.runtime import run_model
 
 QUICK = dict(round_steps=1, epochs=0.1, calibration_images=32, round_to=1, bench=False)
 
@@ -71,7 +71,7 @@ def test_what_follows_the_last_weighted_layer_stays_in_float() -> None:
     """A detector's decoding (sigmoid scores beside pixel boxes, concatenated) is left out."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from onnxprune.quantize import float_tail
+    from onnxprune.stages.quantize import float_tail
 
     w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="pre"),

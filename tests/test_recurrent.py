@@ -8,7 +8,7 @@ import pytest
 from crnn import export_crnn
 
 from onnxprune import prune
-from onnxprune.runtime import run_model
+from onnxprune.graph.runtime import run_model
 
 
 @pytest.mark.parametrize("rnn, dynamic", [("lstm", False), ("gru", True)])
@@ -32,8 +32,8 @@ def _recurrent_weight(model: onnx.ModelProto) -> str:
 
 
 def test_the_convolutions_feeding_an_unrolled_recurrence_prune_with_its_step_inputs(tmp_path) -> None:
-    from onnxprune.groups import analyze_groups
-    from onnxprune.load import load
+    from onnxprune.graph.groups import analyze_groups
+    from onnxprune.graph.load import load
 
     path = export_crnn(tmp_path / "unrolled.onnx", "unrolled")
     analysis = analyze_groups(load(path))

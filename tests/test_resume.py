@@ -67,9 +67,9 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path: Path) -> None:
-    from onnxprune.checkpoint import Checkpoints
-    from onnxprune.load import load
-    from onnxprune.lossless import LosslessResult
+    from onnxprune.stages.checkpoint import Checkpoints
+    from onnxprune.graph.load import load
+    from onnxprune.stages.lossless import LosslessResult
 
     model = load(MODEL).model
     Checkpoints(tmp_path, "one").save(1, "round 1/3", model, [], LosslessResult(model, 0, 0, 0))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from conftest import SAMPLES
 
-from onnxprune.groups import analyze_groups
-from onnxprune.load import load
+from onnxprune.graph.groups import analyze_groups
+from onnxprune.graph.load import load
 from onnxprune.options import resolve
 from onnxprune.pipeline import prepare
-from onnxprune.rounds import correct_latency, corrected_goal, plan_widths, planned_rounds, prune_in_rounds
-from onnxprune.session import TorchView
+from onnxprune.stages.rounds import correct_latency, corrected_goal, plan_widths, planned_rounds, prune_in_rounds
+from onnxprune.torchview.session import TorchView
 
 
 def test_each_planned_round_removes_at_most_a_tenth_of_the_flops() -> None:

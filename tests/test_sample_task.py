@@ -13,9 +13,9 @@ sys.path.insert(0, str(SAMPLES))
 
 from chars import CLASSES, render_set, write_folder  # noqa: E402
 
-from onnxprune.data import load_data  # noqa: E402
-from onnxprune.load import load  # noqa: E402
-from onnxprune.runtime import run_batched  # noqa: E402
+from onnxprune.data.sources import load_data  # noqa: E402
+from onnxprune.graph.load import load  # noqa: E402
+from onnxprune.graph.runtime import run_batched  # noqa: E402
 
 
 def test_renders_are_repeatable_and_seeds_differ() -> None:

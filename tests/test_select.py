@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from conftest import SAMPLES
 
-from onnxprune.flops import count
-from onnxprune.groups import analyze_groups
-from onnxprune.load import load
-from onnxprune.select import floor_for, select
-from onnxprune.shapes import probe_shapes
-from onnxprune.slice import slice_model
+from onnxprune.graph.flops import count
+from onnxprune.graph.groups import analyze_groups
+from onnxprune.graph.load import load
+from onnxprune.stages.select import floor_for, select
+from onnxprune.graph.shapes import probe_shapes
+from onnxprune.graph.slice import slice_model
 
 
 def _setup(name: str = "digits_resnet.onnx"):
@@ -66,7 +66,7 @@ class _SlowGroup:
 def test_a_slow_layer_weighs_its_flops_at_most_twice() -> None:
     """Under a FLOPs target, a group whose FLOPs are slow costs more per channel, but at most
     SLOWNESS_BOUND times its FLOPs: a cheap layer cannot go first merely for being slow per FLOP."""
-    from onnxprune.select import SLOWNESS_BOUND, channel_costs
+    from onnxprune.stages.select import SLOWNESS_BOUND, channel_costs
     loaded, analysis, _ = _setup()
     slow = min(analysis.prunable, key=lambda g: g.flops_per_channel).id
     steps = {g.id: 1 for g in analysis.prunable}

@@ -9,9 +9,9 @@ from pruning_checks import check_random_slice
 from zoo import TESTED
 
 from onnxprune.errors import OnnxpruneError
-from onnxprune.groups import analyze_groups
-from onnxprune.load import load
-from onnxprune.slice import check_keep, take
+from onnxprune.graph.groups import analyze_groups
+from onnxprune.graph.load import load
+from onnxprune.graph.slice import check_keep, take
 
 
 def test_take_keeps_indices_along_an_axis_in_order() -> None:
@@ -42,8 +42,8 @@ def test_random_keep_set_slices_zoo_models_exactly(zoo_model, name: str, exporte
 
 
 def test_soft_pruning_switches_channels_off_exactly_like_slicing_them() -> None:
-    from onnxprune.runtime import run_model
-    from onnxprune.slice import slice_model, zero_channels
+    from onnxprune.graph.runtime import run_model
+    from onnxprune.graph.slice import slice_model, zero_channels
 
     loaded = load(SAMPLES / "digits_vgg.onnx")  # BN folded, ReLU: a zeroed producer gives exact zeros
     analysis = analyze_groups(loaded)

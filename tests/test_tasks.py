@@ -9,9 +9,9 @@ from conftest import SAMPLES
 from graphs import GraphBuilder
 
 from onnxprune import prune
-from onnxprune.intervals import drop_interval, items_to_resolve, wilson
-from onnxprune.load import load
-from onnxprune.tasks import TaskSettings, decode_boxes, greedy_ctc, infer_task, measure
+from onnxprune.measure.intervals import drop_interval, items_to_resolve, wilson
+from onnxprune.graph.load import load
+from onnxprune.measure.tasks import TaskSettings, decode_boxes, greedy_ctc, infer_task, measure
 
 
 def _task_of(model: onnx.ModelProto, labels: bool = False) -> str:
@@ -152,7 +152,7 @@ def test_a_held_out_share_that_cannot_resolve_the_budget_says_so(tmp_path) -> No
 
 
 def test_two_models_right_on_every_one_of_a_few_items_still_get_an_honest_interval() -> None:
-    from onnxprune.intervals import paired_share_interval
+    from onnxprune.measure.intervals import paired_share_interval
 
     low, high = paired_share_interval(np.ones(12), np.ones(12))
     assert low == pytest.approx(-0.2425, abs=1e-3) and high == pytest.approx(0.2425, abs=1e-3)
@@ -178,7 +178,7 @@ def test_a_users_own_metric_judges_the_run(tmp_path, monkeypatch) -> None:
 
 
 def test_a_few_alike_items_do_not_make_a_bootstrap_interval_collapse() -> None:
-    from onnxprune.intervals import agreement_floor
+    from onnxprune.measure.intervals import agreement_floor
 
     ref = np.random.default_rng(0).random((6, 1, 16, 16)).astype(np.float32)
     same = measure("segment", [ref], [ref], None, TaskSettings())

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from conftest import SAMPLES
 
-from onnxprune.load import load
-from onnxprune.teacher import Teacher
+from onnxprune.graph.load import load
+from onnxprune.torchview.teacher import Teacher
 
 
 def test_on_the_cpu_the_teacher_runs_in_onnxruntime_without_importing_the_original_into_torch() -> None:

@@ -10,12 +10,12 @@ from conftest import SAMPLES
 from onnx import numpy_helper
 
 from onnxprune.errors import OnnxpruneError
-from onnxprune.load import load
-from onnxprune.runtime import run_model
-from onnxprune.session import TorchView
-from onnxprune.shapes import random_input
-from onnxprune.runtime import run_batched
-from onnxprune.verify import verify
+from onnxprune.graph.load import load
+from onnxprune.graph.runtime import run_model
+from onnxprune.torchview.session import TorchView
+from onnxprune.graph.shapes import random_input
+from onnxprune.graph.runtime import run_batched
+from onnxprune.stages.verify import verify
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ import json
 import pytest
 from conftest import SAMPLES
 
-import onnxprune.latency as latency
-from onnxprune.groups import analyze_groups
-from onnxprune.latency import LocalCache
-from onnxprune.load import load
-from onnxprune.width_step import NOISE_FLOOR, StepCandidate, _candidates, _decide, choose_step
+import onnxprune.measure.latency as latency
+from onnxprune.graph.groups import analyze_groups
+from onnxprune.measure.latency import LocalCache
+from onnxprune.graph.load import load
+from onnxprune.stages.width_step import NOISE_FLOOR, StepCandidate, _candidates, _decide, choose_step
 
 
 def _candidate(step: int, efficiency: float) -> StepCandidate:

@@ -130,7 +130,7 @@ def onnx_tool_macs(loaded) -> int:
     import numpy as np
     import onnx_tool
 
-    from onnxprune.ops import Cost, rule
+    from onnxprune.graph.ops import Cost, rule
 
     model = onnx_tool.Model(loaded.model)
     model.graph.shape_infer({loaded.image.name: np.zeros(loaded.image.shape(1), np.float32)})

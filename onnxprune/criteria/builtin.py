@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..groups import ChannelGroup
+from ..graph.groups import ChannelGroup
 from .registry import Observation, register
 from .parts import (
     abs_of_mean, activation, half_mean_of_squared_sums, l2_normalized, mean_of_abs, mean_of_squares_per_sample,

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from ..channels import TensorChannels
-from ..groups import GroupAnalysis
+from ..graph.channels import TensorChannels
+from ..graph.groups import GroupAnalysis
 from .registry import Observation
 
 __all__ = ["observe", "as_channels"]

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import OnnxpruneError
 
 if TYPE_CHECKING:
-    from ..groups import ChannelGroup
+    from ..graph.groups import ChannelGroup
     from .stats import Stats
 
 __all__ = ["Criterion", "Observation", "ScoreFn", "CRITERIA", "register", "get"]

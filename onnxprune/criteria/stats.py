@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..channels import Slot
-from ..groups import ChannelGroup, GroupAnalysis
+from ..graph.channels import Slot
+from ..graph.groups import ChannelGroup, GroupAnalysis
 from .registry import Criterion
 
 __all__ = ["Stats", "score_groups"]

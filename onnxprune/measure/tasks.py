@@ -1,0 +1,419 @@
+"""What a model is for, and the measure its users judge it by.
+
+A classifier's user counts correct answers; a detector's compares boxes (mAP), a segmenter's
+masks (mIoU), an OCR reader's strings (exact agreement, character error rate), an embedding's
+neighbours. The task is inferred from the first output and the graph (``infer_task``) or named
+(``--task``); without labels the original model's result on each image is the reference.
+
+Every measure is a ``Measure``: its figure on any subset of the held-out items, so
+``intervals.py`` can bootstrap it. Figures are in [0, 1]; ``--max-drop`` counts 100 × their fall.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from ..data.sources import UNLABELLED
+from ..errors import OnnxpruneError
+
+__all__ = ["TASKS", "MEASURED_BY", "BOX_LAYOUTS", "TaskSettings", "Measure", "infer_task", "measure", "decode_boxes",
+           "nms", "greedy_ctc", "box_iou", "load_metric"]
+
+TASKS = ("classify", "detect", "segment", "ctc", "embed", "regress")
+# cxcywh-classes: (N, 4 + C, A), YOLOv8; cxcywh-obj-classes: (N, A, 5 + C), YOLOv5 and YOLOX;
+# xyxy-score-class: (N, K, 6), boxes decoded and filtered in the graph
+BOX_LAYOUTS = ("cxcywh-classes", "cxcywh-obj-classes", "xyxy-score-class")
+MEASURED_BY = {  # what --max-drop limits, in words
+    "classify": "accuracy (labels) or top-1 agreement with the original",
+    "detect": "mAP@0.5 of the pruned model's boxes against the original's",
+    "segment": "mIoU (or IoU of the binarized map) against the original's masks",
+    "ctc": "exact agreement of greedy-decoded strings with the original's",
+    "embed": "nearest-neighbour agreement with the original's embeddings",
+    "regress": "the explained variance of the original's outputs",
+}
+CONFIDENCE = 0.25  # the reference's boxes: what a user of the original sees (Ultralytics' default)
+SEARCH_CONFIDENCE = 0.001  # the pruned model's candidates, ranked by score, as mAP evaluation does
+NMS_IOU = 0.45
+MOST_BOXES = 300  # per image after NMS
+MOST_CANDIDATES = 1000  # per image before NMS, by score
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """What the user said about the task (every field may be left to inference)."""
+
+    task: str | None = None  # one of TASKS, or None: inferred
+    box_layout: str | None = None  # one of BOX_LAYOUTS, or None: from the shape
+    mask_threshold: float = 0.3  # a one-channel probability map's binarization (DB-style detectors)
+    blank: int | None = None  # the CTC blank class; None: the most frequent argmax
+    metric: str | None = None  # "module:function" (original outputs, pruned outputs, labels) → score
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A figure of merit over held-out items, computable on any subset of them."""
+
+    metric: str  # what --max-drop limits, e.g. "accuracy", "map50", "miou", "string_agreement"
+    value: Callable[[np.ndarray], float]  # item indices (repeats allowed) → figure
+    items: int
+    hits: np.ndarray | None = None  # per item 1/0 where the figure is a share of items (Wilson, Newcombe)
+    extras: dict[str, float] = field(default_factory=dict)  # other figures on all items
+
+    def figure(self) -> float:
+        return self.value(np.arange(self.items))
+
+
+# -- which task -------------------------------------------------------------------------------
+
+def infer_task(model: onnx.ModelProto, sample_shape: tuple[int, ...], sequence_first: bool,
+               labels: bool) -> str:
+    """The task of a model from its first output's per-sample shape and the graph: a CTC reader
+    when its per-step scores come out sequence-first or after a recurrent layer, a detector
+    when a rank-2 per-sample output holds thousands of candidates, a segmenter when it is a map,
+    an embedding when the graph ends by normalizing its vector, a classifier for scores."""
+    ops = {n.op_type for n in model.graph.node}
+    last = _producer(model, model.graph.output[0].name)
+    if len(sample_shape) == 1:
+        if labels or sample_shape[0] < 2:
+            return "classify" if labels else "regress"
+        return "embed" if _normalizes(model, last) else "classify"
+    if len(sample_shape) == 2:
+        steps, width = sample_shape
+        if (sequence_first or ops & {"LSTM", "GRU", "RNN"}) and width >= 3:
+            return "ctc"
+        if max(steps, width) >= 100 and min(steps, width) >= 5:
+            return "detect"
+        if width == 6 and steps <= 1000:
+            return "detect"
+        return "regress"
+    if len(sample_shape) == 3 and len(model.graph.output) == 1 and min(sample_shape[1:]) >= 4:
+        return "segment"
+    return "regress"
+
+
+def _producer(model: onnx.ModelProto, name: str) -> onnx.NodeProto | None:
+    return next((n for n in model.graph.node if name in n.output), None)
+
+
+def _normalizes(model: onnx.ModelProto, node: onnx.NodeProto | None) -> bool:
+    """The output is a vector divided by its norm: LpNormalization, or Div by a ReduceL2 / Sqrt."""
+    while node is not None and node.op_type in ("Identity", "Reshape", "Flatten", "Squeeze", "Transpose"):
+        node = _producer(model, node.input[0])
+    if node is None:
+        return False
+    if node.op_type == "LpNormalization":
+        return True
+    if node.op_type == "Div" and len(node.input) > 1:
+        divisor = _producer(model, node.input[1])
+        seen = 0
+        while divisor is not None and seen < 4:
+            if divisor.op_type in ("ReduceL2", "Sqrt", "LpNormalization"):
+                return True
+            divisor = _producer(model, divisor.input[0]) if divisor.input else None
+            seen += 1
+    return False
+
+
+# -- measures ---------------------------------------------------------------------------------
+
+def measure(task: str, outputs: list[np.ndarray], reference: list[np.ndarray], labels: np.ndarray | None,
+            settings: TaskSettings, full: bool = True) -> Measure:
+    """``outputs`` judged by the task's measure against ``labels`` (classifiers) or the
+    original's ``reference`` outputs; both batch-first. Without ``full`` only the measure
+    --max-drop limits is computed (a detector's mAP@0.5 without its mAP@0.5:0.95): every round's."""
+    if settings.metric:
+        return _user_metric(settings.metric, outputs, reference, labels)
+    out, ref = outputs[0], reference[0]
+    if task == "classify":
+        return _classify(out, ref, labels)
+    if task == "detect":
+        return _detect(out, ref, settings.box_layout, full)
+    if task == "segment":
+        return _segment(out, ref, settings.mask_threshold)
+    if task == "ctc":
+        return _ctc(out, ref, settings.blank)
+    if task == "embed":
+        return _embed(out, ref)
+    return _regress(outputs, reference)
+
+
+def _share(hits: np.ndarray, metric: str, extras: dict[str, float] | None = None) -> Measure:
+    hits = hits.astype(np.float64)
+    return Measure(metric, lambda idx: float(hits[idx].mean()) if len(idx) else 1.0, len(hits), hits,
+                   extras or {})
+
+
+def _classify(out: np.ndarray, ref: np.ndarray, labels: np.ndarray | None) -> Measure:
+    """Accuracy where every held-out image is labelled. Where only some are, top-1 agreement over
+    all of them is the measure (more images, a tighter interval) and accuracy on the labelled
+    ones an extra."""
+    agreement = out.argmax(1) == ref.argmax(1)
+    if labels is None:
+        return _share(agreement, "top1_agreement")
+    known = labels != UNLABELLED
+    if known.all():
+        return _share(out.argmax(1) == labels, "accuracy")
+    extras = {"labelled": float(known.sum())}
+    if known.any():
+        extras["accuracy"] = float((out.argmax(1) == labels)[known].mean())
+    return _share(agreement, "top1_agreement", extras)
+
+
+def _regress(outputs: list[np.ndarray], reference: list[np.ndarray]) -> Measure:
+    from .metrics import explained_variance
+
+    def value(idx: np.ndarray) -> float:
+        return float(np.mean([explained_variance(o[idx], r[idx]) for o, r in zip(outputs, reference)]))
+
+    return Measure("explained_variance", value, len(outputs[0]))
+
+
+def _user_metric(spec: str, outputs: list[np.ndarray], reference: list[np.ndarray],
+                 labels: np.ndarray | None) -> Measure:
+    function = load_metric(spec)
+
+    def value(idx: np.ndarray) -> float:
+        return float(function([r[idx] for r in reference], [o[idx] for o in outputs],
+                              None if labels is None else labels[idx]))
+
+    return Measure(spec.split(":")[-1], value, len(outputs[0]))
+
+
+def load_metric(spec: str) -> Callable:
+    """``module:function`` imported (the working folder first on the path, as a user expects of a
+    module beside their data), or one line saying why not."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise OnnxpruneError(f"--metric {spec!r}: give it as module:function (a module on the Python path)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        function = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as err:
+        raise OnnxpruneError(f"--metric {spec!r}: cannot import it ({err})") from err
+    if not callable(function):
+        raise OnnxpruneError(f"--metric {spec!r} is not a function")
+    return function
+
+
+# segmentation: per image and class, intersections and unions; mIoU over the classes present
+
+def _segment(out: np.ndarray, ref: np.ndarray, threshold: float) -> Measure:
+    if out.shape[1] == 1:
+        cut = threshold if 0 <= ref.min() and ref.max() <= 1 else float(np.log(threshold / (1 - threshold)))
+        a, b = out[:, 0] > cut, ref[:, 0] > cut  # a probability map, or logits: the same threshold
+        inter = (a & b).reshape(len(a), -1).sum(1)[:, None]
+        union = (a | b).reshape(len(a), -1).sum(1)[:, None]
+        metric = "iou"
+    else:
+        a, b = out.argmax(1), ref.argmax(1)
+        classes = out.shape[1]
+        inter = np.stack([((a == c) & (b == c)).reshape(len(a), -1).sum(1) for c in range(classes)], 1)
+        union = np.stack([((a == c) | (b == c)).reshape(len(a), -1).sum(1) for c in range(classes)], 1)
+        metric = "miou"
+
+    def value(idx: np.ndarray) -> float:
+        i, u = inter[idx].sum(0), union[idx].sum(0)
+        present = u > 0
+        return float((i[present] / u[present]).mean()) if present.any() else 1.0
+
+    return Measure(metric, value, len(out), extras={"pixel_agreement": float(np.mean(a == b))})
+
+
+# CTC: greedy decoding, exact strings and character error rate
+
+def greedy_ctc(scores: np.ndarray, blank: int) -> list[tuple[int, ...]]:
+    """Per item (T, C) scores → the label sequence: best class per step, repeats merged, blanks out."""
+    best = scores.argmax(-1)
+    decoded = []
+    for row in best:
+        keep = np.r_[True, row[1:] != row[:-1]] & (row != blank)
+        decoded.append(tuple(int(c) for c in row[keep]))
+    return decoded
+
+
+def _edit_distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def _ctc(out: np.ndarray, ref: np.ndarray, blank: int | None) -> Measure:
+    if blank is None:  # the blank fills most steps of a CTC output
+        blank = int(np.bincount(ref.argmax(-1).reshape(-1), minlength=ref.shape[-1]).argmax())
+    ours, theirs = greedy_ctc(out, blank), greedy_ctc(ref, blank)
+    same = np.array([a == b for a, b in zip(ours, theirs)])
+    errors = np.array([_edit_distance(a, b) for a, b in zip(ours, theirs)], dtype=np.float64)
+    lengths = np.array([max(len(b), 1) for b in theirs], dtype=np.float64)
+    cer = float(errors.sum() / lengths.sum())
+    return _share(same, "string_agreement", {"character_error_rate": cer, "blank": float(blank)})
+
+
+# embeddings: cosine to the original's vector, and the same nearest neighbour
+
+def _embed(out: np.ndarray, ref: np.ndarray) -> Measure:
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(len(x), -1).astype(np.float64)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    a, b = unit(out), unit(ref)
+    cosine = (a * b).sum(1)
+    if len(a) < 3:
+        return _share(cosine > 0.9, "cosine_above_0.9", {"cosine": float(cosine.mean())})
+    sa, sb = a @ a.T, b @ b.T
+    np.fill_diagonal(sa, -np.inf)
+    np.fill_diagonal(sb, -np.inf)
+    same = sa.argmax(1) == sb.argmax(1)
+    return _share(same, "neighbour_agreement", {"cosine": float(cosine.mean())})
+
+
+# detection: decode, NMS, and AP of the pruned model's boxes against the original's
+
+def _layout(shape: tuple[int, ...], given: str | None) -> str:
+    if given:
+        return given
+    rows, cols = shape[1], shape[2]
+    if cols == 6 and rows <= 1000:
+        return "xyxy-score-class"
+    return "cxcywh-classes" if rows < cols else "cxcywh-obj-classes"
+
+
+def decode_boxes(output: np.ndarray, layout: str | None = None, confidence: float = CONFIDENCE
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per image: (boxes x1 y1 x2 y2, scores, classes) above ``confidence``, after per-class NMS."""
+    layout = _layout(output.shape, layout)
+    images = []
+    for item in output.astype(np.float32):
+        if layout == "xyxy-score-class":
+            boxes, scores, classes = item[:, :4], item[:, 4], item[:, 5].astype(np.int64)
+        else:
+            rows = item if layout == "cxcywh-classes" else item.T  # features × candidates
+            centre, size = rows[:2].T, rows[2:4].T
+            if layout == "cxcywh-classes":
+                class_scores = rows[4:]
+            else:
+                class_scores = rows[5:] * rows[4:5] if len(rows) > 5 else rows[4:5]
+            classes = class_scores.argmax(0)
+            scores = class_scores[classes, np.arange(class_scores.shape[1])]
+            boxes = np.concatenate([centre - size / 2, centre + size / 2], 1)
+        keep = scores >= confidence
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+        order = np.argsort(-scores, kind="stable")[:MOST_CANDIDATES]
+        boxes, scores, classes = boxes[order], scores[order], classes[order]
+        kept = nms(boxes, scores, classes)[:MOST_BOXES]
+        images.append((boxes[kept], scores[kept], classes[kept]))
+    return images
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` with every box in ``b`` (x1 y1 x2 y2), in float32."""
+    a, b = a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
+    """Indices kept by greedy per-class non-maximum suppression, best score first (the IoU of
+    every pair computed once: candidates are capped at ``MOST_CANDIDATES``)."""
+    order = np.argsort(-scores, kind="stable")[:MOST_CANDIDATES]
+    # boxes of different classes never overlap: shift each class far away (the usual trick)
+    shifted = boxes[order] + classes[order, None].astype(np.float32) * (float(np.abs(boxes).max(initial=1.0)) * 4 + 1)
+    overlaps = box_iou(shifted, shifted) > iou
+    suppressed = np.zeros(len(order), bool)
+    kept = []
+    for i in range(len(order)):
+        if not suppressed[i]:
+            kept.append(order[i])
+            suppressed |= overlaps[i]
+    return np.asarray(kept, dtype=np.int64)
+
+
+def _matches(pred, truth, thresholds) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One image, per IoU threshold: (classes, scores, true positive) of its predictions, each
+    matched greedily by score to an unmatched reference box of its class at that IoU or more."""
+    boxes, scores, classes = pred
+    t_boxes, _, t_classes = truth
+    ious = None
+    if len(boxes) and len(t_boxes):
+        ious = box_iou(boxes, t_boxes)
+        ious[classes[:, None] != t_classes[None, :]] = 0
+    by_score = np.argsort(-scores, kind="stable")
+    rows = []
+    for threshold in thresholds:
+        hit = np.zeros(len(boxes), bool)
+        if ious is not None:
+            taken = np.zeros(len(t_boxes), bool)
+            for i in by_score:
+                candidates = np.where(~taken & (ious[i] >= threshold))[0]
+                if len(candidates):
+                    j = candidates[ious[i, candidates].argmax()]
+                    taken[j] = hit[i] = True
+        rows.append((classes, scores, hit))
+    return rows
+
+
+def _average_precision(classes, scores, hits, truth_counts: dict[int, int]) -> float:
+    """Mean over the reference's classes of the area under the all-points interpolated
+    precision-recall curve (VOC 2010+ / COCO style without the 101-point sampling)."""
+    aps = []
+    for c, total in truth_counts.items():
+        if total == 0:
+            continue
+        mine = classes == c
+        order = np.argsort(-scores[mine], kind="stable")
+        tp = hits[mine][order].astype(np.float64)
+        if not len(tp):
+            aps.append(0.0)
+            continue
+        cum_tp, cum_fp = np.cumsum(tp), np.cumsum(1 - tp)
+        recall = cum_tp / total
+        precision = cum_tp / (cum_tp + cum_fp)
+        envelope = np.maximum.accumulate(np.r_[precision, 0.0][::-1])[::-1]
+        steps = np.diff(np.r_[0.0, recall])
+        aps.append(float((steps * envelope[:-1]).sum()))
+    return float(np.mean(aps)) if aps else 1.0
+
+
+def _detect(out: np.ndarray, ref: np.ndarray, layout: str | None, full: bool = True) -> Measure:
+    if out.ndim != 3:
+        raise OnnxpruneError(f"--task detect needs an output of (N, rows, columns) boxes, not {out.shape}")
+    truth = decode_boxes(ref, layout, CONFIDENCE)
+    predictions = decode_boxes(out, layout, SEARCH_CONFIDENCE)
+    thresholds = [float(t) for t in np.round(np.arange(0.5, 0.96, 0.05), 2)] if full else [0.5]
+    per_image = [_matches(p, t, thresholds) for p, t in zip(predictions, truth)]
+    per_threshold = {t: [rows[k] for rows in per_image] for k, t in enumerate(thresholds)}
+    truth_classes = [t[2] for t in truth]
+
+    def value_at(threshold: float, idx: np.ndarray) -> float:
+        rows = [per_threshold[threshold][i] for i in idx]
+        if not rows:
+            return 1.0
+        classes = np.concatenate([r[0] for r in rows])
+        scores = np.concatenate([r[1] for r in rows])
+        hits = np.concatenate([r[2] for r in rows])
+        counts: dict[int, int] = {}
+        for i in idx:
+            for c in truth_classes[i]:
+                counts[int(c)] = counts.get(int(c), 0) + 1
+        return _average_precision(classes, scores, hits, counts)
+
+    everything = np.arange(len(out))
+    extras = {"reference_boxes": float(sum(len(t) for t in truth_classes))}
+    if full:
+        extras["map50_95"] = float(np.mean([value_at(t, everything) for t in per_threshold]))
+    return Measure("map50", lambda idx: value_at(0.5, idx), len(out), extras=extras)

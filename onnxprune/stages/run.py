@@ -1,0 +1,78 @@
+"""The frozen context every pruning stage reads (``pipeline.prepare`` builds it), and the clock
+that times the stages for the report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .checkpoint import Checkpoints
+from ..data.sources import Dataset
+from ..torchview.distributed import Ranks
+from ..torchview.finetune import Targets, TrainSettings
+from ..graph.groups import GroupAnalysis
+from ..graph.load import LoadedModel
+from ..options import PruneOptions
+from ..measure.tasks import TaskSettings
+from ..torchview.teacher import Teacher
+
+__all__ = ["Run", "Progress", "StageClock"]
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total); "… fine-tuning" stages count images
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every stage reads: the options, the models, the data and where things run. Settled
+    by ``prepare`` before the first round and never changed."""
+
+    options: PruneOptions
+    loaded: LoadedModel  # the user's model, normalized, its batch freed
+    work: LoadedModel  # what the rounds prune: ``loaded``, plus BatchNorm where it was folded
+    work_groups: GroupAnalysis
+    train: Dataset  # read lazily, batch by batch
+    val: Dataset  # bounded (--val-images), read lazily
+    teacher_val: list[np.ndarray]  # the original's outputs on the held-out inputs
+    teacher: Teacher  # the original's outputs for each fine-tuning batch
+    calib: np.ndarray  # the inputs channels are scored on, every round (--calibration-images)
+    calib_targets: Targets
+    settings: TrainSettings
+    round_steps: int  # fine-tuning steps after each round
+    device: str  # where torch runs
+    ort_device: str  # where onnxruntime measures latency
+    threads: int
+    progress: Progress
+    ranks: Ranks  # this process's place under torchrun
+    checkpoints: Checkpoints
+    task: str = "regress"  # tasks.TASKS: what the held-out quality is measured by
+    task_settings: TaskSettings = TaskSettings()
+    judged: np.ndarray | None = None  # held-out positions the budget decides on; the rest report
+    calib_extremes: dict[str, np.ndarray] | None = None  # per tensor, [max, −min] per channel on ``calib``
+    # the original's held-out measures, computed once (by rounds.held_out_quality): a cache, not state
+    original_quality: dict = field(default_factory=dict)
+
+
+class StageClock:
+    """Wall seconds per named stage, in the order they ran (a stage may run more than once)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in self.seconds.items()}

@@ -1,0 +1,111 @@
+"""The verification contract: no file is written unless the ONNX checker (full check), strict
+shape inference and onnxruntime on held-out inputs accept it. The pruned float model must also
+agree with the pruned torch model; the INT8 model, whose numbers differ by design, must give
+outputs of the float model's shapes, all finite (its quality is judged against --max-drop)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+
+from ..graph.output_axes import BatchAxis, batch_first
+from ..data.sources import Dataset
+from ..errors import OnnxpruneError, first_line
+from ..torchview.importer import torch_outputs
+from ..graph.tolerance import max_difference
+from ..graph.runtime import batches, make_session
+
+__all__ = ["verify", "verify_quantized", "check_valid"]
+
+
+def verify(model: onnx.ModelProto, module: torch.nn.Module, input_name: str, inputs: np.ndarray | Dataset,
+           fixed_batch: int | None = None, output_axes: tuple[BatchAxis, ...] = (), batch: int = 32,
+           torch_model: onnx.ModelProto | None = None) -> float:
+    """Raise unless the model is valid and matches the torch module; returns the max abs error.
+
+    Compared batch by batch; a model with a ``fixed_batch`` (the user's signature) is run in
+    batches of that size, and a last, smaller batch is left out. The written model has its
+    outputs' batch where the file had it (``output_axes``); the torch view, imported from
+    ``torch_model`` (default ``model``), has it first.
+    """
+    check_valid(model, "pruned")
+    step = fixed_batch or batch
+    torch_model = torch_model or model
+    worst = 0.0
+    session = None
+    module.eval()
+    for x in batches(inputs, step):
+        if fixed_batch and len(x) < fixed_batch:
+            if worst or session is not None:
+                break
+            x = _filled(x, fixed_batch)  # too few for one batch
+        session = session or _session(model, "pruned")
+        reference = _run(session, input_name, x, "pruned")
+        with torch.no_grad():
+            ours = torch_outputs(module, torch_model, torch.from_numpy(x))
+        if output_axes:
+            reference = [batch_first(r, where) for r, where in zip(reference, output_axes)]
+        for tensor, b in zip(ours, reference):
+            a = tensor.numpy()
+            if a.shape != b.shape:
+                raise OnnxpruneError(f"pruned model output shape {b.shape} differs from torch's {a.shape}")
+            diff, scale, close = max_difference([a], [b])
+            if not close:
+                raise OnnxpruneError(
+                    f"onnxruntime and the pruned torch model differ by {diff:.3g} (outputs up to {scale:.3g}); "
+                    "nothing was written — please report this model"
+                )
+            worst = max(worst, diff)
+    return worst
+
+
+def check_valid(model: onnx.ModelProto, what: str) -> None:
+    """The ONNX checker with its full check, and strict shape inference with type checks."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as err:
+        raise OnnxpruneError(f"the {what} model fails the ONNX checker ({first_line(err)}); nothing was "
+                             "written") from err
+
+
+def verify_quantized(model: onnx.ModelProto, float_model: onnx.ModelProto, input_name: str,
+                     inputs: np.ndarray | Dataset, fixed_batch: int | None = None, batch: int = 8) -> None:
+    """Raise unless the INT8 ``model`` is valid, runs in onnxruntime and gives outputs of
+    ``float_model``'s shapes, all finite, on the first batch of ``inputs``."""
+    check_valid(model, "INT8")
+    step = fixed_batch or batch
+    x = next(batches(inputs, step))
+    if fixed_batch and len(x) < fixed_batch:
+        x = _filled(x, fixed_batch)
+    quantized = _run(_session(model, "INT8"), input_name, x, "INT8")
+    reference = _run(_session(float_model, "pruned"), input_name, x, "pruned")
+    for q, f in zip(quantized, reference):
+        if q.shape != f.shape:
+            raise OnnxpruneError(f"the INT8 model's output shape {q.shape} differs from the float model's {f.shape}; "
+                                 "nothing was written — please report this model")
+        if np.issubdtype(q.dtype, np.floating) and not np.isfinite(q).all():
+            raise OnnxpruneError("the INT8 model gives non-finite outputs; nothing was written — leave out --quantize")
+
+
+def _filled(x: np.ndarray, size: int) -> np.ndarray:
+    """``x`` repeated to exactly ``size`` inputs: a file with a fixed batch runs no other."""
+    return np.concatenate([x] * -(-size // len(x)))[:size]
+
+
+def _session(model: onnx.ModelProto, what: str):
+    try:
+        return make_session(model)
+    except Exception as err:
+        raise OnnxpruneError(f"onnxruntime cannot load the {what} model ({first_line(err)}); nothing was "
+                             "written") from err
+
+
+def _run(session, input_name: str, x: np.ndarray, what: str) -> list[np.ndarray]:
+    try:
+        return session.run(None, {input_name: x})
+    except Exception as err:
+        raise OnnxpruneError(f"onnxruntime cannot run the {what} model ({first_line(err)}); nothing was "
+                             "written") from err
+

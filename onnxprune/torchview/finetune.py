@@ -1,0 +1,275 @@
+"""Fine-tune the torch view of a pruned model: distillation from the original.
+
+Classifier outputs (rank 2, several classes) use KL divergence to the teacher's softmax (or to
+its own probabilities where the model ends in Softmax), plus cross-entropy when labels are given;
+other outputs use MSE scaled by the teacher's variance. The teacher (the original model in torch)
+runs on each batch as it comes, on the same augmented views (``augment.py``), so nothing of the
+size of the data set is held: batches stream from ``loader.py``'s workers.
+BatchNorm layers train (batch statistics, running statistics follow the pruned network, which
+is what lets a pruned model recover); dropout stays off so fine-tuning is deterministic.
+On CUDA the loop runs in bfloat16 autocast with channels-last inputs where the GPU supports
+them (``TrainSettings``); under torchrun the module is wrapped in DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.sources import UNLABELLED, Dataset
+from ..errors import OnnxpruneError, first_line
+from .loader import training_loader
+from ..graph.output_axes import feature_axis, is_classifier_output
+
+__all__ = ["TrainSettings", "Targets", "TeacherFn", "loss_for", "finetune", "feature_mse", "is_distribution",
+           "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS"]
+
+log = logging.getLogger(__name__)
+
+# (inputs, their training positions) → the original's outputs (``teacher.Teacher``)
+TeacherFn = Callable[[torch.Tensor, torch.Tensor | None], list[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    lr: float = 1e-3
+    batch_size: int = 32  # the global batch: split across processes under torchrun
+    micro_batch: int = 0  # samples torch holds at once (memory.py); 0: the whole batch
+    device: str = "cpu"
+    weight_decay: float = 0.0
+    label_weight: float = 1.0  # cross-entropy weight next to distillation, when labels exist
+    augment: str = "none"  # an ``augment.MODES`` entry other than auto
+    workers: int = 0  # DataLoader worker processes
+    precision: str = "fp32"  # "bf16": autocast (CUDA by default, see precision_for)
+    channels_last: bool = False  # NCHW inputs and weights in channels-last memory (CUDA)
+    feature_hints: bool = False  # also match the original's stage-end feature maps (hints.py)
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def at_once(self) -> int:
+        """Samples one torch forward takes: the micro-batch, else the batch."""
+        return self.micro_batch or self.batch_size
+
+
+def precision_for(requested: str, device: str) -> str:
+    """``auto``: bfloat16 autocast on a CUDA GPU that supports it, float32 elsewhere (a CPU
+    gains nothing from bf16 autocast without AMX, and loses accuracy)."""
+    if requested != "auto":
+        return requested
+    return "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What scoring compares with on the calibration inputs: the teacher's outputs, and labels."""
+
+    teacher: list[np.ndarray]  # one array per graph output, aligned with the inputs
+    labels: np.ndarray | None = None
+
+
+def loss_for(
+    outputs: list[torch.Tensor], teacher: list[torch.Tensor], labels: torch.Tensor | None, label_weight: float
+) -> torch.Tensor:
+    """Distillation (KL on logits, MSE otherwise) plus cross-entropy with labels on the first output."""
+    total = outputs[0].new_zeros(())
+    for i, (s, t) in enumerate(zip(outputs, teacher)):
+        if is_classifier_output(tuple(s.shape)):
+            log_s, log_t = log_probabilities(s, t), log_probabilities(t, t)
+            total = total + F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+            if labels is not None and i == 0:
+                total = total + label_weight * labelled_nll(log_s, labels)
+        else:
+            total = total + feature_mse(s, t)
+    return total
+
+
+def labelled_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the labelled rows (UNLABELLED ones are skipped), summed and divided by
+    the whole batch: a few labels weigh as few, none weigh nothing, and no step waits on the GPU
+    to learn how many there were."""
+    return F.nll_loss(log_probs, labels, ignore_index=UNLABELLED, reduction="sum") / len(labels)
+
+
+def is_distribution(t: torch.Tensor) -> bool:
+    """Rows that are already probabilities: the model ends in Softmax (Keras applications do)."""
+    return bool((t >= 0).all()) and bool(torch.allclose(t.sum(1), torch.ones_like(t[:, 0]), atol=1e-3))
+
+
+def log_probabilities(x: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of a classifier output: log-softmax of logits, or the log of a softmax
+    the model computes itself (judged on the teacher, so student and teacher are read alike;
+    log-softmax of probabilities would flatten every distribution towards uniform)."""
+    if is_distribution(teacher):
+        return x.clamp_min(1e-12).log()
+    return F.log_softmax(x, 1)
+
+
+def feature_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE per feature (``metrics.feature_axis``) over the teacher's variance of that feature,
+    averaged: a detector's class scores weigh as much as its box coordinates, whose spread over
+    the anchor grid would otherwise make every other error look like zero. A feature nearly
+    constant in the batch is weighed against a hundredth of the median feature's variance."""
+    axis = feature_axis(tuple(teacher.shape)) if teacher.dim() >= 2 else 0
+    if teacher.dim() < 2:
+        return F.mse_loss(student, teacher) / teacher.var(unbiased=False).clamp_min(1e-8)
+    dims = [d for d in range(teacher.dim()) if d != axis]
+    error = (student - teacher).pow(2).mean(dims)
+    spread = teacher.var(dims, unbiased=False)
+    return (error / (spread + 1e-2 * spread.median() + 1e-8)).mean()
+
+
+def finetune(
+    module: torch.nn.Module,
+    data: Dataset,
+    teacher: TeacherFn,
+    steps: int,
+    settings: TrainSettings,
+    run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]],
+    seed=0,
+    progress: Callable[[int], None] | None = None,
+    hints=None,
+    after_step: Callable[[torch.nn.Module, torch.Tensor], None] | None = None,
+) -> list[float]:
+    """Train the module's trainable parameters in place for ``steps`` steps of the global batch,
+    drawn from ``seed``; returns the losses. ``progress(images)`` counts images done (all
+    processes). ``hints`` (``hints.FeatureHints``) adds the feature-map term; its projections
+    are fitted on the first batch and trained alongside. ``after_step(module, loss)`` runs after
+    every optimizer step (DSD's sparsity mask, ``recover.py``; the channel bandit, ``bandit.py``)."""
+    if steps <= 0:
+        return []
+    device = torch.device(settings.device)
+    module.to(device)
+    if settings.channels_last:
+        module.to(memory_format=torch.channels_last)
+    loader = training_loader(data, settings.batch_size, steps, seed, settings.augment, settings.workers,
+                             settings.device, settings.rank, settings.world)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+    batches = iter(loader)
+    first = next(batches)
+    if hints is not None:
+        _fit_hints(module, hints, first, teacher, run, settings, device)
+    _train_mode(module)
+    params = [p for p in module.parameters() if p.requires_grad]
+    if hints is not None:
+        params += hints.parameters()
+    optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    trained = module
+    if settings.world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index or 0] if device.type == "cuda" else None)
+    losses: list[torch.Tensor] = []
+    with_labels = data.labels is not None
+    micro = settings.micro_batch
+    for step, (x, labels, positions) in enumerate(itertools.chain([first], batches)):
+        x = x.to(device, non_blocking=True)
+        if settings.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels.to(device, non_blocking=True) if with_labels else None
+        while True:
+            try:
+                loss = _accumulate(trained, x, y, positions, micro, teacher, run, settings, autocast, hints)
+                break
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                if not _out_of_memory(err):
+                    raise
+                micro = _halved(micro or len(x), err)
+        optimizer.step()
+        if after_step is not None:
+            after_step(module, loss)
+        schedule.step()
+        losses.append(loss)  # no .item() here: on a GPU it would wait for every step
+        if progress:
+            progress(min((step + 1) * settings.batch_size, steps * settings.batch_size))
+    module.to("cpu")
+    if settings.channels_last:
+        module.to(memory_format=torch.contiguous_format)
+    module.eval()
+    return torch.stack(losses).float().cpu().tolist()
+
+
+def _accumulate(trained, x, y, positions, micro: int, teacher: TeacherFn, run, settings: TrainSettings,
+                autocast, hints=None) -> torch.Tensor:
+    """One step's gradients, accumulated over micro-batches (the step is the batch's; under
+    torchrun only the last backward all-reduces); returns the batch's loss."""
+    for p in trained.parameters():
+        p.grad = None
+    loss = x.new_zeros((), dtype=torch.float32)
+    parts = micro_batches(len(x), micro)
+    for k, part in enumerate(parts):
+        sync = trained.no_sync() if settings.world > 1 and k < len(parts) - 1 else nullcontext()
+        with torch.no_grad(), autocast:
+            targets = [t.float() for t in teacher(x[part], positions[part] if settings.augment == "none" else None)]
+        with sync:
+            with autocast:
+                outputs = run(trained, x[part])
+            share = loss_for([o.float() for o in outputs], targets, None if y is None else y[part],
+                             settings.label_weight)
+            if hints is not None:
+                share = share + hints.loss()
+            share = share * ((part.stop - part.start) / len(x))
+            share.backward()
+        loss += share.detach()
+    return loss
+
+
+def _fit_hints(module, hints, batch, teacher: TeacherFn, run, settings: TrainSettings, device) -> None:
+    """One forward of student and teacher on (a micro-batch of) the first batch, in eval mode,
+    to fit the hint projections before training starts."""
+    x, _labels, positions = batch
+    part = micro_batches(len(x), settings.at_once)[0]
+    x = x[part].to(device)
+    module.eval()
+    with torch.no_grad():
+        teacher(x, None)  # the teacher's own forward: its maps, not cached outputs
+        run(module, x)
+    hints.prepare(device)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _halved(micro: int, err: BaseException) -> int:
+    """The next micro-batch after running out of memory at ``micro``; none below one sample."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if micro <= 1:
+        raise OnnxpruneError(f"fine-tuning ran out of memory with one sample at a time ({first_line(err)}); "
+                             "free memory or use a machine with more") from err
+    log.warning("fine-tuning ran out of memory with micro-batches of %d; retrying the step with %d", micro,
+                micro // 2)
+    return micro // 2
+
+
+MIN_EPOCH_STEPS = 10  # an epoch of a few dozen images still gets this many steps (views differ)
+
+
+def epoch_steps(images: int, batch_size: int) -> int:
+    """Fine-tuning steps that count as one pass over ``images``: at least ``MIN_EPOCH_STEPS``, so
+    the schedule keeps a floor whatever the data size (repeats are other views where views are on)."""
+    return max(ceil(images / batch_size), MIN_EPOCH_STEPS)
+
+
+def micro_batches(n: int, size: int) -> list[slice]:
+    """``n`` samples in slices of at most ``size`` (0: one slice)."""
+    size = size or n
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _train_mode(module: torch.nn.Module) -> None:
+    """BatchNorm learns its statistics; everything else (dropout) stays in eval mode."""
+    module.eval()
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
+            sub.train()
