@@ -31,15 +31,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from peer import taylor_prune_to  # noqa: E402
 
+from onnxprune import PruneOptions, prune  # noqa: E402
 from onnxprune.data.augment import resolve_mode  # noqa: E402
 from onnxprune.data.sources import load_data, split  # noqa: E402
+from onnxprune.graph.load import load  # noqa: E402
+from onnxprune.graph.runtime import run_batched  # noqa: E402
 from onnxprune.torchview.finetune import Targets, TrainSettings, finetune  # noqa: E402
 from onnxprune.torchview.importer import import_model  # noqa: E402
-from onnxprune.graph.load import load  # noqa: E402
 from onnxprune.torchview.loader import default_workers  # noqa: E402
-from onnxprune import PruneOptions, prune  # noqa: E402
 from onnxprune.torchview.session import _scoring_loss  # noqa: E402
-from onnxprune.graph.runtime import run_batched  # noqa: E402
 
 
 def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> dict:

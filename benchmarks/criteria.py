@@ -40,13 +40,13 @@ from onnxprune.criteria import CRITERIA, Criterion, Observation  # noqa: E402
 from onnxprune.criteria import parts  # noqa: E402
 from onnxprune.criteria.stats import score_groups  # noqa: E402
 from onnxprune.data.sources import load_data, split  # noqa: E402
-from onnxprune.torchview.finetune import Targets  # noqa: E402
 from onnxprune.graph.groups import analyze_groups  # noqa: E402
 from onnxprune.graph.load import load  # noqa: E402
-from onnxprune.stages.select import floor_for, select  # noqa: E402
-from onnxprune.torchview.session import TorchView  # noqa: E402
-from onnxprune.graph.slice import slice_model  # noqa: E402
 from onnxprune.graph.runtime import run_batched  # noqa: E402
+from onnxprune.graph.slice import slice_model  # noqa: E402
+from onnxprune.stages.select import floor_for, select  # noqa: E402
+from onnxprune.torchview.finetune import Targets  # noqa: E402
+from onnxprune.torchview.session import TorchView  # noqa: E402
 
 CURVE = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 

@@ -30,12 +30,12 @@ from table import Table
 from torchvision_onnx import random_images, torchvision_onnx
 
 from onnxprune import prune
-from onnxprune.measure.bench import benchmark, device_name
 from onnxprune.data.sources import load_data, split
 from onnxprune.graph.load import load
+from onnxprune.graph.runtime import run_batched
+from onnxprune.measure.bench import benchmark, device_name
 from onnxprune.measure.metrics import compare_outputs
 from onnxprune.stages.quantize import quantize_int8
-from onnxprune.graph.runtime import run_batched
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_models" / "digits_resnet.onnx"

@@ -30,9 +30,9 @@ from speedup import FAST, _macs
 from torchvision_onnx import random_images, torchvision_onnx
 from zoo import build_torch_model, export_onnx  # torchvision_onnx puts tests/ on the path
 
-from onnxprune.measure.bench import benchmark, device_name
-from onnxprune.graph.load import load
 from onnxprune import prune
+from onnxprune.graph.load import load
+from onnxprune.measure.bench import benchmark, device_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from detectors import build_detector, export_detector  # noqa: E402
 from zoo import ZOO, build_torch_model, export_onnx  # noqa: E402
 
-from onnxprune.graph.groups import analyze_groups  # noqa: E402
-from onnxprune.torchview.importer import import_model  # noqa: E402
-from onnxprune.graph.load import load  # noqa: E402
 from onnxprune import prune  # noqa: E402
+from onnxprune.graph.groups import analyze_groups  # noqa: E402
+from onnxprune.graph.load import load  # noqa: E402
+from onnxprune.torchview.importer import import_model  # noqa: E402
 
 FAST = dict(rounds=2, round_steps=2, epochs=0.5, calibration_images=32, round_to=1, bench=False, max_drop=100)
 KERAS = (("MobileNetV2", 96, 13), ("ResNet50", 64, 13), ("EfficientNetB0", 64, 13), ("MobileNetV2", 96, 11),

@@ -17,12 +17,12 @@ import warnings
 import numpy as np
 from torchvision_onnx import torchvision_onnx
 
-from onnxprune.measure.bench import benchmark
 from onnxprune.graph.flops import count
 from onnxprune.graph.groups import analyze_groups, predict_shapes
-from onnxprune.measure.latency import LocalCache, measure_granularity, measure_latency
 from onnxprune.graph.load import load
 from onnxprune.graph.slice import slice_model
+from onnxprune.measure.bench import benchmark
+from onnxprune.measure.latency import LocalCache, measure_granularity, measure_latency
 
 
 def main() -> None:

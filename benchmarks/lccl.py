@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "sample_models"))
 import build  # noqa: E402
 from chars import CLASSES, render_set  # noqa: E402
 
-from onnxprune.measure.bench import benchmark  # noqa: E402
 from onnxprune.graph.load import load  # noqa: E402
+from onnxprune.measure.bench import benchmark  # noqa: E402
 
 
 class Collaborative(nn.Module):

@@ -35,8 +35,8 @@ from torchvision_onnx import random_images, torchvision_onnx
 from zoo import export_onnx
 
 from onnxprune import prune
-from onnxprune.measure.bench import benchmark, device_name
 from onnxprune.graph.load import load
+from onnxprune.measure.bench import benchmark, device_name
 
 MULTIPLIERS = (0.75, 0.5, 0.35)
 

@@ -23,9 +23,9 @@ import onnx
 from speedup import FAST
 from torchvision_onnx import random_images, torchvision_onnx
 
+from onnxprune import prune
 from onnxprune.graph.flops import count
 from onnxprune.graph.load import load
-from onnxprune import prune
 from onnxprune.graph.shapes import probe_shapes
 
 

@@ -32,12 +32,12 @@ from peer import taylor_prune_to
 from torchvision_onnx import random_images, torchvision_onnx
 from zoo import build_torch_model, export_onnx  # torchvision_onnx puts tests/ on the path
 
-from onnxprune.measure.bench import benchmark, device_name
-from onnxprune.graph.flops import count
-from onnxprune.graph.load import load
 from onnxprune import prune
 from onnxprune.graph.devices import cuda_available
+from onnxprune.graph.flops import count
+from onnxprune.graph.load import load
 from onnxprune.graph.shapes import probe_shapes
+from onnxprune.measure.bench import benchmark, device_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -40,11 +40,11 @@ from table import Table  # noqa: E402
 from onnxprune import prune  # noqa: E402
 from onnxprune.data.sources import Preprocess, load_data  # noqa: E402
 from onnxprune.errors import OnnxpruneError  # noqa: E402
-from onnxprune.measure.intervals import drop_interval  # noqa: E402
 from onnxprune.graph.load import load  # noqa: E402
+from onnxprune.graph.runtime import run_batched  # noqa: E402
+from onnxprune.measure.intervals import drop_interval  # noqa: E402
 from onnxprune.measure.metrics import explained_variance  # noqa: E402
 from onnxprune.measure.tasks import TaskSettings, measure  # noqa: E402
-from onnxprune.graph.runtime import run_batched  # noqa: E402
 
 SIZES = {"detector": (96, 96), "text_map": (64, 128), "reader": (32, 100), "embedder": (32, 32)}
 

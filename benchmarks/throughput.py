@@ -38,8 +38,8 @@ from torchvision_onnx import torchvision_onnx  # noqa: E402
 
 from onnxprune.data.augment import AREA, ASPECT  # noqa: E402
 from onnxprune.data.sources import IMAGENET_MEAN, IMAGENET_STD, load_data  # noqa: E402
-from onnxprune.torchview.finetune import TrainSettings, finetune  # noqa: E402
 from onnxprune.graph.load import load  # noqa: E402
+from onnxprune.torchview.finetune import TrainSettings, finetune  # noqa: E402
 from onnxprune.torchview.loader import default_workers  # noqa: E402
 from onnxprune.torchview.session import TorchView  # noqa: E402
 from onnxprune.torchview.teacher import Teacher  # noqa: E402

@@ -24,8 +24,8 @@ from zoo import EXPORTERS, ZOO, build_torch_model, export_onnx, onnx_tool_macs  
 
 from onnxprune.errors import OnnxpruneError  # noqa: E402
 from onnxprune.graph.groups import analyze_groups  # noqa: E402
-from onnxprune.torchview.importer import import_model  # noqa: E402
 from onnxprune.graph.load import load  # noqa: E402
+from onnxprune.torchview.importer import import_model  # noqa: E402
 
 
 def main() -> None:

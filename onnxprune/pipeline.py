@@ -21,42 +21,42 @@ import numpy as np
 import onnx
 import torch
 
-from .graph.output_axes import restore_signature
-from .graph.batchnorm import fold_inserted, needs_batchnorm, shapes_with_inserted, with_batchnorm
-from .stages.calibration import calibrate
-from .measure.bench import benchmark
 from .data.augment import resolve_mode
-from .stages.checkpoint import Checkpoint, Checkpoints, fingerprint
 from .data.sources import UNLABELLED, Dataset, bounded, check_labels, load_data, small_data_note, split
-from .torchview.distributed import join, on_main
 from .errors import OnnxpruneError, QualityBudgetExceeded
-from .torchview.finetune import Targets, TrainSettings, epoch_steps, precision_for
+from .graph.batchnorm import fold_inserted, needs_batchnorm, shapes_with_inserted, with_batchnorm
+from .graph.devices import run_devices
 from .graph.groups import GroupAnalysis, analyze_groups
 from .graph.load import LoadedModel, load
-from .torchview.loader import default_workers
-from .stages.lossless import LosslessResult, watched_tensors
-from .torchview.memory import plan_memory
-from .graph.output_axes import is_classifier_output
 from .graph.nodes import is_inserted
+from .graph.output_axes import restore_signature
+from .graph.output_axes import is_classifier_output
+from .graph.runtime import run_batched
+from .measure.bench import benchmark
+from .measure.tasks import MEASURED_BY, TaskSettings, infer_task, load_metric
 from .options import PruneOptions, resolve
-from .stages.recover import recover
-from .stages.run import Progress, Run, StageClock
 from .report import (
     Budget, DataSizes, Flops, HardwareAware, Stage, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime, Verification,
     Widths,
 )
+from .stages.budget import prune_within_budget
+from .stages.calibration import calibrate
+from .stages.checkpoint import Checkpoint, Checkpoints, fingerprint
+from .stages.lossless import LosslessResult, watched_tensors
+from .stages.quantize import quantize_int8
+from .stages.recover import recover
 from .stages.rounds import (
     WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, planned_rounds, prune_in_rounds,
     remove_lossless,
 )
-from .stages.budget import prune_within_budget
-from .stages.quantize import quantize_int8
-from .graph.devices import run_devices
-from .graph.runtime import run_batched
-from .torchview.session import TorchView
-from .measure.tasks import MEASURED_BY, TaskSettings, infer_task, load_metric
-from .torchview.teacher import Teacher, worth_caching
+from .stages.run import Progress, Run, StageClock
 from .stages.verify import verify, verify_quantized
+from .torchview.distributed import join, on_main
+from .torchview.finetune import Targets, TrainSettings, epoch_steps, precision_for
+from .torchview.loader import default_workers
+from .torchview.memory import plan_memory
+from .torchview.session import TorchView
+from .torchview.teacher import Teacher, worth_caching
 
 __all__ = ["PruneOptions", "PruneResult", "prune", "prepare"]
 

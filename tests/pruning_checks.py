@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -11,7 +13,7 @@ from onnxprune.graph.groups import GroupAnalysis, analyze_groups, axis_indices, 
 from onnxprune.graph.load import LoadedModel
 from onnxprune.graph.runtime import run_model
 from onnxprune.graph.shapes import probe_shapes, random_feed
-from onnxprune.graph.slice import slice_model
+from onnxprune.graph.slice import slice_groups, slice_model
 
 __all__ = ["random_keep", "zero_dropped_at_consumers", "assert_close", "check_random_slice"]
 
@@ -55,6 +57,12 @@ def assert_close(a: list[np.ndarray], b: list[np.ndarray], rtol: float = 1e-4) -
         assert float(np.abs(x - y).max()) <= rtol * scale + 1e-6, float(np.abs(x - y).max())
 
 
+def assert_same_groups(derived: GroupAnalysis, traced: GroupAnalysis) -> None:
+    """The groups the slicer hands over are the groups tracing the sliced model finds, field by field."""
+    for f in fields(GroupAnalysis):
+        assert getattr(derived, f.name) == getattr(traced, f.name), f"derived groups differ in {f.name}"
+
+
 def check_random_slice(loaded: LoadedModel, drop: float = 0.3, seed: int = 0) -> None:
     """Keep-all is identity; a random keep-set is valid, costs what was predicted, and is exact."""
     model, image = loaded.model, loaded.image
@@ -66,11 +74,12 @@ def check_random_slice(loaded: LoadedModel, drop: float = 0.3, seed: int = 0) ->
     assert_close(run_model(slice_model(model, analysis, everything), feed), reference)
     for exact_only in (True, False):
         keep = random_keep(analysis, drop, seed, exact_only)
-        sliced = slice_model(model, analysis, keep)
+        sliced, groups = slice_groups(model, image, analysis, keep)
         onnx.checker.check_model(sliced, full_check=True)
         onnx.shape_inference.infer_shapes(sliced, check_type=True, strict_mode=True)
         outputs = run_model(sliced, feed)
         widths = {gid: len(idx) for gid, idx in keep.items()}
+        assert_same_groups(groups, analyze_groups(LoadedModel(sliced, image, None)))
         predicted = predict_cost(model, analysis, widths)
         actual = count(sliced, probe_shapes(sliced, image))
         assert (actual.flops, actual.macs, actual.params) == (predicted.flops, predicted.macs, predicted.params)

@@ -12,16 +12,16 @@ import torch
 from cli_run import run_cli
 from conftest import SAMPLES
 
-from onnxprune.stages.bandit import ChannelBandit
 from onnxprune.criteria import get
 from onnxprune.data.sources import UNLABELLED
-from onnxprune.torchview.finetune import labelled_nll
 from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
-from onnxprune.stages.recover import MagnitudeMask
-from onnxprune.torchview.session import TorchView
-from onnxprune.graph.slice import zero_channels
 from onnxprune.graph.runtime import run_batched
+from onnxprune.graph.slice import zero_channels
+from onnxprune.stages.bandit import ChannelBandit
+from onnxprune.stages.recover import MagnitudeMask
+from onnxprune.torchview.finetune import labelled_nll
+from onnxprune.torchview.session import TorchView
 
 
 def test_cross_entropy_skips_unlabelled_images_and_weighs_by_their_share() -> None:

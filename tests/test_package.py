@@ -151,6 +151,12 @@ def test_no_module_shares_its_name_with_a_public_function() -> None:
         assert not (PACKAGE / f"{name}.py").exists() and not (PACKAGE / name).is_dir(), name
 
 
+def test_the_tests_mirror_the_wings() -> None:
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    assert folders and folders <= {_wing(m) for m in _imports()} - {"root"}, folders
+
+
 def _module_graph() -> dict[str, set[str]]:
     """Each onnxprune module and the onnxprune modules it imports at module level."""
     return {m: {i.target for i in imports if i.module_level and i.target.startswith("onnxprune")}

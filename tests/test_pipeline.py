@@ -5,9 +5,9 @@ import onnx
 import pytest
 from conftest import SAMPLES
 
+from onnxprune import prune
 from onnxprune.graph.flops import count
 from onnxprune.graph.load import load
-from onnxprune import prune
 from onnxprune.graph.runtime import run_model
 from onnxprune.graph.shapes import probe_shapes
 

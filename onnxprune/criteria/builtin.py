@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph.groups import ChannelGroup
-from .registry import Observation, register
 from .parts import (
     abs_of_mean, activation, half_mean_of_squared_sums, l2_normalized, mean_of_abs, mean_of_squares_per_sample,
     kmeans, nonzero_fraction, taylor_product,
 )
+from .registry import Observation, register
 from .stats import Stats
 
 __all__: list[str] = []

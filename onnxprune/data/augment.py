@@ -28,8 +28,8 @@ import math
 
 import numpy as np
 
-from .sources import CENTRE, View
 from ..graph.output_axes import is_classifier_output
+from .sources import CENTRE, View
 
 __all__ = ["MODES", "resolve_mode", "draw_view"]
 

@@ -9,8 +9,8 @@ import onnx
 
 from .flops import ModelCost
 from .groups import GroupAnalysis, analyze_groups
-from .output_axes import restore_signature
 from .load import LoadedModel, graph_inputs, load
+from .output_axes import restore_signature
 
 __all__ = ["analyze", "describe", "describe_groups"]
 

@@ -15,7 +15,7 @@ producer), BN's four vectors (per channel) and B's weight axis 1 (the consumer):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -26,7 +26,7 @@ from .flow import trace
 from .load import LoadedModel
 from .shapes import probe_shapes
 
-__all__ = ["ChannelGroup", "GroupAnalysis", "find_groups", "analyze_groups", "predict_shapes", "predict_cost",
+__all__ = ["ChannelGroup", "GroupAnalysis", "find_groups", "analyze_groups", "after_slicing", "predict_shapes", "predict_cost",
            "axis_indices", "consumer_inputs"]
 
 
@@ -58,6 +58,7 @@ class GroupAnalysis:
     tensors: dict[str, TensorChannels]  # segments are group ids
     shapes: dict[str, tuple[int, ...]]  # concrete shapes at batch 1
     cost: ModelCost
+    trace_rank: tuple[int, ...] = ()  # each group's place in tracing order, which breaks numbering ties
 
     def group(self, gid: int) -> ChannelGroup:
         return self.groups[gid]
@@ -100,6 +101,7 @@ def find_groups(
     spaces, tensors, slots, shape_consts, attrs = (found.spaces, found.tensors, found.slots,
                                                    found.shape_constants, found.attributes)
     roots = sorted({spaces.find(s) for s in range(len(spaces.parent))})
+    rank = {r: i for i, r in enumerate(roots)}
     # Number groups largest first so listings read naturally; ties keep graph order.
     roots.sort(key=lambda r: -spaces.size[r])
     gid_of_root = {r: i for i, r in enumerate(roots)}
@@ -136,7 +138,8 @@ def find_groups(
             )
         )
     analysis = GroupAnalysis(
-        tuple(groups), resolved_slots, resolved_consts, resolved_attrs, resolved_tensors, shapes, base_cost
+        tuple(groups), resolved_slots, resolved_consts, resolved_attrs, resolved_tensors, shapes, base_cost,
+        tuple(rank[r] for r in roots),
     )
     return _with_costs(model, analysis)
 
@@ -159,7 +162,37 @@ def _with_costs(model: onnx.ModelProto, analysis: GroupAnalysis) -> GroupAnalysi
                              base.flops - cost.flops, base.params - cost.params)
         groups.append(g)
     return GroupAnalysis(tuple(groups), analysis.slots, analysis.shape_constants, analysis.attributes,
-                         analysis.tensors, analysis.shapes, base)
+                         analysis.tensors, analysis.shapes, base, analysis.trace_rank)
+
+
+def after_slicing(sliced: onnx.ModelProto, analysis: GroupAnalysis, widths: Mapping[int, int]) -> GroupAnalysis:
+    """The groups of ``sliced`` (``analysis``'s model with groups cut to ``widths`` channels),
+    derived rather than traced again: slicing keeps every group, slot and link and changes only
+    channel counts, so only sizes, shapes, costs and the numbering (largest first, ties in
+    tracing order, as ``find_groups`` numbers) move. Equal to ``analyze_groups`` of ``sliced``
+    (tests/graph/test_groups.py)."""
+    size = {g.id: widths.get(g.id, g.channels) for g in analysis.groups}
+    order = sorted(size, key=lambda gid: (-size[gid], analysis.trace_rank[gid]))
+    new_id = {old: new for new, old in enumerate(order)}
+
+    def ids(segments: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(new_id[s] for s in segments)
+
+    def sizes(segments: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(size[s] for s in segments)
+
+    groups = tuple(ChannelGroup(new_id[g.id], size[g.id], g.blocked, g.exact, g.producers)
+                   for g in (analysis.group(old) for old in order))
+    slots = tuple(replace(s, segments=ids(s.segments), sizes=sizes(s.segments)) for s in analysis.slots)
+    constants = tuple(replace(c, segments=ids(c.segments), sizes=sizes(c.segments))
+                      for c in analysis.shape_constants)
+    attributes = tuple(replace(a, segments=ids(a.segments), sizes=sizes(a.segments)) for a in analysis.attributes)
+    tensors = {name: replace(t, segments=ids(t.segments), sizes=sizes(t.segments))
+               for name, t in analysis.tensors.items()}
+    shapes = predict_shapes(analysis, dict(widths))
+    derived = GroupAnalysis(groups, slots, constants, attributes, tensors, shapes, count(sliced, shapes),
+                            tuple(analysis.trace_rank[old] for old in order))
+    return _with_costs(sliced, derived)
 
 
 def _new_extent(segments, sizes, outer, inner, widths: dict[int, int]) -> int:

@@ -13,10 +13,10 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-from .batch import BATCH_NAME, free_batch
-from .output_axes import BatchAxis, put_batch_first
 from ..errors import OnnxpruneError, first_line
+from .batch import BATCH_NAME, free_batch
 from .image_input import ImageInput
+from .output_axes import BatchAxis, put_batch_first
 
 __all__ = [
     "LoadedModel", "ImageInput", "load", "read_model", "normalize", "graph_inputs",

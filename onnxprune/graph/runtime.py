@@ -11,8 +11,8 @@ from typing import Protocol
 import numpy as np
 import onnx
 
-from .devices import onnxruntime_device
 from ..errors import OnnxpruneError, first_line
+from .devices import onnxruntime_device
 
 __all__ = ["run_batched", "batches", "batch_for", "BATCH_VALUES", "Batched", "make_session", "run_model",
            "run_model_each"]

@@ -14,10 +14,12 @@ from onnx import numpy_helper
 
 from ..errors import OnnxpruneError
 from .channels import Slot
-from .groups import GroupAnalysis, axis_indices
+from .groups import GroupAnalysis, after_slicing, analyze_groups, axis_indices
+from .image_input import ImageInput
+from .load import LoadedModel
 from .ops import rule
 
-__all__ = ["take", "slice_model", "zero_channels", "check_keep"]
+__all__ = ["take", "slice_model", "slice_groups", "zero_channels", "check_keep"]
 
 
 def take(array: np.ndarray, indices: np.ndarray, axis: int) -> np.ndarray:
@@ -41,6 +43,20 @@ def check_keep(analysis: GroupAnalysis, keep: Mapping[int, np.ndarray]) -> dict[
             raise OnnxpruneError(f"keep-set for group {gid} must hold 1..{group.channels} indices in range")
         checked[gid] = idx
     return checked
+
+
+def slice_groups(model: onnx.ModelProto, image: ImageInput, analysis: GroupAnalysis,
+                 keep: Mapping[int, np.ndarray]) -> tuple[onnx.ModelProto, GroupAnalysis]:
+    """``slice_model``, and the sliced model's groups for the next round: derived from
+    ``analysis`` (``groups.after_slicing``), not traced and probed again — except where a group
+    is cut to one channel, which changes what the graph means (an axis of one broadcasts; a
+    one-channel depthwise conv is a plain conv), so the sliced model is traced."""
+    keep = check_keep(analysis, keep)
+    sliced = slice_model(model, analysis, keep)
+    widths = {gid: len(kept) for gid, kept in keep.items()}
+    if 1 in widths.values():
+        return sliced, analyze_groups(LoadedModel(sliced, image, None))
+    return sliced, after_slicing(sliced, analysis, widths)
 
 
 def zero_channels(

@@ -20,9 +20,9 @@ import numpy as np
 import onnx
 
 from ..errors import OnnxpruneError
+from ..graph.devices import onnxruntime_device
 from ..graph.image_input import ImageInput
 from ..graph.load import load
-from ..graph.devices import onnxruntime_device
 from ..graph.runtime import make_session
 from ..graph.shapes import random_input
 

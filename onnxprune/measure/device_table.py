@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..graph.batchnorm import with_batchnorm
 from ..errors import OnnxpruneError
+from ..graph.batchnorm import with_batchnorm
 from ..graph.groups import analyze_groups
-from .latency import LocalCache, entry_digest, measure_granularity, measure_latency
 from ..graph.load import load
 from ..graph.write import atomic_write_bytes
+from .latency import LocalCache, entry_digest, measure_granularity, measure_latency
 
 __all__ = ["FORMAT", "VERSION", "Recorder", "TableFile", "profile_device"]
 

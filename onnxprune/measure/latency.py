@@ -33,13 +33,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .bench import device_name, time_interleaved
 from ..graph.flops import ModelCost, count
 from ..graph.groups import GroupAnalysis, predict_shapes
 from ..graph.image_input import ImageInput
 from ..graph.ops import rule
 from ..graph.shapes import random_feed, random_input
 from ..graph.slice import slice_model
+from .bench import device_name, time_interleaved
 
 __all__ = [
     "LatencyModel",

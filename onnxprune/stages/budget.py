@@ -16,11 +16,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..torchview.finetune import epoch_steps
 from ..report import Budget, RoundRecord
+from ..torchview.finetune import epoch_steps
+from ..torchview.session import TorchView
 from .rounds import BUDGET_STEP, WidthPlan, held_out_quality, prune_round
 from .run import Run
-from ..torchview.session import TorchView
 
 __all__ = ["prune_within_budget", "retry_steps", "MAX_ROUNDS"]
 
@@ -76,7 +76,7 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
                              extra_steps=extra)
         if (record.quality_drop or 0.0) > o.drop_limit:
             records.append(replace(record, kept=False))
-            reason = (f"round {r} lost {record.quality_drop:.1f} points of {_metric(run)}, beyond --max-drop "
+            reason = (f"round {r} lost {record.quality_drop:.1f} points of {run.metric.replace('_', ' ')}, beyond --max-drop "
                       f"{o.max_drop:g}, even after {record.extra_steps} more fine-tuning steps")
             break
         view, kept = candidate, r
@@ -88,10 +88,6 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             break
     kept_text = f"round {kept}" if kept else "the original (no round stayed within the budget)"
     log.info("budget: stopped after round %d, keeping %s: %s", records[-1].round if records else 0, kept_text, reason)
-    budget = Budget(_metric(run), o.drop_limit, minimize, kept, records[-1].round if records else 0, reason)
+    budget = Budget(run.metric.replace("_", " "), o.drop_limit, minimize, kept, records[-1].round if records else 0,
+                    reason)
     return view, records, budget
-
-
-def _metric(run: Run) -> str:
-    """The measure --max-drop limits for this model and data, in words."""
-    return held_out_quality(run, None).drop.metric.replace("_", " ")

@@ -17,9 +17,9 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from ..graph.channels import TensorChannels
 from ..criteria.observe import as_channels
 from ..criteria.parts import extremes as max_and_negated_min
+from ..graph.channels import TensorChannels
 from ..graph.runtime import make_session
 from ..graph.shapes import expose_all
 

@@ -21,10 +21,10 @@ import onnx
 
 from ..data.sources import Dataset
 from ..errors import OnnxpruneError
-from .lossless import LosslessResult
+from ..graph.write import atomic_write_bytes
 from ..options import PruneOptions
 from ..report import Budget, RoundRecord
-from ..graph.write import atomic_write_bytes
+from .lossless import LosslessResult
 
 __all__ = ["FORMAT", "Checkpoint", "Checkpoints", "fingerprint"]
 

@@ -16,15 +16,15 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .calibration import calibrate
 from ..graph.channels import Slot, TensorChannels
 from ..graph.groups import GroupAnalysis, analyze_groups, consumer_inputs
+from ..graph.image_input import ImageInput
 from ..graph.load import LoadedModel
 from ..graph.nodes import attribute
 from ..graph.ops import rule
-from ..graph.image_input import ImageInput
+from ..graph.slice import slice_groups
+from .calibration import calibrate
 from .select import round_up
-from ..graph.slice import slice_model
 
 __all__ = ["LosslessResult", "lossless_pass"]
 
@@ -38,6 +38,7 @@ class LosslessResult:
     dead: int  # zero wherever read: removed
     folded: int  # constant wherever read: removed, folded into the consumers' biases
     constant_kept: int  # constant, but a consumer cannot absorb it (padding, MatMul, ...)
+    groups: GroupAnalysis | None = None  # ``model``'s groups, where the pass knows them (not checkpointed)
 
 
 Place = tuple[str, int, np.ndarray, np.ndarray]  # tensor read, offset of the group there, max, min
@@ -163,7 +164,7 @@ def lossless_pass(model: onnx.ModelProto, image: ImageInput, analysis: GroupAnal
             for tensor, offset, hi, lo in places[group.id]:
                 constants[(tensor, offset + int(c))] = float(hi[c] + lo[c]) / 2
     if not keep:
-        return LosslessResult(model, 0, 0, kept_count)
+        return LosslessResult(model, 0, 0, kept_count, analysis)
     original, model = model, onnx.ModelProto()
     model.CopyFrom(original)
     if constants and _fold(model, analysis, constants):
@@ -172,4 +173,5 @@ def lossless_pass(model: onnx.ModelProto, image: ImageInput, analysis: GroupAnal
         analysis = analyze_groups(LoadedModel(model, image, None))
         renamed = {g.id: by_producers[frozenset(g.producers)] for g in analysis.groups if g.producers}
         keep = {new: keep[old] for new, old in renamed.items() if old in keep}
-    return LosslessResult(slice_model(model, analysis, keep), dead_count, folded_count, kept_count)
+    sliced, groups = slice_groups(model, image, analysis, keep)
+    return LosslessResult(sliced, dead_count, folded_count, kept_count, groups)

@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import torch
 
-from ..torchview.finetune import TeacherFn, TrainSettings
 from ..data.sources import Dataset
+from ..torchview.finetune import TeacherFn, TrainSettings
 
 __all__ = ["MagnitudeMask", "recover"]
 

@@ -15,28 +15,28 @@ from math import ceil, log as ln
 import numpy as np
 import onnx
 
-from .bandit import ChannelBandit
-from ..measure.bench import BenchResult, benchmark
 from ..criteria import get
-from ..torchview.distributed import on_main
+from ..data.sources import Dataset
 from ..errors import OnnxpruneError
 from ..graph.flops import ModelCost, count
 from ..graph.groups import GroupAnalysis, predict_shapes
+from ..graph.runtime import run_batched
+from ..graph.slice import slice_groups, zero_channels
+from ..graph.tolerance import max_difference
+from ..measure.bench import BenchResult, benchmark
 from ..measure.device_table import TableFile
-from ..measure.latency import LatencyModel, LocalCache, Store, measure_granularity, measure_latency
-from .lossless import LosslessResult, lossless_pass
-from ..data.sources import Dataset
 from ..measure.intervals import drop_interval, interval
+from ..measure.latency import LatencyModel, LocalCache, Store, measure_granularity, measure_latency
 from ..measure.metrics import QualityDrop, compare_outputs
 from ..measure.tasks import measure
 from ..options import PruneOptions
 from ..report import Quality, RoundRecord
-from .run import Run
-from ..graph.tolerance import max_difference
-from .select import floor_for, group_step, select
+from ..torchview.distributed import on_main
 from ..torchview.session import TorchView
-from ..graph.slice import slice_model, zero_channels
-from ..graph.runtime import run_batched
+from .bandit import ChannelBandit
+from .lossless import LosslessResult, lossless_pass
+from .run import Run
+from .select import floor_for, group_step, select
 from .width_step import StepChoice, choose_step
 
 __all__ = ["WidthPlan", "plan_widths", "remove_lossless", "prune_round", "prune_in_rounds", "correct_latency",
@@ -165,7 +165,7 @@ def remove_lossless(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> tuple
     """The lossless pass (dead and constant channels), checked to change no output, and the torch
     view the rounds start from (imported once, after it, and checked against onnxruntime)."""
     work, image = run.work.model, run.work.image
-    freed = LosslessResult(work, 0, 0, 0)
+    freed = LosslessResult(work, 0, 0, 0, analysis)
     if run.options.lossless:
         freed = lossless_pass(work, image, analysis, run.calib, plan.steps(analysis), run.calib_extremes)
     if freed.dead or freed.folded:
@@ -181,7 +181,7 @@ def remove_lossless(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> tuple
     if freed.constant_kept:
         log.info("lossless pass: kept %d constant channels whose consumers cannot absorb them (padding)",
                  freed.constant_kept)
-    return TorchView.of(freed.model, image), freed
+    return TorchView.of(freed.model, image, analysis=freed.groups), freed
 
 
 def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis, r: int, label: str, goal: int,
@@ -200,8 +200,11 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
         view, losses = _bandit_round(run, view, analysis, {gid: len(k) for gid, k in chosen.keep.items()}, r,
                                      progress)
     else:
-        cut = zero_channels if soft else slice_model
-        view = TorchView.of(cut(view.model, analysis, chosen.keep), view.image)
+        if soft:  # zeroed, not removed: the groups stay as they are
+            view = TorchView.of(zero_channels(view.model, analysis, chosen.keep), view.image, analysis=analysis)
+        else:
+            sliced, groups = slice_groups(view.model, view.image, analysis, chosen.keep)
+            view = TorchView.of(sliced, view.image, analysis=groups)
         losses = view.finetune(run.train, run.teacher, steps, run.settings, (o.seed, r), progress)
     quality = held_out_quality(run, view.model, judging=True)
     drop = quality.drop
@@ -229,7 +232,8 @@ def _bandit_round(run: Run, view: TorchView, analysis: GroupAnalysis, widths: di
                                progress, after_step=bandit)
     finally:
         bandit.close()
-    return TorchView.of(slice_model(view.model, analysis, bandit.keep()), view.image), losses
+    sliced, groups = slice_groups(view.model, view.image, analysis, bandit.keep())
+    return TorchView.of(sliced, view.image, analysis=groups), losses
 
 
 def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = False,
@@ -240,14 +244,9 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
     of held-out items allows (a bootstrap: the final figures, not every round's). Where the
     budget chooses among rounds, ``judging`` takes the items decisions are made on, and the
     figure reported for the kept model comes from the others, which no decision saw."""
-    val, reference = held_out_part(run, judging)
+    val, reference = run.held_out(judging)
     labels = val.labels
-    if (judging, intervals) not in run.original_quality:  # the original's figures, once per run
-        measured = measure(run.task, reference, reference, labels, run.task_settings, full=intervals)
-        figures = compare_outputs(reference, reference, labels) | measured.extras
-        figures[measured.metric] = measured.figure()
-        run.original_quality[judging, intervals] = (measured, figures)
-    before_m, before = run.original_quality[judging, intervals]
+    before_m, before = run.original(judging, intervals)
     before = dict(before)
     if model is None:
         after_m, after = before_m, dict(before)
@@ -264,15 +263,6 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
         drop = replace(drop, low=low, high=high)
         bounds = {"before": interval(before_m, run.options.seed), "after": interval(after_m, run.options.seed)}
     return Quality(before, after, len(val), drop, run.task, bounds)
-
-
-def held_out_part(run: Run, judging: bool) -> tuple[Dataset, list[np.ndarray]]:
-    """The held-out items (and the original's outputs on them) that decide (``judging``) or
-    that report; all of them where nothing is chosen by quality."""
-    if run.judged is None:
-        return run.val, run.teacher_val
-    chosen = run.judged if judging else np.setdiff1d(np.arange(len(run.val)), run.judged)
-    return run.val.subset(chosen), [t[chosen] for t in run.teacher_val]
 
 
 def planned_rounds(o: PruneOptions) -> int:

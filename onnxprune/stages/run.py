@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checkpoint import Checkpoints
 from ..data.sources import Dataset
-from ..torchview.distributed import Ranks
-from ..torchview.finetune import Targets, TrainSettings
 from ..graph.groups import GroupAnalysis
 from ..graph.load import LoadedModel
+from ..measure.metrics import compare_outputs
+from ..measure.tasks import Measure, TaskSettings, measure
 from ..options import PruneOptions
-from ..measure.tasks import TaskSettings
+from ..torchview.distributed import Ranks
+from ..torchview.finetune import Targets, TrainSettings
 from ..torchview.teacher import Teacher
+from .checkpoint import Checkpoints
 
 __all__ = ["Run", "Progress", "StageClock"]
 
@@ -52,8 +53,33 @@ class Run:
     task_settings: TaskSettings = TaskSettings()
     judged: np.ndarray | None = None  # held-out positions the budget decides on; the rest report
     calib_extremes: dict[str, np.ndarray] | None = None  # per tensor, [max, −min] per channel on ``calib``
-    # the original's held-out measures, computed once (by rounds.held_out_quality): a cache, not state
-    original_quality: dict = field(default_factory=dict)
+    # the original's held-out measures, computed once (``original``): a cache, not state
+    original_quality: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def held_out(self, judging: bool) -> tuple[Dataset, list[np.ndarray]]:
+        """The held-out items (and the original's outputs on them) that decide (``judging``) or
+        that report; all of them where nothing is chosen by quality."""
+        if self.judged is None:
+            return self.val, self.teacher_val
+        chosen = self.judged if judging else np.setdiff1d(np.arange(len(self.val)), self.judged)
+        return self.val.subset(chosen), [t[chosen] for t in self.teacher_val]
+
+    def original(self, judging: bool = False, intervals: bool = False) -> tuple[Measure, dict[str, float]]:
+        """The original's measure and figures on the held-out items (``held_out``), computed once
+        per run and kept: every judgement of a pruned model compares with them."""
+        if (judging, intervals) not in self.original_quality:
+            val, reference = self.held_out(judging)
+            measured = measure(self.task, reference, reference, val.labels, self.task_settings, full=intervals)
+            figures = compare_outputs(reference, reference, val.labels) | measured.extras
+            figures[measured.metric] = measured.figure()
+            self.original_quality[judging, intervals] = (measured, figures)
+        return self.original_quality[judging, intervals]
+
+    @property
+    def metric(self) -> str:
+        """The measure --max-drop limits for this model and data (the task's, or accuracy or
+        agreement as the labels allow)."""
+        return self.original()[0].metric
 
 
 class StageClock:

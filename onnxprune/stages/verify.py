@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import torch
 
-from ..graph.output_axes import BatchAxis, batch_first
 from ..data.sources import Dataset
 from ..errors import OnnxpruneError, first_line
-from ..torchview.importer import torch_outputs
-from ..graph.tolerance import max_difference
+from ..graph.output_axes import BatchAxis, batch_first
 from ..graph.runtime import batches, make_session
+from ..graph.tolerance import max_difference
+from ..torchview.importer import torch_outputs
 
 __all__ = ["verify", "verify_quantized", "check_valid"]
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from ..data.sources import UNLABELLED, Dataset
 from ..errors import OnnxpruneError, first_line
-from .loader import training_loader
 from ..graph.output_axes import feature_axis, is_classifier_output
+from .loader import training_loader
 
 __all__ = ["TrainSettings", "Targets", "TeacherFn", "loss_for", "finetune", "feature_mse", "is_distribution",
            "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS"]

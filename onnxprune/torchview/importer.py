@@ -16,12 +16,12 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .converters import register_converters
 from ..errors import OnnxpruneError, first_line
 from ..graph.load import LoadedModel
-from ..graph.tolerance import max_difference, within_tolerance
 from ..graph.runtime import run_model
 from ..graph.shapes import random_feed
+from ..graph.tolerance import max_difference, within_tolerance
+from .converters import register_converters
 
 __all__ = [
     "Link", "Imported", "import_model", "module_names", "write_back", "torch_outputs", "compare_with_onnxruntime",

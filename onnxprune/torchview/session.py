@@ -12,19 +12,19 @@ import numpy as np
 import onnx
 import torch
 
-from ..criteria.registry import Criterion, Observation
 from ..criteria.observe import observe
+from ..criteria.registry import Criterion, Observation
 from ..criteria.stats import score_groups
 from ..data.sources import UNLABELLED, Dataset
-from .distributed import gather_batches, ranks
-from .finetune import Targets, TeacherFn, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
 from ..graph.groups import GroupAnalysis, analyze_groups, consumer_inputs
-from .hints import FeatureHints, hint_nodes
-from .importer import Imported, import_model, torch_outputs, write_back
 from ..graph.image_input import ImageInput
 from ..graph.load import LoadedModel
 from ..graph.output_axes import feature_axis, is_classifier_output
 from ..graph.shapes import probe_shapes
+from .distributed import gather_batches, ranks
+from .finetune import Targets, TeacherFn, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
+from .hints import FeatureHints, hint_nodes
+from .importer import Imported, import_model, torch_outputs, write_back
 
 __all__ = ["TorchView"]
 
@@ -36,14 +36,19 @@ class TorchView:
     model: onnx.ModelProto
     image: ImageInput
     imported: Imported
+    analysis: GroupAnalysis | None = None  # the model's groups, where whoever made it knows them
 
     @classmethod
-    def of(cls, model: onnx.ModelProto, image: ImageInput, check: bool = True) -> TorchView:
-        return cls(model, image, import_model(LoadedModel(model, image, None), check=check))
+    def of(cls, model: onnx.ModelProto, image: ImageInput, check: bool = True,
+           analysis: GroupAnalysis | None = None) -> TorchView:
+        return cls(model, image, import_model(LoadedModel(model, image, None), check=check), analysis)
 
     def groups(self) -> GroupAnalysis:
-        """The channel groups of the model as it is now."""
-        return analyze_groups(LoadedModel(self.model, self.image, None))
+        """The channel groups of the model as it is now: handed over by the slicer, or found once
+        (fine-tuning changes weights, never the groups)."""
+        if self.analysis is None:
+            self.analysis = analyze_groups(LoadedModel(self.model, self.image, None))
+        return self.analysis
 
     def run(self, module: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         return torch_outputs(module, self.model, x)

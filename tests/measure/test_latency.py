@@ -7,11 +7,11 @@ import pytest
 from conftest import SAMPLES
 
 import onnxprune.measure.latency as latency
+from onnxprune import prune
 from onnxprune.graph.flops import count
 from onnxprune.graph.groups import analyze_groups, predict_cost, predict_shapes
-from onnxprune.measure.latency import LatencyModel, LayerTable, LocalCache, measure_granularity, measure_latency
 from onnxprune.graph.load import load
-from onnxprune import prune
+from onnxprune.measure.latency import LatencyModel, LayerTable, LocalCache, measure_granularity, measure_latency
 from onnxprune.stages.select import floor_for, group_step, select
 
 

@@ -5,12 +5,12 @@ import pytest
 from graphs import GraphBuilder
 from onnx import numpy_helper
 
-from onnxprune.stages.calibration import calibrate
 from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
-from onnxprune.stages.lossless import watched_tensors
 from onnxprune.graph.runtime import run_model
 from onnxprune.graph.shapes import expose_all
+from onnxprune.stages.calibration import calibrate
+from onnxprune.stages.lossless import watched_tensors
 
 
 def _model():

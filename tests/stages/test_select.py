@@ -7,9 +7,9 @@ from conftest import SAMPLES
 from onnxprune.graph.flops import count
 from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
-from onnxprune.stages.select import floor_for, select
 from onnxprune.graph.shapes import probe_shapes
 from onnxprune.graph.slice import slice_model
+from onnxprune.stages.select import floor_for, select
 
 
 def _setup(name: str = "digits_resnet.onnx"):

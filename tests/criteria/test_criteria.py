@@ -9,11 +9,11 @@ from onnxprune.criteria import CRITERIA, Observation, get, register
 from onnxprune.criteria.parts import activation, mean_of_abs
 from onnxprune.data.sources import load_data, split
 from onnxprune.errors import OnnxpruneError
-from onnxprune.torchview.finetune import Targets
 from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
-from onnxprune.torchview.session import TorchView
 from onnxprune.graph.runtime import run_batched
+from onnxprune.torchview.finetune import Targets
+from onnxprune.torchview.session import TorchView
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from graphs import GraphBuilder
 
-from onnxprune.torchview.importer import import_model
 from onnxprune.graph.load import load
+from onnxprune.torchview.importer import import_model
 
 
 def _imports_exactly(model) -> None:

@@ -9,9 +9,9 @@ from graphs import GraphBuilder
 
 from onnxprune.data.sources import Dataset
 from onnxprune.errors import OnnxpruneError
-from onnxprune.torchview.finetune import TrainSettings, finetune
 from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
+from onnxprune.torchview.finetune import TrainSettings, finetune
 from onnxprune.torchview.memory import TRAIN_FACTOR, activation_bytes, available_bytes, plan_memory
 
 

@@ -12,8 +12,8 @@ from conftest import SAMPLES
 
 import onnxprune.stages.rounds as rounds
 from onnxprune import prune
-from onnxprune.measure.device_table import FORMAT, VERSION, profile_device
 from onnxprune.errors import OnnxpruneError
+from onnxprune.measure.device_table import FORMAT, VERSION, profile_device
 
 pytestmark = pytest.mark.slow  # latency tables are timed, seconds per layer: run with --all (CI does)
 

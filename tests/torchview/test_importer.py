@@ -7,9 +7,9 @@ from conftest import SAMPLE_MODELS, SAMPLES
 from graphs import GraphBuilder
 from zoo import TESTED
 
-from onnxprune.torchview.importer import compare_with_onnxruntime, import_model, write_back
 from onnxprune.graph.load import load
 from onnxprune.graph.shapes import random_feed
+from onnxprune.torchview.importer import compare_with_onnxruntime, import_model, write_back
 
 
 def _check_import_and_write_back(loaded) -> None:

@@ -8,10 +8,10 @@ import torch
 from conftest import SAMPLES
 
 from onnxprune import prune
-from onnxprune.torchview.hints import FeatureHints, hint_nodes
 from onnxprune.graph.load import load
-from onnxprune.torchview.session import TorchView
 from onnxprune.graph.shapes import probe_shapes
+from onnxprune.torchview.hints import FeatureHints, hint_nodes
+from onnxprune.torchview.session import TorchView
 
 
 def test_stage_ends_are_matched_by_name_deepest_first() -> None:

@@ -7,12 +7,12 @@ from conftest import SAMPLES
 from graphs import GraphBuilder
 
 from onnxprune.graph.batchnorm import fold_inserted, insert_batchnorm, needs_batchnorm
-from onnxprune.stages.calibration import calibrate
 from onnxprune.graph.flops import count
 from onnxprune.graph.load import load
 from onnxprune.graph.nodes import is_inserted
 from onnxprune.graph.runtime import run_model
 from onnxprune.graph.shapes import probe_shapes
+from onnxprune.stages.calibration import calibrate
 
 
 def _folded_chain():

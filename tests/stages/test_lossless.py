@@ -7,12 +7,12 @@ import onnx
 from graphs import GraphBuilder
 from onnx import numpy_helper
 
+from onnxprune import prune
 from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
-from onnxprune.stages.lossless import lossless_pass
-from onnxprune import prune
-from onnxprune.report import LosslessCounts
 from onnxprune.graph.runtime import run_batched
+from onnxprune.report import LosslessCounts
+from onnxprune.stages.lossless import lossless_pass
 
 
 def _bn(g: GraphBuilder, x: str, gamma: np.ndarray, beta: np.ndarray) -> str:

@@ -7,8 +7,8 @@ from conftest import SAMPLES
 
 import onnxprune.measure.latency as latency
 from onnxprune.graph.groups import analyze_groups
-from onnxprune.measure.latency import LocalCache
 from onnxprune.graph.load import load
+from onnxprune.measure.latency import LocalCache
 from onnxprune.stages.width_step import NOISE_FLOOR, StepCandidate, _candidates, _decide, choose_step
 
 

@@ -6,10 +6,10 @@ import onnx
 import pytest
 from conftest import SAMPLES
 
-from onnxprune.measure.bench import benchmark, benchmark_files
 from onnxprune.errors import OnnxpruneError
-from onnxprune.graph.load import load
 from onnxprune.graph.devices import cuda_available, onnxruntime_device
+from onnxprune.graph.load import load
+from onnxprune.measure.bench import benchmark, benchmark_files
 
 
 def test_models_are_timed_the_same_number_of_times_against_the_first() -> None:

@@ -9,9 +9,9 @@ from graphs import GraphBuilder
 from pruning_checks import check_random_slice
 
 from onnxprune.graph.groups import analyze_groups
+from onnxprune.graph.load import load
 from onnxprune.torchview.importer import import_model
 from onnxprune.torchview.legacy_ops import same_pads
-from onnxprune.graph.load import load
 
 
 def _imports_and_prunes(model: onnx.ModelProto, prunable: int = 1):

@@ -9,8 +9,8 @@ from conftest import SAMPLES
 from graphs import GraphBuilder
 
 from onnxprune import prune
-from onnxprune.measure.intervals import drop_interval, items_to_resolve, wilson
 from onnxprune.graph.load import load
+from onnxprune.measure.intervals import drop_interval, items_to_resolve, wilson
 from onnxprune.measure.tasks import TaskSettings, decode_boxes, greedy_ctc, infer_task, measure
 
 

@@ -12,10 +12,10 @@ from onnx import numpy_helper
 from onnxprune.errors import OnnxpruneError
 from onnxprune.graph.load import load
 from onnxprune.graph.runtime import run_model
-from onnxprune.torchview.session import TorchView
-from onnxprune.graph.shapes import random_input
 from onnxprune.graph.runtime import run_batched
+from onnxprune.graph.shapes import random_input
 from onnxprune.stages.verify import verify
+from onnxprune.torchview.session import TorchView
 
 
 @pytest.fixture(scope="module")
