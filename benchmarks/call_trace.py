@@ -5,7 +5,8 @@ auto`` off so no timing varies) under ``sys.setprofile`` and prints, for calls b
 onnxprune's own modules: the modules entered, the distinct caller → callee module pairs, and
 the pairs that climb — the callee on the same or a higher import floor than the caller (a
 module's floor: the longest chain of module-level onnxprune imports beneath it), i.e. a call
-against the direction the imports point. Works on any layout of the package, so two commits
+against the direction the imports point (mostly callbacks: progress, the teacher, the loss) —
+and how often the graph is traced, its shapes probed and a quality measured. Works on any layout of the package, so two commits
 compare:
 
     python benchmarks/call_trace.py [--model digits_resnet.onnx] [--list]
@@ -67,21 +68,24 @@ def main() -> None:
     floor = floors(module_imports(package))
     edges: dict[tuple[str, str], int] = {}
     entered: set[str] = set()
+    repeated = {"find_groups": 0, "probe_shapes": 0, "measure": 0}  # tracing, shape probes, quality measures
 
     def profile(frame, event, arg):  # noqa: ARG001
-        if event != "call":
+        if event != "call" or frame.f_code.co_name == "<module>":  # calls, not imports
             return
         callee = frame.f_globals.get("__name__", "")
         if not callee.startswith("onnxprune.") and callee != "onnxprune":
             return
         entered.add(callee)
+        if frame.f_code.co_name in repeated and callee.rpartition(".")[2] in ("groups", "shapes", "tasks"):
+            repeated[frame.f_code.co_name] += 1
         caller_frame = frame.f_back
         caller = caller_frame.f_globals.get("__name__", "") if caller_frame else ""
         if caller != callee and (caller.startswith("onnxprune.") or caller == "onnxprune"):
             edges[caller, callee] = edges.get((caller, callee), 0) + 1
 
     with tempfile.TemporaryDirectory() as scratch:
-        options = dict(labels="imagefolder", epochs=1, round_steps=2, bench=False, round_to="8", seed=0,
+        options = dict(labels="imagefolder", epochs=1, round_steps=2, bench=False, round_to=8, seed=0,
                        checkpoint_dir=str(Path(scratch) / "checkpoints"))
         sys.setprofile(profile)
         try:
@@ -94,9 +98,13 @@ def main() -> None:
     print(f"modules entered          {len(entered)}")
     print(f"caller → callee pairs    {len(edges)}")
     print(f"pairs that climb         {len(climbs)}  ({sum(climbs.values())} calls)")
+    print(f"graphs traced            {repeated['find_groups']}  (groups.find_groups)")
+    print(f"shapes probed            {repeated['probe_shapes']}  (shapes.probe_shapes: an onnxruntime run)")
+    print(f"quality measures         {repeated['measure']}  (tasks.measure)")
     if args.list:
         for (a, b), n in sorted(climbs.items()):
             print(f"  {a} (floor {floor.get(a)}) → {b} (floor {floor.get(b)}): {n}")
+        print("modules entered:", " ".join(sorted(m.removeprefix("onnxprune.") for m in entered)))
 
 
 if __name__ == "__main__":
