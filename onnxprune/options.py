@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .data.sources import Preprocess
 from .errors import OnnxpruneError
+from .measure.tasks import BOX_LAYOUTS, TASKS, BoxLayout, Task
 
 __all__ = ["PruneOptions", "InvalidOption", "validate", "resolve", "cli_fields"]
 
@@ -191,18 +192,18 @@ class PruneOptions:
               "100 turns it off. Given without --target-flops or --target-latency it is the goal: prune round by "
               "round while the model stays within it and keep the smallest that does.",
         _between(0, 100, " points"), metavar="PTS", default_text="3")
-    task: str = option(
+    task: Task | Literal["auto"] = option(
         "auto", "What the model is for, which sets the measure --max-drop limits: classify (accuracy or top-1 "
                 "agreement), detect (mAP@0.5 of decoded boxes after NMS), segment (mIoU of the per-pixel argmax, or "
                 "IoU of a one-channel map binarized at --mask-threshold), ctc (greedy-decoded strings: exact "
                 "agreement, character error rate), embed (nearest-neighbour agreement, cosine), regress (explained "
                 "variance), or auto: from the outputs and the graph. Without labels the original's result is the "
-                "reference.", _one_of("auto", "classify", "detect", "segment", "ctc", "embed", "regress"),
-        metavar="auto|classify|detect|segment|ctc|embed|regress")
-    box_layout: str | None = option(
+                "reference.", _one_of("auto", *TASKS),
+        metavar="|".join(("auto", *TASKS)))
+    box_layout: BoxLayout | None = option(
         None, "How a detector's output holds boxes: cxcywh-classes (N, 4+C, A: YOLOv8), cxcywh-obj-classes "
               "(N, A, 5+C: YOLOv5, YOLOX), xyxy-score-class (N, K, 6: decoded in the graph).",
-        _one_of("cxcywh-classes", "cxcywh-obj-classes", "xyxy-score-class"), metavar="LAYOUT",
+        _one_of(*BOX_LAYOUTS), metavar="LAYOUT",
         default_text="from the output's shape")
     mask_threshold: float = option(0.3, "Where a one-channel probability map is binarized (--task segment; DB-style "
                                         "text detectors use 0.3).", _between(0, 1))

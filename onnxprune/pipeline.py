@@ -33,7 +33,7 @@ from .graph.output_axes import restore_signature
 from .graph.output_axes import is_classifier_output
 from .graph.runtime import run_batched
 from .measure.bench import benchmark
-from .measure.tasks import MEASURED_BY, TaskSettings, infer_task, load_metric
+from .measure.tasks import MEASURED_BY, Task, TaskSettings, infer_task, load_metric
 from .options import PruneOptions, resolve
 from .report import (
     Budget, DataSizes, Flops, HardwareAware, Stage, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime, Verification,
@@ -322,7 +322,7 @@ def _labelled(train: Dataset) -> int | None:
     return known if known < len(train.labels) else None
 
 
-def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[str, TaskSettings]:
+def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[Task, TaskSettings]:
     """The task the held-out quality is measured by: named, or inferred from the first output."""
     settings = TaskSettings(None if o.task == "auto" else o.task, o.box_layout, o.mask_threshold, o.blank, o.metric)
     if o.metric:

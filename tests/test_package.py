@@ -103,7 +103,7 @@ READS = {
     "measure": {"graph", "data", "errors", "root"},
     "criteria": {"graph", "errors"},
     "torchview": {"graph", "data", "measure", "criteria", "errors"},
-    "options": {"criteria", "data", "errors"},
+    "options": {"criteria", "data", "measure", "errors"},
     "report": {"measure", "root"},
     "stages": {"graph", "data", "measure", "criteria", "torchview", "options", "report", "errors", "root"},
     "pipeline": {"graph", "data", "measure", "criteria", "torchview", "stages", "options", "report", "errors"},

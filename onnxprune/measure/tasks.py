@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 import onnx
@@ -23,13 +24,15 @@ import onnx
 from ..data.sources import UNLABELLED
 from ..errors import OnnxpruneError
 
-__all__ = ["TASKS", "MEASURED_BY", "BOX_LAYOUTS", "TaskSettings", "Measure", "infer_task", "measure", "decode_boxes",
+__all__ = ["Task", "TASKS", "BoxLayout", "MEASURED_BY", "BOX_LAYOUTS", "TaskSettings", "Measure", "infer_task", "measure", "decode_boxes",
            "nms", "greedy_ctc", "box_iou", "load_metric"]
 
-TASKS = ("classify", "detect", "segment", "ctc", "embed", "regress")
+Task = Literal["classify", "detect", "segment", "ctc", "embed", "regress"]
+TASKS: tuple[Task, ...] = get_args(Task)
 # cxcywh-classes: (N, 4 + C, A), YOLOv8; cxcywh-obj-classes: (N, A, 5 + C), YOLOv5 and YOLOX;
 # xyxy-score-class: (N, K, 6), boxes decoded and filtered in the graph
-BOX_LAYOUTS = ("cxcywh-classes", "cxcywh-obj-classes", "xyxy-score-class")
+BoxLayout = Literal["cxcywh-classes", "cxcywh-obj-classes", "xyxy-score-class"]
+BOX_LAYOUTS: tuple[BoxLayout, ...] = get_args(BoxLayout)
 MEASURED_BY = {  # what --max-drop limits, in words
     "classify": "accuracy (labels) or top-1 agreement with the original",
     "detect": "mAP@0.5 of the pruned model's boxes against the original's",
@@ -49,8 +52,8 @@ MOST_CANDIDATES = 1000  # per image before NMS, by score
 class TaskSettings:
     """What the user said about the task (every field may be left to inference)."""
 
-    task: str | None = None  # one of TASKS, or None: inferred
-    box_layout: str | None = None  # one of BOX_LAYOUTS, or None: from the shape
+    task: Task | None = None  # None: inferred
+    box_layout: BoxLayout | None = None  # None: from the shape
     mask_threshold: float = 0.3  # a one-channel probability map's binarization (DB-style detectors)
     blank: int | None = None  # the CTC blank class; None: the most frequent argmax
     metric: str | None = None  # "module:function" (original outputs, pruned outputs, labels) → score
@@ -73,7 +76,7 @@ class Measure:
 # -- which task -------------------------------------------------------------------------------
 
 def infer_task(model: onnx.ModelProto, sample_shape: tuple[int, ...], sequence_first: bool,
-               labels: bool) -> str:
+               labels: bool) -> Task:
     """The task of a model from its first output's per-sample shape and the graph: a CTC reader
     when its per-step scores come out sequence-first or after a recurrent layer, a detector
     when a rank-2 per-sample output holds thousands of candidates, a segmenter when it is a map,
@@ -123,7 +126,7 @@ def _normalizes(model: onnx.ModelProto, node: onnx.NodeProto | None) -> bool:
 
 # -- measures ---------------------------------------------------------------------------------
 
-def measure(task: str, outputs: list[np.ndarray], reference: list[np.ndarray], labels: np.ndarray | None,
+def measure(task: Task, outputs: list[np.ndarray], reference: list[np.ndarray], labels: np.ndarray | None,
             settings: TaskSettings, full: bool = True) -> Measure:
     """``outputs`` judged by the task's measure against ``labels`` (classifiers) or the
     original's ``reference`` outputs; both batch-first. Without ``full`` only the measure

@@ -14,7 +14,7 @@ from ..data.sources import Dataset
 from ..graph.groups import GroupAnalysis
 from ..graph.load import LoadedModel
 from ..measure.metrics import compare_outputs
-from ..measure.tasks import Measure, TaskSettings, measure
+from ..measure.tasks import Measure, Task, TaskSettings, measure
 from ..options import PruneOptions
 from ..torchview.distributed import Ranks
 from ..torchview.finetune import Targets, TrainSettings
@@ -49,7 +49,7 @@ class Run:
     progress: Progress
     ranks: Ranks  # this process's place under torchrun
     checkpoints: Checkpoints
-    task: str = "regress"  # tasks.TASKS: what the held-out quality is measured by
+    task: Task = "regress"  # what the held-out quality is measured by
     task_settings: TaskSettings = TaskSettings()
     judged: np.ndarray | None = None  # held-out positions the budget decides on; the rest report
     calib_extremes: dict[str, np.ndarray] | None = None  # per tensor, [max, −min] per channel on ``calib``
