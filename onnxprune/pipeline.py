@@ -11,7 +11,6 @@ a function of the run's frozen context (``Run``) and what the stage before it re
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, fields
 from math import ceil
 from pathlib import Path
@@ -21,44 +20,35 @@ import numpy as np
 import onnx
 import torch
 
-from .data.augment import resolve_mode
-from .data.sources import UNLABELLED, Dataset, bounded, check_labels, load_data, small_data_note, split
+from .data.sources import UNLABELLED, Dataset, small_data_note
 from .errors import OnnxpruneError, QualityBudgetExceeded
-from .graph.batchnorm import fold_inserted, needs_batchnorm, shapes_with_inserted, with_batchnorm
-from .graph.devices import run_devices
+from .graph.batchnorm import fold_inserted
 from .graph.groups import GroupAnalysis, analyze_groups
 from .graph.load import LoadedModel, load
 from .graph.nodes import is_inserted
-from .graph.output_axes import restore_signature
-from .graph.output_axes import is_classifier_output
-from .graph.runtime import run_batched
+from .graph.output_axes import is_classifier_output, restore_signature
 from .measure.bench import benchmark
-from .measure.tasks import MEASURED_BY, Task, TaskSettings, infer_task, load_metric
 from .options import PruneOptions, resolve
 from .report import (
-    Budget, DataSizes, Flops, HardwareAware, Stage, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime, Verification,
-    Widths,
+    Budget, DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime,
+    Stage, Verification, Widths,
 )
 from .stages.budget import prune_within_budget
-from .stages.calibration import calibrate
-from .stages.checkpoint import Checkpoint, Checkpoints, fingerprint
-from .stages.lossless import LosslessResult, watched_tensors
+from .stages.checkpoint import Checkpoint, Checkpoints
+from .stages.lossless import LosslessResult
+from .stages.prepare import prepare
 from .stages.quantize import quantize_int8
 from .stages.recover import recover
 from .stages.rounds import (
-    WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, planned_rounds, prune_in_rounds,
-    remove_lossless,
+    WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, prune_in_rounds, remove_lossless,
 )
 from .stages.run import Progress, Run, StageClock
 from .stages.verify import verify, verify_quantized
-from .torchview.distributed import join, on_main
-from .torchview.finetune import Targets, TrainSettings, epoch_steps, precision_for
-from .torchview.loader import default_workers
-from .torchview.memory import plan_memory
+from .torchview.distributed import on_main
+from .torchview.finetune import epoch_steps
 from .torchview.session import TorchView
-from .torchview.teacher import Teacher, worth_caching
 
-__all__ = ["PruneOptions", "PruneResult", "prune", "prepare"]
+__all__ = ["PruneOptions", "PruneResult", "prune"]
 
 log = logging.getLogger(__name__)
 
@@ -242,103 +232,12 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
     return view
 
 
-def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: PruneOptions,
-            progress: Progress) -> Run:
-    """List and split the data, run the original on the held-out and calibration inputs (the
-    teacher), set up where and how fine-tuning runs, and add BatchNorm where it was folded."""
-    image = loaded.image
-    device, ort_device = run_devices(o.device)
-    where = join(device)
-    dataset = _dataset(data, loaded, o)
-    if o.val_data:
-        train = dataset
-        val = bounded(load_data(o.val_data, image, o.preprocess, o.labels), o.val_images, o.seed)
-    else:
-        train, val = split(dataset, o.val_split, o.seed, o.val_images)
-    for what, part in (("--labels " + str(o.labels), dataset), ("--val-data", val)):
-        check_labels(part, loaded.output_axes[0].rest if loaded.output_axes else (), what)
-    n_calib = min(len(train), o.calibration_images)
-    log.info("data: %d training and %d validation %s, %d calibrate", len(train), len(val), dataset.kind, n_calib)
-    note = small_data_note(len(train), len(val), o.drop_limit)
-    if note:
-        log.warning(note)
-    task, task_settings = _task(loaded, o, dataset.labels is not None)
-    judged = None
-    if o.budget_goal and len(val) >= 2 * MIN_JUDGED:
-        # the rounds are chosen on half the held-out items, the kept model reported on the other half
-        judged = np.sort(np.random.default_rng([o.seed, 7]).permutation(len(val))[: len(val) // 2])
-        log.info("the budget chooses rounds on %d held-out images and reports the kept model on the other %d",
-                 len(judged), len(val) - len(judged))
-    calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory
-    analysis = analyze_groups(loaded)
-    # one pass over the calibration images: the teacher's outputs, the statistics of convs whose
-    # BatchNorm was folded and the extremes the lossless pass reads (the work model only adds
-    # BatchNorm that computes the identity, so its tensors of these names hold the same values)
-    folded = [c.output[0] for c in needs_batchnorm(loaded.model, analysis.shapes)]
-    watched = watched_tensors(loaded.model, analysis) if o.lossless else {}
-    calibration = calibrate(loaded.model, image.name, calib, folded, watched, shapes=analysis.shapes)
-    teacher_calib = calibration.outputs
-    teacher_val = run_batched(loaded.model, image.name, val)
-    work = with_batchnorm(loaded, analysis.shapes, (calibration.mean, calibration.var))
-    work_groups = analysis if work is loaded else analyze_groups(work, shapes_with_inserted(work.model, analysis.shapes))
-    if where.world > 1 and device.startswith("cuda"):
-        device = f"cuda:{where.local}"
-    # the same micro-batch whatever the processes: scoring batches (and so the widths) must not depend on them
-    memory = plan_memory(work.model, work_groups.shapes, o.batch_size, device)
-    precision = precision_for(o.precision, device)
-    settings = TrainSettings(
-        lr=o.lr, batch_size=o.batch_size, micro_batch=memory.micro_batch, device=device,
-        augment=resolve_mode(o.augment, teacher_val[0].shape),
-        workers=default_workers() if o.workers is None else o.workers, precision=precision,
-        channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world,
-        feature_hints=o.feature_hints)
-    if where.world > o.batch_size:
-        raise OnnxpruneError(f"--batch-size {o.batch_size} is smaller than the {where.world} processes; "
-                             "each needs at least one image of every batch")
-    key = fingerprint(loaded.model, o, train, val) if o.checkpoint_dir else ""
-    round_steps = o.round_steps if o.round_steps is not None else min(20, epoch_steps(len(train), o.batch_size))
-    teacher = Teacher(loaded, in_torch=o.feature_hints)  # hints read the teacher's own maps
-    seen = (planned_rounds(o) * round_steps + ceil(o.epochs * epoch_steps(len(train), o.batch_size))) * o.batch_size
-    # feature hints need the teacher's own forward, for its maps
-    if not o.feature_hints and worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val),
-                                             where.world):
-        teacher.build_cache(loaded, train, o.checkpoint_dir)
-    return Run(
-        options=o, loaded=loaded, work=work, work_groups=work_groups,
-        train=train, val=val, teacher_val=teacher_val, teacher=teacher,
-        calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib]),
-        settings=settings,
-        round_steps=round_steps, device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
-        progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
-        task=task, task_settings=task_settings, judged=judged, calib_extremes=calibration.extremes,
-    )
-
-
 def _labelled(train: Dataset) -> int | None:
     """How many training images are labelled, where only some are."""
     if train.labels is None:
         return None
     known = int((train.labels != UNLABELLED).sum())
     return known if known < len(train.labels) else None
-
-
-def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[Task, TaskSettings]:
-    """The task the held-out quality is measured by: named, or inferred from the first output."""
-    settings = TaskSettings(None if o.task == "auto" else o.task, o.box_layout, o.mask_threshold, o.blank, o.metric)
-    if o.metric:
-        load_metric(o.metric)  # refused now, not after the rounds
-    first = loaded.output_axes[0] if loaded.output_axes else None
-    sample = first.rest if first is not None else ()
-    task = settings.task or infer_task(loaded.model, sample, first is not None and first.axis != 0 and first.fold == 1,
-                                       labels)
-    if labels and task != "classify":
-        raise OnnxpruneError(f"--labels are class indices, but the model's task is {task}; leave out --labels to "
-                             "judge it against the original's own results")
-    log.info("task: %s — --max-drop limits %s", task, MEASURED_BY[task] if not o.metric else o.metric)
-    return task, settings
-
-
-MIN_JUDGED = 10  # held-out items each half needs before the budget splits them
 
 
 def _check_reached(o: PruneOptions, plan: WidthPlan, final: GroupAnalysis) -> None:
@@ -417,14 +316,3 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
 
 def _widths(analysis: GroupAnalysis) -> dict[str, int]:
     return {" + ".join(g.producers) or f"group {g.id}": g.channels for g in analysis.groups if g.producers}
-
-
-def _dataset(data: str | Path | Dataset | np.ndarray, loaded: LoadedModel, o: PruneOptions) -> Dataset:
-    if isinstance(data, Dataset):
-        return data
-    if isinstance(data, np.ndarray):
-        expected = loaded.image.shape(1)[1:]
-        if data.ndim != 4 or tuple(data.shape[1:]) != expected:
-            raise OnnxpruneError(f"data of shape {data.shape} does not fit the model's input (N, {expected})")
-        return Dataset.of_array(data, image=loaded.image)
-    return load_data(data, loaded.image, o.preprocess, o.labels)

@@ -1,4 +1,4 @@
-"""The frozen context every pruning stage reads (``pipeline.prepare`` builds it), and the clock
+"""The frozen context every pruning stage reads (``stages.prepare`` builds it), and the clock
 that times the stages for the report."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from conftest import SAMPLES
 from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
 from onnxprune.options import resolve
-from onnxprune.pipeline import prepare
+from onnxprune.stages.prepare import prepare
 from onnxprune.stages.rounds import correct_latency, corrected_goal, plan_widths, planned_rounds, prune_in_rounds
 from onnxprune.torchview.session import TorchView
 

@@ -1,0 +1,138 @@
+"""Before the first round: the data listed and split, the task its quality is measured by, the
+original's outputs (the teacher), where and how fine-tuning runs, BatchNorm where the exporter
+folded it — settled once into the frozen ``Run`` every stage reads."""
+
+from __future__ import annotations
+
+import logging
+import os
+from math import ceil
+from pathlib import Path
+
+import numpy as np
+
+from ..data.augment import resolve_mode
+from ..data.sources import Dataset, bounded, check_labels, load_data, small_data_note, split
+from ..errors import OnnxpruneError
+from ..graph.batchnorm import needs_batchnorm, shapes_with_inserted, with_batchnorm
+from ..graph.devices import run_devices
+from ..graph.groups import analyze_groups
+from ..graph.load import LoadedModel
+from ..graph.runtime import run_batched
+from ..measure.tasks import MEASURED_BY, Task, TaskSettings, infer_task, load_metric
+from ..options import PruneOptions
+from ..torchview.distributed import join
+from ..torchview.finetune import Targets, TrainSettings, epoch_steps, precision_for
+from ..torchview.loader import default_workers
+from ..torchview.memory import plan_memory
+from ..torchview.teacher import Teacher, worth_caching
+from .calibration import calibrate
+from .checkpoint import Checkpoints, fingerprint
+from .lossless import watched_tensors
+from .rounds import planned_rounds
+from .run import Progress, Run
+
+__all__ = ["prepare", "MIN_JUDGED"]
+
+log = logging.getLogger(__name__)
+
+MIN_JUDGED = 10  # held-out items each half needs before the budget splits them
+
+
+def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: PruneOptions,
+            progress: Progress) -> Run:
+    """List and split the data, run the original on the held-out and calibration inputs (the
+    teacher), set up where and how fine-tuning runs, and add BatchNorm where it was folded."""
+    image = loaded.image
+    device, ort_device = run_devices(o.device)
+    where = join(device)
+    dataset = _dataset(data, loaded, o)
+    if o.val_data:
+        train = dataset
+        val = bounded(load_data(o.val_data, image, o.preprocess, o.labels), o.val_images, o.seed)
+    else:
+        train, val = split(dataset, o.val_split, o.seed, o.val_images)
+    for what, part in (("--labels " + str(o.labels), dataset), ("--val-data", val)):
+        check_labels(part, loaded.output_axes[0].rest if loaded.output_axes else (), what)
+    n_calib = min(len(train), o.calibration_images)
+    log.info("data: %d training and %d validation %s, %d calibrate", len(train), len(val), dataset.kind, n_calib)
+    note = small_data_note(len(train), len(val), o.drop_limit)
+    if note:
+        log.warning(note)
+    task, task_settings = _task(loaded, o, dataset.labels is not None)
+    judged = None
+    if o.budget_goal and len(val) >= 2 * MIN_JUDGED:
+        # the rounds are chosen on half the held-out items, the kept model reported on the other half
+        judged = np.sort(np.random.default_rng([o.seed, 7]).permutation(len(val))[: len(val) // 2])
+        log.info("the budget chooses rounds on %d held-out images and reports the kept model on the other %d",
+                 len(judged), len(val) - len(judged))
+    calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory
+    analysis = analyze_groups(loaded)
+    # one pass over the calibration images: the teacher's outputs, the statistics of convs whose
+    # BatchNorm was folded and the extremes the lossless pass reads (the work model only adds
+    # BatchNorm that computes the identity, so its tensors of these names hold the same values)
+    folded = [c.output[0] for c in needs_batchnorm(loaded.model, analysis.shapes)]
+    watched = watched_tensors(loaded.model, analysis) if o.lossless else {}
+    calibration = calibrate(loaded.model, image.name, calib, folded, watched, shapes=analysis.shapes)
+    teacher_calib = calibration.outputs
+    teacher_val = run_batched(loaded.model, image.name, val)
+    work = with_batchnorm(loaded, analysis.shapes, (calibration.mean, calibration.var))
+    work_groups = analysis if work is loaded else analyze_groups(work, shapes_with_inserted(work.model, analysis.shapes))
+    if where.world > 1 and device.startswith("cuda"):
+        device = f"cuda:{where.local}"
+    # the same micro-batch whatever the processes: scoring batches (and so the widths) must not depend on them
+    memory = plan_memory(work.model, work_groups.shapes, o.batch_size, device)
+    precision = precision_for(o.precision, device)
+    settings = TrainSettings(
+        lr=o.lr, batch_size=o.batch_size, micro_batch=memory.micro_batch, device=device,
+        augment=resolve_mode(o.augment, teacher_val[0].shape),
+        workers=default_workers() if o.workers is None else o.workers, precision=precision,
+        channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world,
+        feature_hints=o.feature_hints)
+    if where.world > o.batch_size:
+        raise OnnxpruneError(f"--batch-size {o.batch_size} is smaller than the {where.world} processes; "
+                             "each needs at least one image of every batch")
+    key = fingerprint(loaded.model, o, train, val) if o.checkpoint_dir else ""
+    round_steps = o.round_steps if o.round_steps is not None else min(20, epoch_steps(len(train), o.batch_size))
+    teacher = Teacher(loaded, in_torch=o.feature_hints)  # hints read the teacher's own maps
+    seen = (planned_rounds(o) * round_steps + ceil(o.epochs * epoch_steps(len(train), o.batch_size))) * o.batch_size
+    # feature hints need the teacher's own forward, for its maps
+    if not o.feature_hints and worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val),
+                                             where.world):
+        teacher.build_cache(loaded, train, o.checkpoint_dir)
+    return Run(
+        options=o, loaded=loaded, work=work, work_groups=work_groups,
+        train=train, val=val, teacher_val=teacher_val, teacher=teacher,
+        calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib]),
+        settings=settings,
+        round_steps=round_steps, device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
+        progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
+        task=task, task_settings=task_settings, judged=judged, calib_extremes=calibration.extremes,
+    )
+
+
+def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[Task, TaskSettings]:
+    """The task the held-out quality is measured by: named, or inferred from the first output."""
+    settings = TaskSettings(None if o.task == "auto" else o.task, o.box_layout, o.mask_threshold, o.blank, o.metric)
+    if o.metric:
+        load_metric(o.metric)  # refused now, not after the rounds
+    first = loaded.output_axes[0] if loaded.output_axes else None
+    sample = first.rest if first is not None else ()
+    task = settings.task or infer_task(loaded.model, sample, first is not None and first.axis != 0 and first.fold == 1,
+                                       labels)
+    if labels and task != "classify":
+        raise OnnxpruneError(f"--labels are class indices, but the model's task is {task}; leave out --labels to "
+                             "judge it against the original's own results")
+    log.info("task: %s — --max-drop limits %s", task, MEASURED_BY[task] if not o.metric else o.metric)
+    return task, settings
+
+
+def _dataset(data: str | Path | Dataset | np.ndarray, loaded: LoadedModel, o: PruneOptions) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, np.ndarray):
+        expected = loaded.image.shape(1)[1:]
+        if data.ndim != 4 or tuple(data.shape[1:]) != expected:
+            raise OnnxpruneError(f"data of shape {data.shape} does not fit the model's input (N, {expected})")
+        return Dataset.of_array(data, image=loaded.image)
+    return load_data(data, loaded.image, o.preprocess, o.labels)
