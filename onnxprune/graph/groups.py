@@ -14,7 +14,7 @@ producer), BN's four vectors (per channel) and B's weight axis 1 (the consumer):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,8 +26,8 @@ from .flow import trace
 from .load import LoadedModel
 from .shapes import probe_shapes
 
-__all__ = ["ChannelGroup", "GroupAnalysis", "find_groups", "analyze_groups", "after_slicing", "predict_shapes", "predict_cost",
-           "axis_indices", "consumer_inputs"]
+__all__ = ["ChannelGroup", "GroupAnalysis", "find_groups", "analyze_groups", "after_slicing", "predict_shapes",
+           "predict_cost", "axis_indices", "consumer_inputs"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,11 @@ class GroupAnalysis:
         return [by_node.get(n.name, set()) for n in self.cost.nodes]
 
 
+def _numbered(items: list[int], size: Callable[[int], int], rank: Callable[[int], int]) -> list[int]:
+    """Groups in id order: largest first, so listings read naturally; ties in tracing order."""
+    return sorted(items, key=lambda i: (-size(i), rank(i)))
+
+
 def _resolve(ids: tuple[int, ...], gid_of: dict[int, int]) -> tuple[int, ...]:
     return tuple(gid_of[i] for i in ids)
 
@@ -100,10 +105,9 @@ def find_groups(
     found = trace(model, shapes, input_axes)
     spaces, tensors, slots, shape_consts, attrs = (found.spaces, found.tensors, found.slots,
                                                    found.shape_constants, found.attributes)
-    roots = sorted({spaces.find(s) for s in range(len(spaces.parent))})
-    rank = {r: i for i, r in enumerate(roots)}
-    # Number groups largest first so listings read naturally; ties keep graph order.
-    roots.sort(key=lambda r: -spaces.size[r])
+    in_trace_order = sorted({spaces.find(s) for s in range(len(spaces.parent))})
+    rank = {r: i for i, r in enumerate(in_trace_order)}
+    roots = _numbered(in_trace_order, lambda r: spaces.size[r], lambda r: rank[r])
     gid_of_root = {r: i for i, r in enumerate(roots)}
     gid_of = {s: gid_of_root[spaces.find(s)] for s in range(len(spaces.parent))}
     resolved_tensors = {
@@ -168,11 +172,10 @@ def _with_costs(model: onnx.ModelProto, analysis: GroupAnalysis) -> GroupAnalysi
 def after_slicing(sliced: onnx.ModelProto, analysis: GroupAnalysis, widths: Mapping[int, int]) -> GroupAnalysis:
     """The groups of ``sliced`` (``analysis``'s model with groups cut to ``widths`` channels),
     derived rather than traced again: slicing keeps every group, slot and link and changes only
-    channel counts, so only sizes, shapes, costs and the numbering (largest first, ties in
-    tracing order, as ``find_groups`` numbers) move. Equal to ``analyze_groups`` of ``sliced``
-    (tests/graph/test_groups.py)."""
+    channel counts, so only sizes, shapes, costs and the numbering (``_numbered``) move. Equal
+    to ``analyze_groups`` of ``sliced`` (``check_random_slice`` in tests/pruning_checks.py)."""
     size = {g.id: widths.get(g.id, g.channels) for g in analysis.groups}
-    order = sorted(size, key=lambda gid: (-size[gid], analysis.trace_rank[gid]))
+    order = _numbered(list(size), size.__getitem__, analysis.trace_rank.__getitem__)
     new_id = {old: new for new, old in enumerate(order)}
 
     def ids(segments: tuple[int, ...]) -> tuple[int, ...]:
