@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import cloup
 
 from onnxprune import __version__
 from onnxprune.errors import OnnxpruneError, first_line
@@ -22,7 +23,6 @@ from onnxprune.errors import OnnxpruneError, first_line
 from onnxprune.options import PruneOptions
 
 from .options import join_lists, options_from, prune_options
-from .render import render_analysis, render_bench, render_summary
 
 __all__ = ["main", "cli"]
 
@@ -140,7 +140,7 @@ def _duration(seconds: float) -> str:
 _GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
 
 
-class _DefaultToPrune(click.Group):
+class _DefaultToPrune(cloup.Group):
     """``onnxprune MODEL …`` means ``onnxprune prune MODEL …``: pruning is the main job. Global
     flags may come after the command too, and ``--mean``/``--std`` take spaced numbers."""
 
@@ -153,7 +153,14 @@ class _DefaultToPrune(click.Group):
         return super().parse_args(ctx, [*flags, *join_lists(rest)])
 
 
-@click.group(cls=_DefaultToPrune, context_settings={"help_option_names": ["-h", "--help"]})
+USAGE = """\
+usage: onnxprune MODEL.onnx --data DIR [--target-flops 0.3] [--max-drop 3] [--labels imagefolder|FILE.csv]
+       onnxprune analyze MODEL.onnx | bench A.onnx B.onnx | profile-device MODEL.onnx --out FILE
+`onnxprune --help` describes the commands; `onnxprune prune --help` lists every option, in groups."""
+
+
+@click.group(cls=_DefaultToPrune, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, "--version", prog_name="onnxprune")
 @click.option("-v", "--verbose", is_flag=True, help="Show debug messages and tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Show only errors.")
@@ -167,6 +174,9 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     onnxprune bench A.onnx B.onnx                         latency side by side in onnxruntime
     onnxprune profile-device MODEL.onnx --out dev.json    latency tables for pruning elsewhere
     """
+    if ctx.invoked_subcommand is None:  # a bare `onnxprune` asks how to use it: not an error
+        click.echo(USAGE)
+        ctx.exit(0)
     _setup_logging(verbose, quiet)
     ctx.obj = _Context()
     ctx.obj.verbose = verbose
@@ -188,6 +198,8 @@ def analyze(model: str, as_json: bool, input_size: tuple[int, int] | None) -> No
     """Show a model's inputs, FLOPs, MACs and params, per op type and for the costliest nodes."""
     from onnxprune.graph.analysis import analyze as run_analysis
 
+    from .render import render_analysis
+
     result: dict[str, Any] = run_analysis(model, _input_size(input_size))
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -196,20 +208,19 @@ def analyze(model: str, as_json: bool, input_size: tuple[int, int] | None) -> No
 
 
 @cli.command()
-@click.argument("model", type=click.Path(path_type=str))
-@click.option("--data", required=True, help="Image folder (recursive) or .npy/.npz of model inputs.")
-@click.option("-o", "--output", type=click.Path(path_type=str), help="Output .onnx [default: <stem>.pruned.onnx].")
+@click.argument("model", type=click.Path(path_type=str), metavar="MODEL.onnx")
 @prune_options
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.pass_context
 def prune(ctx: click.Context, model: str, data: str, output: str | None, as_json: bool, **params: Any) -> None:
     """Prune MODEL to at most --target-flops of its FLOPs, verify it, and write it with a report."""
-    from onnxprune.graph.write import check_output_path, default_output
+    from onnxprune.graph.files import check_output_path, default_output
+    from onnxprune.options import check_paths
 
+    # the paths first, before onnx and torch are imported: a wrong one answers at once
+    check_paths(model, data, params["labels"], params["val_data"])
+    out = Path(output) if output else default_output(Path(model))
+    check_output_path(out, Path(model))
     options = options_from(params)
-    model_path = Path(model)
-    out = Path(output) if output else default_output(model_path)
-    check_output_path(out, model_path if model_path.exists() else None)
     with _Interrupt() as interrupt:
         _prune_and_write(model, data, options, out, as_json, ctx.obj.quiet, interrupt)
 
@@ -221,7 +232,10 @@ def _prune_and_write(model: str, data: str, options: PruneOptions, out: Path, as
     from onnxprune.errors import QualityBudgetExceeded
     from onnxprune.pipeline import prune as run_prune
     from onnxprune.report import render_markdown, render_plots
-    from onnxprune.graph.write import report_folder, write_model, write_report
+    from onnxprune.graph.files import report_folder
+    from onnxprune.graph.write import write_model, write_report
+
+    from .render import render_summary
 
     from onnxprune.torchview.distributed import leave, ranks
 
@@ -273,6 +287,8 @@ def bench(models: tuple[str, ...], device: str, threads: int | None, batch: int,
     from onnxprune.data.sources import load_data
     from onnxprune.graph.load import load
 
+    from .render import render_bench
+
     inputs = None
     if data:
         listed = load_data(data, load(models[0], _input_size(input_size)).image)
@@ -303,7 +319,7 @@ def profile_device(ctx: click.Context, models: tuple[str, ...], out: str, device
     prunable layers; prune elsewhere with `--latency-table OUT`."""
     from onnxprune.measure.device_table import profile_device as run_profile
     from onnxprune.graph.devices import onnxruntime_device
-    from onnxprune.graph.write import check_output_path
+    from onnxprune.graph.files import check_output_path
 
     check_output_path(Path(out), None, flag="--out")
     bars = _ProgressBars(enabled=not ctx.obj.quiet)

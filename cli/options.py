@@ -1,7 +1,8 @@
-"""The ``prune`` command's options, generated from ``onnxprune.options.PruneOptions``.
+"""The ``prune`` command's options: one per field of ``onnxprune.options.PruneOptions`` (help and
+default from the field), plus the command's own ``--data``, ``-o`` and ``--json``, shown in groups.
 
-Each field becomes one click option with the field's help and default; values are checked once,
-by ``onnxprune.options.validate``, and a bad one is a usage error (exit 2) naming the flag.
+Values are checked once, by ``onnxprune.options.validate``, and a bad one is a usage error (exit 2)
+naming the flag. docs/options.md is generated from the command itself, so it lists what --help does.
 """
 
 from __future__ import annotations
@@ -11,12 +12,40 @@ from dataclasses import fields
 from typing import Any
 
 import click
+import cloup
 
 from onnxprune.options import InvalidOption, PruneOptions, cli_fields, resolve
 
-__all__ = ["prune_options", "options_from", "join_lists", "options_markdown"]
+__all__ = ["prune_options", "options_from", "join_lists", "options_markdown", "GROUPS"]
 
 LIST_OPTIONS = ("--mean", "--std")  # take "0.5,0.5,0.5", "0.5 0.5 0.5" or one value
+
+# The prune command's help in the order a user reads it: the job and the five options most runs
+# need first (the README's table), then one group per concern. Names are click's parameter names.
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("The job (most runs need only these)",
+     ("data", "target_flops", "target_latency", "max_drop", "labels", "quantize")),
+    ("Data and labels",
+     ("val_split", "val_data", "val_images", "calibration_images", "input_size", "mean", "std", "bgr")),
+    ("Quality", ("task", "box_layout", "mask_threshold", "blank", "metric", "minimize")),
+    ("Hardware and latency", ("round_to", "latency_table", "bench", "device", "precision", "workers")),
+    ("Training", ("criterion", "flops_weight", "min_channels", "rounds", "round_steps", "epochs", "lr",
+                  "batch_size", "augment", "recover", "dsd_sparsity", "schedule", "feature_hints", "lossless",
+                  "seed")),
+    ("Output", ("output", "as_json", "resume")),
+)
+
+# The command's own options (not settings of a run, so not fields of PruneOptions).
+COMMAND_OPTIONS: dict[str, Callable] = {
+    "data": click.option("--data", required=True, metavar="DIR|FILE.npy",
+                         help="Images to score, fine-tune and judge on: a folder (recursive) or an .npy/.npz "
+                              "of model inputs."),
+    "output": click.option("-o", "--output", type=click.Path(path_type=str), metavar="FILE.onnx",
+                           help="Where to write the pruned model; its report goes beside it in <stem>.report/  "
+                                "[default: <model>.pruned.onnx]"),
+    "as_json": click.option("--json", "as_json", is_flag=True,
+                            help="Print the summary as one JSON object on stdout."),
+}
 
 
 def _flag(f) -> str:
@@ -46,9 +75,14 @@ def _click_option(f) -> Callable:
 
 
 def prune_options(command: Callable) -> Callable:
-    """Decorate ``command`` with one option per CLI field of ``PruneOptions``."""
-    for f in reversed(cli_fields()):
-        command = _click_option(f)(command)
+    """Decorate ``command`` with the command's options and one per CLI field of ``PruneOptions``,
+    in the help's groups (``GROUPS``)."""
+    options = {**COMMAND_OPTIONS, **{f.name: _click_option(f) for f in cli_fields()}}
+    grouped = [name for _, names in GROUPS for name in names]
+    if sorted(grouped) != sorted(options):
+        raise RuntimeError(f"the prune help's groups and its options differ: {set(grouped) ^ set(options)}")
+    for title, names in reversed(GROUPS):
+        command = cloup.option_group(title, *(options[name] for name in names))(command)
     return command
 
 
@@ -109,18 +143,31 @@ def _is_number_list(token: str) -> bool:
 
 
 def options_markdown() -> str:
-    """docs/options.md: every option of ``onnxprune prune`` (and of ``prune()``), from ``PruneOptions``."""
+    """docs/options.md: every option of ``onnxprune prune`` as --help shows it, in its groups, with the
+    ``prune()`` keyword of each run setting."""
+    from .main import prune
+
+    fields_by_param = {f.name: f for f in cli_fields()}
+    params = {p.name: p for p in prune.params if isinstance(p, click.Option)}
     rows = ["# Options", "",
-            "Generated from `onnxprune.options.PruneOptions` by `python -m onnxprune_cli.options > docs/options.md`;",
-            "a test keeps this page and the code in step. In Python, `prune(model, data, target_flops, **options)`",
-            "takes the field names in the second column as keywords (or `options=PruneOptions(...)`).", "",
-            "| flag | field | default | what it does |", "| --- | --- | --- | --- |"]
-    for f in cli_fields():
-        shown = _shown_default(f)
-        rows.append(f"| `{_flag(f)}` | `{f.name}` | {_cell(shown or '')} | {_cell(f.metadata['help'])} |")
+            "Generated from the `prune` command (its options are the fields of `onnxprune.options.PruneOptions`",
+            "and the command's own `--data`, `-o` and `--json`) by `python -m onnxprune_cli.options > docs/options.md`;",
+            "a test keeps this page and `onnxprune prune --help` in step. In Python,",
+            "`prune(model, data, target_flops, **options)` takes the field names in the second column as keywords",
+            "(or `options=PruneOptions(...)`)."]
+    for title, names in GROUPS:
+        rows += ["", f"## {title}", "", "| flag | field | default | what it does |", "| --- | --- | --- | --- |"]
+        for name in names:
+            param, f = params[name], fields_by_param.get(name)
+            flags = ", ".join(f"`{flag}`" for flag in param.opts) + (f" `{param.metavar}`" if param.metavar else "")
+            text, _, shown = (param.help or "").removesuffix("]").partition("  [default: ")
+            if f:
+                text, shown = f.metadata["help"], _shown_default(f) or ""
+            shown = "(required)" if param.required else shown
+            rows.append(f"| {_cell(flags)} | {f'`{f.name}`' if f else '(CLI only)'} | {_cell(shown)} | {_cell(text)} |")
     python_only = [f for f in fields(PruneOptions) if f.metadata.get("cli") is None]
     if python_only:
-        rows += ["", "Python only (no flag):", "", "| field | default | what it does |", "| --- | --- | --- |"]
+        rows += ["", "## Python only (no flag)", "", "| field | default | what it does |", "| --- | --- | --- |"]
         rows += [f"| `{f.name}` | {_cell(_shown_default(f) or '')} | {_cell(f.metadata['help'])} |"
                  for f in python_only]
     return "\n".join(rows) + "\n"

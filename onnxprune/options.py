@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from .data.sources import Preprocess
+from .data.sources import Preprocess, check_source
 from .errors import OnnxpruneError
+from .graph.files import check_model_file
 from .measure.tasks import BOX_LAYOUTS, TASKS, BoxLayout, Task
 
-__all__ = ["PruneOptions", "InvalidOption", "validate", "resolve", "cli_fields"]
+__all__ = ["PruneOptions", "InvalidOption", "validate", "resolve", "cli_fields", "check_paths"]
 
 Check = Callable[[Any], "str | None"]  # a value → what is wrong with it, or None
 
@@ -107,52 +108,55 @@ class PruneOptions:
     docs/usage.md explains them)."""
 
     target_flops: float | None = option(
-        None, "Keep at most this share of the original FLOPs, in (0, 1].", _share,
+        None, "Keep at most this share of the original FLOPs, in (0, 1].", _share, metavar="SHARE",
         default_text="0.3, or 1 with only --target-latency; none with only --max-drop")
     target_latency: float | None = option(
         None, "Keep at most this share of the original's latency measured in onnxruntime on the device, "
-              "in (0, 1]; with --target-flops too, the stricter wins.", _share)
+              "in (0, 1]; with --target-flops too, the stricter wins.", _share, metavar="SHARE")
     labels: str | None = option(None, "'imagefolder' (class = sub-folder) or a CSV of file,label rows; images the "
-                                      "CSV leaves out are distilled from the original only (few labels are fine).")
-    val_split: float = option(0.15, "Held-out share of --data.", _between(0, 0.95))
-    val_data: str | None = option(None, "A separate validation folder or .npy instead of --val-split.")
+                                      "CSV leaves out are distilled from the original only (few labels are fine).",
+                                metavar="imagefolder|FILE.csv")
+    val_split: float = option(0.15, "Held-out share of --data.", _between(0, 0.95), metavar="SHARE")
+    val_data: str | None = option(None, "A separate validation folder or .npy instead of --val-split.",
+                                  metavar="DIR|FILE.npy")
     input_size: tuple[int, int] | None = option(
         None, "Input height and width for models with symbolic spatial dims.", _size, metavar="H W")
     mean: tuple[float, ...] | None = option(
         None, "Per-channel mean: 0.485,0.456,0.406 or 0.485 0.456 0.406, or one value for all.", _numbers,
-        default_text="ImageNet's")
+        metavar="M[,M,M]", default_text="ImageNet's")
     std: tuple[float, ...] | None = option(
-        None, "Per-channel std, written like --mean.", _numbers, default_text="ImageNet's")
+        None, "Per-channel std, written like --mean.", _numbers, metavar="S[,S,S]", default_text="ImageNet's")
     bgr: bool = option(False, "Feed images as BGR (OpenCV/Caffe-trained models).")
     criterion: str = option("taylor", "Channel saliency: taylor, taylor-sq, taylor-abs-w, fisher, l1, l2, bn-scale, "
                                       "mean-activation, apoz, kcp, random, or one registered in onnxprune.criteria.",
                             _criterion,
                             metavar="NAME")
     rounds: int | None = option(None, "Prune/fine-tune rounds (with --max-drop as the goal: at most this many).",
-                                _at_least(1), default_text="≤10 % of FLOPs per round")
-    round_steps: int | None = option(None, "Fine-tuning steps after each round.", _at_least(0),
+                                _at_least(1), metavar="N", default_text="≤10 % of FLOPs per round")
+    round_steps: int | None = option(None, "Fine-tuning steps after each round.", _at_least(0), metavar="N",
                                      default_text="one epoch, ≤20")
-    epochs: float = option(10.0, "Final fine-tuning, in passes over the training share.", _at_least(0))
+    epochs: float = option(10.0, "Final fine-tuning, in passes over the training share.", _at_least(0),
+                          metavar="EPOCHS")
     recover: Recover = option(
         "plain", "How the final fine-tuning trains: plain, or dsd: dense, then sparse (each weight tensor's "
                  "smallest --dsd-sparsity held at zero), then dense again at a tenth of --lr (Han et al.); the "
                  "written model is dense either way.", _one_of("plain", "dsd"), metavar="plain|dsd")
     dsd_sparsity: float = option(0.3, "Share of each weight tensor held at zero in DSD's sparse phase.",
-                                 _between(0, 0.95))
-    lr: float = option(1e-3, "Fine-tuning learning rate (Adam).", _positive)
-    batch_size: int = option(32, "Batch size for scoring and fine-tuning.", _at_least(1))
+                                 _between(0, 0.95), metavar="SHARE")
+    lr: float = option(1e-3, "Fine-tuning learning rate (Adam).", _positive, metavar="RATE")
+    batch_size: int = option(32, "Batch size for scoring and fine-tuning.", _at_least(1), metavar="N")
     round_to: int | str = option(
         "auto", "Keep widths multiples of N, or 'auto': measure each layer's latency on this device, choose the "
                 "width step by timing the model pruned at several steps, and remove channels where latency falls "
                 "most.", _round_to, metavar="N|auto")
     min_channels: int = option(1, "Fewest channels a group keeps (also never below 10 % of its width).",
-                               _at_least(1))
+                               _at_least(1), metavar="N")
     flops_weight: float = option(0.1, "How much FLOPs saved weigh against saliency when ranking channels.",
-                                 _at_least(0))
+                                 _at_least(0), metavar="W")
     calibration_images: int = option(128, "Training images channels are scored on each round (a seeded "
-                                           "subset, held in memory).", _at_least(1))
+                                           "subset, held in memory).", _at_least(1), metavar="N")
     val_images: int = option(500, "At most this many held-out images (a seeded subset of --val-split or "
-                                  "--val-data).", _at_least(1))
+                                  "--val-data).", _at_least(1), metavar="N")
     lossless: bool = option(True, "Skip removing channels that are dead or constant on the data.",
                             cli="--no-lossless")
     feature_hints: bool = option(
@@ -170,7 +174,7 @@ class PruneOptions:
                 "time), none, or auto: shift for classifiers, none for detectors and other maps.",
         _one_of("auto", "none", "shift", "crop", "crop-flip"), metavar="auto|none|shift|crop|crop-flip")
     workers: int | None = option(None, "DataLoader processes that decode and augment images.", _at_least(0),
-                                 default_text="half the cores, ≤8")
+                                 metavar="N", default_text="half the cores, ≤8")
     precision: Precision = option("auto", "Fine-tuning arithmetic: bf16 autocast, fp32, or auto: bf16 on a CUDA GPU "
                                     "that supports it (with channels-last), fp32 elsewhere.",
                             _one_of("auto", "fp32", "bf16"), metavar="auto|fp32|bf16")
@@ -178,7 +182,7 @@ class PruneOptions:
                                  "report folder); the model, data and settings must be the same.")
     checkpoint_dir: str | None = option(None, "Where each finished round is saved for --resume (the CLI: "
                                               "<output>.report/checkpoint).", cli=None)
-    seed: int = option(0, "Seed for the split, scoring and fine-tuning.", _at_least(0))
+    seed: int = option(0, "Seed for the split, scoring and fine-tuning.", _at_least(0), metavar="N")
     device: Device = option("auto", "Where fine-tuning runs (auto: CUDA when there is a GPU).",
                          _one_of("auto", "cpu", "cuda"), metavar="auto|cpu|cuda")
     bench: bool = option(True, "Skip timing original and pruned model in onnxruntime.", cli="--no-bench")
@@ -203,11 +207,11 @@ class PruneOptions:
     box_layout: BoxLayout | None = option(
         None, "How a detector's output holds boxes: cxcywh-classes (N, 4+C, A: YOLOv8), cxcywh-obj-classes "
               "(N, A, 5+C: YOLOv5, YOLOX), xyxy-score-class (N, K, 6: decoded in the graph).",
-        _one_of(*BOX_LAYOUTS), metavar="LAYOUT",
+        _one_of(*BOX_LAYOUTS), metavar="|".join(BOX_LAYOUTS),
         default_text="from the output's shape")
     mask_threshold: float = option(0.3, "Where a one-channel probability map is binarized (--task segment; DB-style "
-                                        "text detectors use 0.3).", _between(0, 1))
-    blank: int | None = option(None, "The CTC blank class (--task ctc).", _at_least(0),
+                                        "text detectors use 0.3).", _between(0, 1), metavar="P")
+    blank: int | None = option(None, "The CTC blank class (--task ctc).", _at_least(0), metavar="CLASS",
                                default_text="the class most steps choose")
     metric: str | None = option(
         None, "Your own quality measure, module:function taking (original's outputs, pruned outputs, labels or "
@@ -290,3 +294,14 @@ def resolve(target_flops: float | None, options: dict[str, Any]) -> PruneOptions
                                         "--target-latency the target says what to minimize")
     return o
 
+
+
+def check_paths(model: Any, data: Any, labels: str | None = None, val_data: str | None = None) -> None:
+    """Refuse a missing model, data folder, labels CSV or --val-data before any work (the CLI runs
+    this before torch or onnx is imported); a model or data given as objects is not a path."""
+    if isinstance(model, (str, Path)):
+        check_model_file(model)
+    if isinstance(data, (str, Path)):
+        check_source(data, labels)
+    if val_data:
+        check_source(val_data, labels, flag="--val-data")

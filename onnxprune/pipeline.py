@@ -28,7 +28,7 @@ from .graph.load import LoadedModel, load
 from .graph.nodes import is_inserted
 from .graph.output_axes import is_classifier_output, restore_signature
 from .measure.bench import benchmark
-from .options import PruneOptions, resolve
+from .options import PruneOptions, check_paths, resolve
 from .report import (
     Budget, DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime,
     Stage, Verification, Widths,
@@ -80,6 +80,7 @@ def prune(
     Under torchrun every process calls this; each returns the same model.
     """
     o = _settle(target_flops, options, overrides)
+    check_paths(model, data, o.labels, o.val_data)
     clock = StageClock()
     torch.manual_seed(o.seed)
     with clock("prepare"):

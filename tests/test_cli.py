@@ -57,6 +57,54 @@ def test_bad_model_path_is_one_line_on_stderr(tmp_path: Path, make, message: str
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
 
 
+def test_a_bare_onnxprune_prints_a_short_usage_not_an_error() -> None:
+    result = _process()
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("usage: onnxprune MODEL.onnx --data") and len(result.stdout.splitlines()) <= 4
+
+
+def test_prune_help_shows_the_options_in_groups_with_the_common_ones_first() -> None:
+    from onnxprune_cli.options import GROUPS
+
+    result = run_cli("prune", "--help")
+    assert result.returncode == 0, result.stderr
+    headings = [line.rstrip(":") for line in result.stdout.splitlines() if line and not line[0].isspace()
+                and line.endswith(":")]
+    assert headings == [title for title, _ in GROUPS] + ["Other options"]
+    first = result.stdout.split("Data and labels:")[0]
+    for flag in ("--target-flops", "--target-latency", "--max-drop", "--labels imagefolder|FILE.csv", "--quantize"):
+        assert flag in first, flag
+    assert "[default: 0.15]" in result.stdout  # defaults are shown
+
+
+def test_the_options_page_lists_every_option_of_the_help() -> None:
+    from onnxprune_cli.main import prune
+
+    page = (SAMPLES.parent / "docs" / "options.md").read_text()
+    flags = [flag for p in prune.params for flag in p.opts if flag.startswith("-") and flag not in ("-h", "--help")]
+    assert flags and [f for f in flags if f"`{f}`" not in page] == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.onnx", "--data", str(SAMPLES / "digits")], "missing.onnx: no such file"),
+    ([str(SAMPLE), "--data", "missing/"], "--data missing: no such file or folder"),
+    ([str(SAMPLE), "--data", str(SAMPLES / "digits"), "--labels", "missing.csv"], "--labels missing.csv: no such"),
+    ([str(SAMPLE), "--data", str(SAMPLES / "digits"), "--val-data", "missing/"], "--val-data missing: no such"),
+    ([str(SAMPLE), "--data", str(SAMPLES / "digits"), "-o", "missing/out.onnx"], "folder missing does not exist"),
+    ([str(SAMPLE), "--data", str(SAMPLE)], "give a folder of images or an .npy/.npz file"),
+])
+def test_wrong_paths_are_refused_before_onnx_or_torch_is_imported(args: list[str], message: str) -> None:
+    """What makes these answer in a fraction of a second (benchmarks/cli_errors.py times them)."""
+    probe = ("import json, sys\nfrom onnxprune_cli.main import main\n"
+             f"sys.argv = ['onnxprune', *{args!r}]\n"
+             "try:\n    main()\nexcept SystemExit as exit_:\n    code = exit_.code\n"
+             "print(json.dumps([code, sorted(m for m in ('onnx', 'torch', 'onnxruntime') if m in sys.modules)]))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    code, heavy = json.loads(result.stdout.strip().splitlines()[-1])
+    assert code == 1 and heavy == [], (code, heavy, result.stderr)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_unknown_option_is_a_usage_error() -> None:
     result = run_cli("analyze", str(SAMPLE), "--no-such-option")
     assert result.returncode == 2

@@ -23,7 +23,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[PruneOptions]:
 
 
 def _prune(*args: str):
-    return CliRunner().invoke(cli_main.cli, [str(SAMPLES / "digits_vgg.onnx"), "--data", "x", *args])
+    return CliRunner().invoke(cli_main.cli, [str(SAMPLES / "digits_vgg.onnx"), "--data", str(SAMPLES / "digits"), *args])
 
 
 def test_every_option_the_cli_offers_comes_from_prune_options() -> None:
@@ -72,7 +72,7 @@ def test_the_api_runs_the_same_check() -> None:
 
 
 def test_the_options_page_matches_prune_options() -> None:
-    """docs/options.md is generated from PruneOptions; regenerate it when an option changes."""
+    """docs/options.md is generated from the prune command; regenerate it when an option changes."""
     from onnxprune_cli.options import options_markdown
 
     page = Path(__file__).resolve().parents[1] / "docs" / "options.md"

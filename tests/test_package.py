@@ -103,7 +103,7 @@ READS = {
     "measure": {"graph", "data", "errors", "root"},
     "criteria": {"graph", "errors"},
     "torchview": {"graph", "data", "measure", "criteria", "errors"},
-    "options": {"criteria", "data", "measure", "errors"},
+    "options": {"graph", "criteria", "data", "measure", "errors"},
     "report": {"measure", "root"},
     "stages": {"graph", "data", "measure", "criteria", "torchview", "options", "report", "errors", "root"},
     "pipeline": {"graph", "data", "measure", "criteria", "torchview", "stages", "options", "report", "errors"},
@@ -193,3 +193,13 @@ def test_no_module_imports_itself_through_others() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_wheel_lists_every_package_folder() -> None:
+    """pyproject lists the packages by hand (the CLI's folder is renamed on install); a new folder
+    of onnxprune/ that is not listed would be missing from every installed copy."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert folders | {"onnxprune_cli"} == listed

@@ -23,7 +23,7 @@ from ..errors import OnnxpruneError
 from ..graph.image_input import ImageInput
 
 __all__ = ["Preprocess", "View", "Dataset", "UnreadableImage", "ImageFiles", "Tensors", "load_data", "split", "bounded",
-           "IMAGE_SUFFIXES", "UNLABELLED", "check_labels", "small_data_note"]
+           "IMAGE_SUFFIXES", "UNLABELLED", "check_labels", "check_source", "small_data_note"]
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +273,7 @@ def _folder_labels(folder: Path, files: list[Path]) -> tuple[np.ndarray, tuple[s
 
 
 def _csv_labels(csv_path: Path, folder: Path, files: list[Path]) -> np.ndarray:
-    if not csv_path.is_file():
-        raise OnnxpruneError(f"--labels {csv_path}: no such file; give a CSV of 'file,label' rows")
+    _check_csv(csv_path)
     table: dict[str, int] = {}
     named: list[str] = []  # labels that are not class indices
     with csv_path.open(newline="") as handle:
@@ -365,23 +364,40 @@ def _load_tensors(path: Path, image: ImageInput) -> np.ndarray:
     return array
 
 
-def load_data(
-    source: str | Path, image: ImageInput, prep: Preprocess = Preprocess(), labels: str | None = None
-) -> Dataset:
-    """List ``--data``: a folder of images (recursive) or an .npy/.npz of ready tensors."""
+def check_source(source: str | Path, labels: str | None = None, flag: str = "--data") -> Path:
+    """``source`` as a Path, refused unless it is a folder or an .npy/.npz file, and ``labels``
+    unless it is 'imagefolder' beside a folder or an existing CSV; reads no image."""
     path = Path(source)
     if not path.exists():
-        raise OnnxpruneError(f"--data {path}: no such file or folder")
+        raise OnnxpruneError(f"{flag} {path}: no such file or folder")
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
-            raise OnnxpruneError(f"--data {path}: give a folder of images or an .npy/.npz file")
+            raise OnnxpruneError(f"{flag} {path}: give a folder of images or an .npy/.npz file")
         if labels:
-            raise OnnxpruneError("--labels needs an image folder as --data")
+            raise OnnxpruneError(f"--labels needs an image folder as {flag}")
+    elif labels and labels != "imagefolder":
+        _check_csv(Path(labels))
+    return path
+
+
+def _check_csv(csv_path: Path) -> None:
+    if not csv_path.is_file():
+        raise OnnxpruneError(f"--labels {csv_path}: no such file; give a CSV of 'file,label' rows")
+
+
+def load_data(
+    source: str | Path, image: ImageInput, prep: Preprocess = Preprocess(), labels: str | None = None,
+    flag: str = "--data",
+) -> Dataset:
+    """List ``--data`` (or the option ``flag`` names): a folder of images (recursive) or an .npy/.npz
+    of ready tensors."""
+    path = check_source(source, labels, flag)
+    if path.is_file():
         array = _load_tensors(path, image)
         return Dataset(Tensors(array, image, path.name), np.arange(len(array)))
     files = _image_files(path)
     if not files:
-        raise OnnxpruneError(f"--data {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise OnnxpruneError(f"{flag} {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     good, skipped, small = _readable(files, image)
     if skipped:
         log.warning("skipped %d unreadable image file(s) in %s", skipped, path)
@@ -389,7 +405,7 @@ def load_data(
         log.warning("%d image(s) are smaller than the model input %d×%d and are upscaled",
                     small, image.height, image.width)
     if not good:
-        raise OnnxpruneError(f"--data {path}: none of its {len(files)} image files could be read")
+        raise OnnxpruneError(f"{flag} {path}: none of its {len(files)} image files could be read")
     label_array, classes = None, None
     if labels == "imagefolder":
         label_array, classes = _folder_labels(path, good)

@@ -15,6 +15,7 @@ from onnx import TensorProto
 
 from ..errors import OnnxpruneError, first_line
 from .batch import BATCH_NAME, free_batch
+from .files import check_model_file
 from .image_input import ImageInput
 from .output_axes import BatchAxis, put_batch_first
 
@@ -47,13 +48,7 @@ class LoadedModel:
 
 def read_model(path: str | Path) -> onnx.ModelProto:
     """Load an .onnx file (external data too) and run the full ONNX checker on it."""
-    path = Path(path)
-    if not path.exists():
-        raise OnnxpruneError(f"{path}: no such file; give the path of an .onnx model")
-    if path.is_dir():
-        raise OnnxpruneError(f"{path} is a directory; give the path of an .onnx model file")
-    if path.stat().st_size == 0:
-        raise OnnxpruneError(f"{path} is empty; give the path of an .onnx model file")
+    path = check_model_file(path)
     try:
         model = onnx.load(str(path), load_external_data=True)
     except Exception as err:

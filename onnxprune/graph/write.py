@@ -14,39 +14,10 @@ from typing import Any
 
 import onnx
 
-from ..errors import OnnxpruneError
 from .runtime import PROTOBUF_LIMIT
 
-__all__ = ["atomic_write_bytes", "check_output_path", "default_output", "report_folder", "write_model", "write_report"]
+__all__ = ["atomic_write_bytes", "write_model", "write_report"]
 
-
-
-def default_output(model_path: Path) -> Path:
-    stem = model_path.name.removesuffix(".onnx")
-    return model_path.with_name(f"{stem}.pruned.onnx")
-
-
-def report_folder(output: Path) -> Path:
-    stem = output.name.removesuffix(".onnx")
-    return output.with_name(f"{stem}.report")
-
-
-def check_output_path(output: Path, model_path: Path | None, flag: str = "-o") -> None:
-    """Refuse, before any work, an output that would overwrite the input or cannot be written
-    (``flag`` names the option in the message)."""
-    if model_path is not None and output.resolve() == model_path.resolve():
-        raise OnnxpruneError(f"{flag} {output} is the input model; choose another output path")
-    folder = output.parent if str(output.parent) else Path(".")
-    if not folder.is_dir():
-        raise OnnxpruneError(f"{flag} {output}: folder {folder} does not exist")
-    try:  # try it: permission bits say nothing for root, nor for read-only or special file systems
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise OnnxpruneError(f"{flag} {output}: folder {folder} is not writable ({err.strerror}); "
-                             "choose another output folder") from None
-    if output.is_dir():
-        raise OnnxpruneError(f"{flag} {output} is a directory; give a file name")
 
 
 def write_model(model: onnx.ModelProto, output: Path, external_data: bool = False) -> None:

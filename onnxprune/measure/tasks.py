@@ -16,13 +16,15 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
-import onnx
 
 from ..data.sources import UNLABELLED
 from ..errors import OnnxpruneError
+
+if TYPE_CHECKING:  # annotations only: the CLI reads this module before checking its paths, and onnx takes 0.6 s
+    import onnx
 
 __all__ = ["Task", "TASKS", "BoxLayout", "MEASURED_BY", "BOX_LAYOUTS", "TaskSettings", "Measure", "infer_task", "measure", "decode_boxes",
            "nms", "greedy_ctc", "box_iou", "load_metric"]

@@ -49,7 +49,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     dataset = _dataset(data, loaded, o)
     if o.val_data:
         train = dataset
-        val = bounded(load_data(o.val_data, image, o.preprocess, o.labels), o.val_images, o.seed)
+        val = bounded(load_data(o.val_data, image, o.preprocess, o.labels, flag="--val-data"), o.val_images, o.seed)
     else:
         train, val = split(dataset, o.val_split, o.seed, o.val_images)
     for what, part in (("--labels " + str(o.labels), dataset), ("--val-data", val)):

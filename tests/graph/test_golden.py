@@ -3,7 +3,7 @@
 The analysis (FLOPs, MACs, params, per op type, the costliest nodes, the channel groups and why
 each blocked one is blocked) is what the selector, the slicer and the report build on; a change
 to any of it shows here as a diff a reviewer can read. After an intended change, regenerate with
-``ONNXPRUNE_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py`` and commit the files.
+``ONNXPRUNE_UPDATE_GOLDEN=1 python -m pytest tests/graph/test_golden.py`` and commit the files.
 """
 
 from __future__ import annotations
