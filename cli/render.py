@@ -28,6 +28,7 @@ def render_analysis(a: dict[str, Any]) -> str:
         "",
         f"counted at batch 1, {at['height']}×{at['width']}:  {human(a['flops'])} FLOPs   "
         f"{human(a['macs'])} MACs   {human(a['params'])} params   {a['nodes']} nodes",
+        *([f"size      {a['size_chosen']}"] if a.get("size_chosen") else []),
         "",
         f"{'op type':<24}{'count':>6}{'FLOPs':>10}{'share':>8}{'params':>10}",
     ]

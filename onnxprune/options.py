@@ -206,7 +206,10 @@ class PruneOptions:
         metavar="|".join(("auto", *TASKS)))
     box_layout: BoxLayout | None = option(
         None, "How a detector's output holds boxes: cxcywh-classes (N, 4+C, A: YOLOv8), cxcywh-obj-classes "
-              "(N, A, 5+C: YOLOv5, YOLOX), xyxy-score-class (N, K, 6: decoded in the graph).",
+              "(N, A, 5+C: YOLOv5, YOLOX), xyxy-score-class (N, K, 6: decoded in the graph); heads of several "
+              "outputs: gfl (class scores and 4×B distance bins per stride: PicoDet, NanoDet, unfused YOLOv8), "
+              "centernet (a heatmap with size and offset maps), anchors (box deltas and scores per prior: SSD, "
+              "RetinaNet, RetinaFace).",
         _one_of(*BOX_LAYOUTS), metavar="|".join(BOX_LAYOUTS),
         default_text="from the output's shape")
     mask_threshold: float = option(0.3, "Where a one-channel probability map is binarized (--task segment; DB-style "

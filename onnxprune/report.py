@@ -60,6 +60,8 @@ class Quality:
     task: str = "regress"  # tasks.TASKS
     # 95 % intervals of the measure --max-drop limits, before and after (intervals.interval)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # each output's role and its measure's figure for the pruned model (the original's is 1.0)
+    outputs: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ class Report:
         d = asdict(self)
         d["quality"]["drop"] = self.quality.drop.as_dict()
         d["quality"]["intervals"] = {k: list(v) for k, v in self.quality.intervals.items()}
+        d["quality"]["outputs"] = [dict(row) for row in self.quality.outputs]
         d["trajectory"] = list(d["trajectory"])
         d["stages"] = list(d["stages"])
         return d

@@ -57,6 +57,19 @@ def test_bad_model_path_is_one_line_on_stderr(tmp_path: Path, make, message: str
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
 
 
+def test_analyze_counts_a_free_size_model_at_a_size_it_names(tmp_path: Path) -> None:
+    import onnx
+    from graphs import GraphBuilder
+
+    g = GraphBuilder(input_shape=("n", 3, "h", 48))  # a reader's free width
+    onnx.save(g.build([g.conv(g.node("Relu", [g.conv("x", 3, 8)]), 8, 4)]), tmp_path / "free.onnx")
+    result = run_cli("analyze", str(tmp_path / "free.onnx"), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["counted_at"] == {"batch": 1, "height": 224, "width": 48} and "224×48" in data["size_chosen"]
+    assert "--input-size H W counts at another" in run_cli("analyze", str(tmp_path / "free.onnx")).stdout
+
+
 def test_a_bare_onnxprune_prints_a_short_usage_not_an_error() -> None:
     result = _process()
     assert result.returncode == 0 and result.stderr == ""

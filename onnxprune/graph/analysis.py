@@ -9,10 +9,12 @@ import onnx
 
 from .flops import ModelCost
 from .groups import GroupAnalysis, analyze_groups
-from .load import LoadedModel, graph_inputs, load
+from .load import FreeInputSize, LoadedModel, graph_inputs, load
 from .output_axes import restore_signature
 
-__all__ = ["analyze", "describe", "describe_groups"]
+__all__ = ["analyze", "describe", "describe_groups", "FREE_SIZE"]
+
+FREE_SIZE = 224  # where analyze counts a free height or width (ImageNet's, the commonest)
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | str]:
@@ -90,10 +92,19 @@ def describe(loaded: LoadedModel, cost: ModelCost) -> dict[str, Any]:
 
 
 def analyze(model: str | Path | onnx.ModelProto, input_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Load, normalize and count a model; the result is what ``onnxprune analyze --json`` prints."""
-    loaded = load(model, input_size)
+    """Load, normalize and count a model; the result is what ``onnxprune analyze --json`` prints. A
+    height or width the file leaves free is counted at ``FREE_SIZE`` (said in ``size_chosen``)."""
+    chosen = None
+    try:
+        loaded = load(model, input_size)
+    except FreeInputSize as free:
+        chosen = tuple(s or FREE_SIZE for s in free.spatial)
+        loaded = load(model, chosen)  # type: ignore[arg-type]
     analysis = analyze_groups(loaded)
     result = describe(loaded, analysis.cost)
+    if chosen:
+        result["size_chosen"] = (f"{chosen[0]}×{chosen[1]}: the file leaves the input's height or width free; "
+                                 "--input-size H W counts at another")
     result["prunable_flops_share"] = analysis.prunable_flops_share()
     result["groups"] = describe_groups(analysis)
     return result

@@ -20,7 +20,8 @@ from onnx import numpy_helper
 from ..errors import OnnxpruneError
 from .image_input import ImageInput
 from .output_axes import BatchAxis, find_output_axes
-from .shapes import probe_shapes
+from .runtime import run_model
+from .shapes import probe_shapes, random_input
 
 __all__ = ["BATCH_NAME", "free_batch"]
 
@@ -52,7 +53,13 @@ def free_batch(model: onnx.ModelProto, image: ImageInput, name: str
         out.type.tensor_type.ClearField("shape")
     del graph.value_info[:]  # they hold the fixed shapes; shape inference writes them anew
     edited = _free_shape_constants(freed, shapes, fixed)
-    axes = find_output_axes(freed, image, name, fixed, reference=model, refusal=lambda why: _refusal(name, fixed, why))
+    try:
+        axes = find_output_axes(freed, image, name, fixed, reference=model,
+                                refusal=lambda why: _refusal(name, fixed, why))
+    except BatchRefused as refused:
+        if fixed != 1:
+            raise
+        return model, one_at_a_time(model, image, name, refused.reason)
     for out, where in zip(graph.output, axes):
         dims = out.type.tensor_type.shape.dim
         for size in (*where.rest[:where.axis], -1, *where.rest[where.axis:]) if where.fold == 1 else ():
@@ -66,11 +73,35 @@ def free_batch(model: onnx.ModelProto, image: ImageInput, name: str
     return freed, axes
 
 
+def one_at_a_time(model: onnx.ModelProto, image: ImageInput, name: str, reason: str) -> tuple[BatchAxis, ...]:
+    """The outputs of a file whose batch stays fixed at 1, as one sample's results: nothing needs a
+    free batch, since onnxruntime runs the file one input at a time (``runtime.make_session``) and
+    torch fine-tunes in micro-batches of 1. An output with no axis of 1 in front is that sample's
+    result whole (a fold of its first axis)."""
+    outputs = run_model(model, {image.name: random_input(image.shape(1), seed=1)})
+    axes = []
+    for out, value in zip(model.graph.output, outputs):
+        shape = tuple(np.shape(value))
+        if not shape:
+            raise OnnxpruneError(f"{name}: output {out.name!r} is a scalar; onnxprune needs one result per sample")
+        axes.append(BatchAxis(0, 1, shape[1:]) if shape[0] == 1 else BatchAxis(0, shape[0], shape))
+    log.info("the file fixes its batch at 1 and it cannot be freed (%s): onnxprune runs it one input at a time "
+             "and fine-tunes in micro-batches of 1, accumulating gradients to --batch-size", reason)
+    return tuple(axes)
+
+
+class BatchRefused(OnnxpruneError):
+    """A fixed batch that could not be freed, and why (``reason``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def _refusal(name: str, fixed: int, reason: str) -> OnnxpruneError:
-    return OnnxpruneError(
+    return BatchRefused(
         f"{name} fixes its batch at {fixed} and onnxprune could not free it ({reason}); export it with a "
-        "dynamic batch (torch: dynamic_axes={input: {0: 'batch'}} or dynamic_shapes)"
-    )
+        "dynamic batch (torch: dynamic_axes={input: {0: 'batch'}} or dynamic_shapes)", reason)
 
 
 def _set_batch_dim(values, names: set[str], fixed: int) -> None:

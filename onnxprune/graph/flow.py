@@ -468,9 +468,14 @@ class _Tracer:
         layout = self.tensors.get(x)
         if layout is None:
             return None
-        values = [self.const(n) if i < len(node.input) and n else None for i, n in enumerate(node.input[1:5])]
+        if attribute(node, "starts") is not None:  # before opset 10 the bounds are attributes
+            values = [None if attribute(node, k) is None else np.asarray(attribute(node, k), np.int64)
+                      for k in ("starts", "ends", "axes")] + [None]
+        else:
+            values = [self.const(n) if i < len(node.input) and n else None for i, n in enumerate(node.input[1:5])]
         starts, ends = values[0], values[1]
-        if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and values[2] is None):
+        if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and values[2] is None) or \
+                (len(node.input) > 4 and node.input[4] and values[3] is None):
             return self.opaque(node, "slices with run-time bounds")
         rank = self.rank(x)
         axes = values[2].reshape(-1).tolist() if len(values) > 2 and values[2] is not None else list(range(len(starts)))

@@ -18,8 +18,10 @@ from .batch import BATCH_NAME, free_batch
 from .files import check_model_file
 from .image_input import ImageInput
 from .output_axes import BatchAxis, put_batch_first
+from .runtime import fixed_at_one
 
 __all__ = [
+    "FreeInputSize",
     "LoadedModel", "ImageInput", "load", "read_model", "normalize", "graph_inputs",
     "unshare_initializers", "name_nodes",
 ]
@@ -31,6 +33,14 @@ _QUANTIZED_OPS = {
     "MatMulInteger", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QGemm",
 }
 _CONV_OPS = {"Conv", "ConvTranspose"}
+
+
+class FreeInputSize(OnnxpruneError):
+    """The image input's height or width is free in the file (``spatial``: the fixed ones, else None)."""
+
+    def __init__(self, message: str, spatial: tuple[int | None, ...]) -> None:
+        super().__init__(message)
+        self.spatial = spatial
 
 
 @dataclass(frozen=True)
@@ -161,9 +171,9 @@ def _image_input(model: onnx.ModelProto, name: str, input_size: tuple[int, int] 
     elif all(isinstance(s, int) and s > 0 for s in spatial):
         height, width = spatial  # type: ignore[assignment]
     else:
-        raise OnnxpruneError(
-            f"{name}: input {vi.name!r} has symbolic height/width {spatial}; pass --input-size H W"
-        )
+        raise FreeInputSize(
+            f"{name}: input {vi.name!r} has symbolic height/width {spatial}; pass --input-size H W",
+            tuple(s if isinstance(s, int) and s > 0 else None for s in spatial))
     if height < 1 or width < 1:
         raise OnnxpruneError(f"input size must be positive, got {height}×{width}")
     # Exporters mark a free batch as a name, as 0, or (Paddle) as -1.
@@ -300,7 +310,7 @@ def load(
     normalized = normalize(proto)
     fixed = image.static_batch
     normalized, axes = free_batch(normalized, image, name)
-    if fixed is not None:
+    if fixed is not None and not fixed_at_one(normalized):  # else it runs one input at a time
         image = replace(image, batch_dim=BATCH_NAME)
     signature = tuple(_copy(vi) for vi in list(graph_inputs(proto)) + list(proto.graph.output))
     return LoadedModel(put_batch_first(normalized, axes), image, source, external, fixed, signature, axes)

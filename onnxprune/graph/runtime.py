@@ -75,11 +75,39 @@ def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | Non
     except ValueError:  # over protobuf's 2 GiB: through a file with external data
         data = None
     if data is not None and len(data) < PROTOBUF_LIMIT:
-        return ort.InferenceSession(data, options, providers=providers)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data")
-        return ort.InferenceSession(path, options, providers=providers)
+        session = ort.InferenceSession(data, options, providers=providers)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data")
+            session = ort.InferenceSession(path, options, providers=providers)
+    return OneAtATime(session) if fixed_at_one(model) else session
+
+
+def fixed_at_one(model: onnx.ModelProto) -> bool:
+    """Every input the graph is fed fixes its batch at 1 (a file whose batch could not be freed)."""
+    given = {init.name for init in model.graph.initializer}
+    fed = [vi for vi in model.graph.input if vi.name not in given]
+    return bool(fed) and all(len(vi.type.tensor_type.shape.dim) > 0 and vi.type.tensor_type.shape.dim[0].dim_value == 1
+                             for vi in fed)
+
+
+class OneAtATime:
+    """A session over a model that takes one input at a time: a batch of N runs as N runs, the
+    outputs joined along their first axis (the batch's, for such a file: ``batch.one_at_a_time``)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def run(self, outputs, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        n = len(next(iter(feed.values())))
+        if n <= 1:
+            return self.session.run(outputs, dict(feed))
+        runs = [self.session.run(outputs, {k: v[i:i + 1] for k, v in feed.items()}) for i in range(n)]
+        return [np.concatenate([r[j] for r in runs]) for j in range(len(runs[0]))]
+
+    def __getattr__(self, name: str):
+        return getattr(self.session, name)
 
 
 def run_model(

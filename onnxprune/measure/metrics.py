@@ -68,6 +68,8 @@ class QualityDrop:
     low: float | None = None  # the interval of ``points``; None where it was not computed
     high: float | None = None
     items: int = 0  # held-out items judged
+    reference_items: int | None = None  # what the original's outputs held to compare (boxes, masks, …)
+    undefined: str | None = None  # why the task's measure could not judge, where the outputs' measure stood in
 
     @property
     def within(self) -> bool:
@@ -88,6 +90,10 @@ class QualityDrop:
     def as_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"metric": self.metric, "points": self.points, "max": self.max_points,
                                 "within": self.within}
+        if self.reference_items is not None:
+            d["reference_items"] = self.reference_items
+        if self.undefined:
+            d["undefined"] = self.undefined
         if self.low is not None and self.high is not None:
             d |= {"interval": [self.low, self.high], "resolved": self.resolved, "items": self.items,
                   "items_to_resolve": self.items_to_resolve()}

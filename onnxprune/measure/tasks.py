@@ -15,25 +15,28 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
 from ..data.sources import UNLABELLED
 from ..errors import OnnxpruneError
+from .heads import HEADS, decode_head, find_head
+from .roles import REGRESSION_WIDTHS, OutputRole, neighbours, normalizes, role_measure
 
 if TYPE_CHECKING:  # annotations only: the CLI reads this module before checking its paths, and onnx takes 0.6 s
     import onnx
 
 __all__ = ["Task", "TASKS", "BoxLayout", "MEASURED_BY", "BOX_LAYOUTS", "TaskSettings", "Measure", "infer_task", "measure", "decode_boxes",
-           "nms", "greedy_ctc", "box_iou", "load_metric"]
+           "nms", "greedy_ctc", "box_iou", "load_metric", "worst_output", "output_figures"]
 
 Task = Literal["classify", "detect", "segment", "ctc", "embed", "regress"]
 TASKS: tuple[Task, ...] = get_args(Task)
 # cxcywh-classes: (N, 4 + C, A), YOLOv8; cxcywh-obj-classes: (N, A, 5 + C), YOLOv5 and YOLOX;
-# xyxy-score-class: (N, K, 6), boxes decoded and filtered in the graph
-BoxLayout = Literal["cxcywh-classes", "cxcywh-obj-classes", "xyxy-score-class"]
+# xyxy-score-class: (N, K, 6), boxes decoded and filtered in the graph; gfl, centernet and anchors:
+# heads of several outputs (heads.py)
+BoxLayout = Literal["cxcywh-classes", "cxcywh-obj-classes", "xyxy-score-class", "gfl", "centernet", "anchors"]
 BOX_LAYOUTS: tuple[BoxLayout, ...] = get_args(BoxLayout)
 MEASURED_BY = {  # what --max-drop limits, in words
     "classify": "accuracy (labels) or top-1 agreement with the original",
@@ -41,7 +44,8 @@ MEASURED_BY = {  # what --max-drop limits, in words
     "segment": "mIoU (or IoU of the binarized map) against the original's masks",
     "ctc": "exact agreement of greedy-decoded strings with the original's",
     "embed": "nearest-neighbour agreement with the original's embeddings",
-    "regress": "the explained variance of the original's outputs",
+    "regress": "each output by its role (class agreement, heatmap peaks, explained variance of regressions, "
+               "…) against the original's; the worst output decides",
 }
 CONFIDENCE = 0.25  # the reference's boxes: what a user of the original sees (Ultralytics' default)
 SEARCH_CONFIDENCE = 0.001  # the pruned model's candidates, ranked by score, as mAP evaluation does
@@ -59,6 +63,8 @@ class TaskSettings:
     mask_threshold: float = 0.3  # a one-channel probability map's binarization (DB-style detectors)
     blank: int | None = None  # the CTC blank class; None: the most frequent argmax
     metric: str | None = None  # "module:function" (original outputs, pruned outputs, labels) → score
+    roles: tuple[OutputRole, ...] = ()  # each output's role (roles.find_roles); () → every output a regression
+    input_size: tuple[int, int] | None = None  # the model's input H, W: a multi-output head's strides
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class Measure:
     items: int
     hits: np.ndarray | None = None  # per item 1/0 where the figure is a share of items (Wilson, Newcombe)
     extras: dict[str, float] = field(default_factory=dict)  # other figures on all items
+    reference_items: int | None = None  # what the reference holds to compare (boxes, masks, strings, peaks)
+    undefined: str | None = None  # why the task's own measure could not judge, when this one stands in
 
     def figure(self) -> float:
         return self.value(np.arange(self.items))
@@ -78,20 +86,31 @@ class Measure:
 # -- which task -------------------------------------------------------------------------------
 
 def infer_task(model: onnx.ModelProto, sample_shape: tuple[int, ...], sequence_first: bool,
-               labels: bool) -> Task:
+               labels: bool, head: str | None = None) -> Task:
     """The task of a model from its first output's per-sample shape and the graph: a CTC reader
     when its per-step scores come out sequence-first or after a recurrent layer, a detector
     when a rank-2 per-sample output holds thousands of candidates, a segmenter when it is a map,
-    an embedding when the graph ends by normalizing its vector, a classifier for scores."""
+    an embedding when the graph ends by normalizing its vector, a classifier for scores; a detector
+    when the outputs together form a known ``head`` (heads.find_head)."""
+    if head is not None and not labels:
+        return "detect"
     ops = {n.op_type for n in model.graph.node}
     last = _producer(model, model.graph.output[0].name)
     if len(sample_shape) == 1:
         if labels or sample_shape[0] < 2:
             return "classify" if labels else "regress"
-        return "embed" if _normalizes(model, last) else "classify"
+        if normalizes(model, model.graph.output[0].name):
+            return "embed"
+        linear = last is None or last.op_type not in ("Softmax", "LogSoftmax", "Sigmoid")
+        if linear and sample_shape[0] in REGRESSION_WIDTHS and (len(model.graph.output) > 1 or sample_shape[0] == 4):
+            return "regress"  # box deltas or landmarks, judged beside the other outputs by their roles
+        return "classify"
     if len(sample_shape) == 2:
         steps, width = sample_shape
         if (sequence_first or ops & {"LSTM", "GRU", "RNN"}) and width >= 3:
+            return "ctc"
+        if last is not None and last.op_type in ("Softmax", "LogSoftmax") and width >= 3 and \
+                _axis(last) in (-1, 2):  # a class distribution per step: an attention reader's
             return "ctc"
         if max(steps, width) >= 100 and min(steps, width) >= 5:
             return "detect"
@@ -103,27 +122,13 @@ def infer_task(model: onnx.ModelProto, sample_shape: tuple[int, ...], sequence_f
     return "regress"
 
 
+def _axis(node: onnx.NodeProto) -> int:
+    """A Softmax's ``axis`` (ONNX's default before opset 13 is 1, from 13 on −1; exporters write it)."""
+    return next((a.i for a in node.attribute if a.name == "axis"), -1)
+
+
 def _producer(model: onnx.ModelProto, name: str) -> onnx.NodeProto | None:
     return next((n for n in model.graph.node if name in n.output), None)
-
-
-def _normalizes(model: onnx.ModelProto, node: onnx.NodeProto | None) -> bool:
-    """The output is a vector divided by its norm: LpNormalization, or Div by a ReduceL2 / Sqrt."""
-    while node is not None and node.op_type in ("Identity", "Reshape", "Flatten", "Squeeze", "Transpose"):
-        node = _producer(model, node.input[0])
-    if node is None:
-        return False
-    if node.op_type == "LpNormalization":
-        return True
-    if node.op_type == "Div" and len(node.input) > 1:
-        divisor = _producer(model, node.input[1])
-        seen = 0
-        while divisor is not None and seen < 4:
-            if divisor.op_type in ("ReduceL2", "Sqrt", "LpNormalization"):
-                return True
-            divisor = _producer(model, divisor.input[0]) if divisor.input else None
-            seen += 1
-    return False
 
 
 # -- measures ---------------------------------------------------------------------------------
@@ -135,18 +140,63 @@ def measure(task: Task, outputs: list[np.ndarray], reference: list[np.ndarray], 
     --max-drop limits is computed (a detector's mAP@0.5 without its mAP@0.5:0.95): every round's."""
     if settings.metric:
         return _user_metric(settings.metric, outputs, reference, labels)
+    measured, why = _task_measure(task, outputs, reference, labels, settings, full)
+    if measured.reference_items == 0:  # nothing to compare is no verdict: the outputs' own measures judge
+        fallback = worst_output(outputs, reference, settings.roles)
+        return replace(fallback, extras=measured.extras | fallback.extras, reference_items=0,
+                       undefined=f"{measured.metric} is undefined: {why}")
+    return measured
+
+
+def _task_measure(task: Task, outputs: list[np.ndarray], reference: list[np.ndarray], labels: np.ndarray | None,
+                  settings: TaskSettings, full: bool) -> tuple[Measure, str]:
+    """The task's measure, and what an empty reference means for it (said when it is empty)."""
     out, ref = outputs[0], reference[0]
     if task == "classify":
-        return _classify(out, ref, labels)
+        return _classify(out, ref, labels), ""
     if task == "detect":
-        return _detect(out, ref, settings.box_layout, full)
+        return _detect(outputs, reference, settings, full), "the original's outputs decode to no boxes"
     if task == "segment":
-        return _segment(out, ref, settings.mask_threshold)
+        return _segment(out, ref, settings.mask_threshold), "the original's masks are empty"
     if task == "ctc":
-        return _ctc(out, ref, settings.blank)
+        return _ctc(out, ref, settings.blank), "every string the original reads is blank"
     if task == "embed":
-        return _embed(out, ref)
-    return _regress(outputs, reference)
+        return _embed(out, ref), ""
+    return worst_output(outputs, reference, settings.roles), ""
+
+
+def output_roles(outputs: list[np.ndarray], roles: tuple[OutputRole, ...]) -> tuple[OutputRole, ...]:
+    """``roles`` where they were found from the graph, else every output a regression."""
+    if len(roles) == len(outputs):
+        return roles
+    return tuple(OutputRole(f"output {k}", "regression", "no graph to tell") for k in range(len(outputs)))
+
+
+def output_figures(outputs: list[np.ndarray], reference: list[np.ndarray], roles: tuple[OutputRole, ...]
+                   ) -> list[dict[str, object]]:
+    """Each output's role, measure and figure on all items (for the report)."""
+    rows = []
+    for role, out, ref in zip(output_roles(outputs, roles), outputs, reference):
+        figure = role_measure(role, out, ref)
+        rows.append({"name": role.name, "role": role.role, "why": role.why, "metric": figure.metric,
+                     "figure": figure.value(np.arange(len(out))),  # type: ignore[operator]
+                     "reference_items": figure.reference_items})
+    return rows
+
+
+def worst_output(outputs: list[np.ndarray], reference: list[np.ndarray], roles: tuple[OutputRole, ...]) -> Measure:
+    """Each output judged by its role's measure; the worst of them is the figure (each is 1.0 for
+    the original against itself, so the lowest is the largest loss). One output keeps its own name."""
+    figures = [role_measure(role, out, ref) for role, out, ref in zip(output_roles(outputs, roles), outputs, reference)]
+    items = len(outputs[0])
+    if len(figures) == 1:
+        only = figures[0]
+        return Measure(only.metric, only.value, items, only.hits, reference_items=None)  # type: ignore[arg-type]
+
+    def value(idx: np.ndarray) -> float:
+        return min(f.value(idx) for f in figures)  # type: ignore[operator]
+
+    return Measure("worst_output", value, items)
 
 
 def _share(hits: np.ndarray, metric: str, extras: dict[str, float] | None = None) -> Measure:
@@ -169,15 +219,6 @@ def _classify(out: np.ndarray, ref: np.ndarray, labels: np.ndarray | None) -> Me
     if known.any():
         extras["accuracy"] = float((out.argmax(1) == labels)[known].mean())
     return _share(agreement, "top1_agreement", extras)
-
-
-def _regress(outputs: list[np.ndarray], reference: list[np.ndarray]) -> Measure:
-    from .metrics import explained_variance
-
-    def value(idx: np.ndarray) -> float:
-        return float(np.mean([explained_variance(o[idx], r[idx]) for o, r in zip(outputs, reference)]))
-
-    return Measure("explained_variance", value, len(outputs[0]))
 
 
 def _user_metric(spec: str, outputs: list[np.ndarray], reference: list[np.ndarray],
@@ -217,19 +258,23 @@ def _segment(out: np.ndarray, ref: np.ndarray, threshold: float) -> Measure:
         inter = (a & b).reshape(len(a), -1).sum(1)[:, None]
         union = (a | b).reshape(len(a), -1).sum(1)[:, None]
         metric = "iou"
+        masks = int(b.reshape(len(b), -1).any(1).sum())  # images whose reference mask is not empty
     else:
         a, b = out.argmax(1), ref.argmax(1)
         classes = out.shape[1]
         inter = np.stack([((a == c) & (b == c)).reshape(len(a), -1).sum(1) for c in range(classes)], 1)
         union = np.stack([((a == c) | (b == c)).reshape(len(a), -1).sum(1) for c in range(classes)], 1)
         metric = "miou"
+        common = int(np.bincount(b.reshape(-1), minlength=classes).argmax())  # the background, usually
+        masks = int((b != common).reshape(len(b), -1).any(1).sum())  # images with anything but it
 
     def value(idx: np.ndarray) -> float:
         i, u = inter[idx].sum(0), union[idx].sum(0)
         present = u > 0
         return float((i[present] / u[present]).mean()) if present.any() else 1.0
 
-    return Measure(metric, value, len(out), extras={"pixel_agreement": float(np.mean(a == b))})
+    return Measure(metric, value, len(out), extras={"pixel_agreement": float(np.mean(a == b))},
+                   reference_items=masks)
 
 
 # CTC: greedy decoding, exact strings and character error rate
@@ -262,25 +307,18 @@ def _ctc(out: np.ndarray, ref: np.ndarray, blank: int | None) -> Measure:
     errors = np.array([_edit_distance(a, b) for a, b in zip(ours, theirs)], dtype=np.float64)
     lengths = np.array([max(len(b), 1) for b in theirs], dtype=np.float64)
     cer = float(errors.sum() / lengths.sum())
-    return _share(same, "string_agreement", {"character_error_rate": cer, "blank": float(blank)})
+    measured = _share(same, "string_agreement", {"character_error_rate": cer, "blank": float(blank)})
+    return replace(measured, reference_items=sum(1 for b in theirs if b))
 
 
 # embeddings: cosine to the original's vector, and the same nearest neighbour
 
 def _embed(out: np.ndarray, ref: np.ndarray) -> Measure:
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = x.reshape(len(x), -1).astype(np.float64)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    a, b = unit(out), unit(ref)
-    cosine = (a * b).sum(1)
-    if len(a) < 3:
-        return _share(cosine > 0.9, "cosine_above_0.9", {"cosine": float(cosine.mean())})
-    sa, sb = a @ a.T, b @ b.T
-    np.fill_diagonal(sa, -np.inf)
-    np.fill_diagonal(sb, -np.inf)
-    same = sa.argmax(1) == sb.argmax(1)
-    return _share(same, "neighbour_agreement", {"cosine": float(cosine.mean())})
+    found = neighbours(out, ref)
+    a, b = (x.reshape(len(x), -1).astype(np.float64) for x in (out, ref))
+    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    assert found.hits is not None
+    return _share(found.hits, found.metric, {"cosine": float(cosine.mean())})
 
 
 # detection: decode, NMS, and AP of the pruned model's boxes against the original's
@@ -394,11 +432,26 @@ def _average_precision(classes, scores, hits, truth_counts: dict[int, int]) -> f
     return float(np.mean(aps)) if aps else 1.0
 
 
-def _detect(out: np.ndarray, ref: np.ndarray, layout: str | None, full: bool = True) -> Measure:
-    if out.ndim != 3:
-        raise OnnxpruneError(f"--task detect needs an output of (N, rows, columns) boxes, not {out.shape}")
-    truth = decode_boxes(ref, layout, CONFIDENCE)
-    predictions = decode_boxes(out, layout, SEARCH_CONFIDENCE)
+def _decode(outputs: list[np.ndarray], settings: TaskSettings, confidence: float
+            ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Boxes per image from the layout named, or the head the outputs form, or the first output's shape."""
+    layout = settings.box_layout
+    if layout is None and len(settings.roles) == len(outputs) > 1:
+        layout = find_head(settings.roles, [o.shape[1:] for o in outputs])
+    if layout in HEADS:
+        if settings.input_size is None or len(settings.roles) != len(outputs):
+            raise OnnxpruneError(f"--box-layout {layout} needs the model's outputs and input size")
+        return decode_head(layout, outputs, settings.roles, settings.input_size, confidence, nms, MOST_BOXES)
+    if outputs[0].ndim != 3:
+        raise OnnxpruneError(f"--task detect needs an output of (N, rows, columns) boxes, not {outputs[0].shape}")
+    return decode_boxes(outputs[0], layout, confidence)
+
+
+def _detect(outputs: list[np.ndarray], reference: list[np.ndarray], settings: TaskSettings,
+            full: bool = True) -> Measure:
+    out = outputs[0]
+    truth = _decode(reference, settings, CONFIDENCE)
+    predictions = _decode(outputs, settings, SEARCH_CONFIDENCE)
     thresholds = [float(t) for t in np.round(np.arange(0.5, 0.96, 0.05), 2)] if full else [0.5]
     per_image = [_matches(p, t, thresholds) for p, t in zip(predictions, truth)]
     per_threshold = {t: [rows[k] for rows in per_image] for k, t in enumerate(thresholds)}
@@ -418,7 +471,8 @@ def _detect(out: np.ndarray, ref: np.ndarray, layout: str | None, full: bool = T
         return _average_precision(classes, scores, hits, counts)
 
     everything = np.arange(len(out))
-    extras = {"reference_boxes": float(sum(len(t) for t in truth_classes))}
-    if full:
+    boxes = sum(len(t) for t in truth_classes)
+    extras = {"reference_boxes": float(boxes)}
+    if full and boxes:
         extras["map50_95"] = float(np.mean([value_at(t, everything) for t in per_threshold]))
-    return Measure("map50", lambda idx: value_at(0.5, idx), len(out), extras=extras)
+    return Measure("map50", lambda idx: value_at(0.5, idx), len(out), extras=extras, reference_items=boxes)

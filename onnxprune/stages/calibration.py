@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 from ..criteria.observe import as_channels
 from ..criteria.parts import extremes as max_and_negated_min
 from ..graph.channels import TensorChannels
-from ..graph.runtime import make_session
+from ..graph.runtime import fixed_at_one, make_session
 from ..graph.shapes import expose_all
 
 __all__ = ["Calibration", "calibrate", "ACTIVATION_VALUES"]
@@ -56,7 +56,8 @@ def calibrate(model: onnx.ModelProto, input_name: str, inputs: np.ndarray, stati
     whole = [t for t in extremes if t not in given and t not in in_graph]
     names = list(dict.fromkeys([*outputs, *reduced, *whole]))
     session = make_session(expose_all(reducing, [*reduced, *whole]))
-    batch = _batch(inputs, [o for n in model.graph.node for o in n.output], shapes)
+    # a file that takes one input at a time is run so: its reductions hold no batch axis to join along
+    batch = 1 if fixed_at_one(model) else _batch(inputs, [o for n in model.graph.node for o in n.output], shapes)
     chunks: list[list[np.ndarray]] = []
     moments = {name: _Moments() for name in statistics}
     found: dict[str, np.ndarray] = {}

@@ -18,7 +18,9 @@ from ..graph.batchnorm import needs_batchnorm, shapes_with_inserted, with_batchn
 from ..graph.devices import run_devices
 from ..graph.groups import analyze_groups
 from ..graph.load import LoadedModel
-from ..graph.runtime import run_batched
+from ..graph.runtime import fixed_at_one, run_batched
+from ..measure.heads import find_head
+from ..measure.roles import find_roles
 from ..measure.tasks import MEASURED_BY, Task, TaskSettings, infer_task, load_metric
 from ..options import PruneOptions
 from ..torchview.distributed import join
@@ -81,7 +83,8 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     if where.world > 1 and device.startswith("cuda"):
         device = f"cuda:{where.local}"
     # the same micro-batch whatever the processes: scoring batches (and so the widths) must not depend on them
-    memory = plan_memory(work.model, work_groups.shapes, o.batch_size, device)
+    memory = plan_memory(work.model, work_groups.shapes, o.batch_size, device,
+                         most=1 if fixed_at_one(loaded.model) else None)
     precision = precision_for(o.precision, device)
     settings = TrainSettings(
         lr=o.lr, batch_size=o.batch_size, micro_batch=memory.micro_batch, device=device,
@@ -113,17 +116,23 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
 
 def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[Task, TaskSettings]:
     """The task the held-out quality is measured by: named, or inferred from the first output."""
-    settings = TaskSettings(None if o.task == "auto" else o.task, o.box_layout, o.mask_threshold, o.blank, o.metric)
+    samples = [axes.rest for axes in loaded.output_axes]
+    roles = find_roles(loaded.model, samples) if loaded.output_axes else ()
+    head = o.box_layout or find_head(roles, samples)
+    settings = TaskSettings(None if o.task == "auto" else o.task, head if head else None, o.mask_threshold, o.blank,
+                            o.metric, roles, (loaded.image.height, loaded.image.width))
     if o.metric:
         load_metric(o.metric)  # refused now, not after the rounds
     first = loaded.output_axes[0] if loaded.output_axes else None
     sample = first.rest if first is not None else ()
     task = settings.task or infer_task(loaded.model, sample, first is not None and first.axis != 0 and first.fold == 1,
-                                       labels)
+                                       labels, find_head(roles, samples))
     if labels and task != "classify":
         raise OnnxpruneError(f"--labels are class indices, but the model's task is {task}; leave out --labels to "
                              "judge it against the original's own results")
     log.info("task: %s — --max-drop limits %s", task, MEASURED_BY[task] if not o.metric else o.metric)
+    if len(roles) > 1:
+        log.info("outputs: %s", "; ".join(f"{r.name} {r.role} ({r.why})" for r in roles))
     return task, settings
 
 

@@ -28,7 +28,7 @@ from ..measure.device_table import TableFile
 from ..measure.intervals import drop_interval, interval
 from ..measure.latency import LatencyModel, LocalCache, Store, measure_granularity, measure_latency
 from ..measure.metrics import QualityDrop, compare_outputs
-from ..measure.tasks import measure
+from ..measure.tasks import measure, output_figures
 from ..options import PruneOptions
 from ..report import Quality, RoundRecord
 from ..torchview.distributed import on_main
@@ -256,13 +256,17 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
         after = compare_outputs(outputs, reference, labels) | after_m.extras
         after[after_m.metric] = after_m.figure()
     points = 100 * (before[before_m.metric] - after[after_m.metric])
-    drop = QualityDrop(after_m.metric, points, run.options.drop_limit, items=after_m.items)
+    drop = QualityDrop(after_m.metric, points, run.options.drop_limit, items=after_m.items,
+                       reference_items=before_m.reference_items, undefined=before_m.undefined)
     bounds: dict[str, tuple[float, float]] = {}
+    figures: list[dict] = []
     if intervals:
         low, high = drop_interval(before_m, after_m, run.options.seed)
         drop = replace(drop, low=low, high=high)
         bounds = {"before": interval(before_m, run.options.seed), "after": interval(after_m, run.options.seed)}
-    return Quality(before, after, len(val), drop, run.task, bounds)
+        mine = reference if model is None else outputs
+        figures = [{**row, "after": row.pop("figure")} for row in output_figures(mine, reference, run.task_settings.roles)]
+    return Quality(before, after, len(val), drop, run.task, bounds, tuple(figures))
 
 
 def planned_rounds(o: PruneOptions) -> int:

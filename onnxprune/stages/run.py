@@ -3,6 +3,7 @@ that times the stages for the report."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from ..torchview.distributed import Ranks
 from ..torchview.finetune import Targets, TrainSettings
 from ..torchview.teacher import Teacher
 from .checkpoint import Checkpoints
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Run", "Progress", "StageClock"]
 
@@ -72,6 +75,9 @@ class Run:
             measured = measure(self.task, reference, reference, val.labels, self.task_settings, full=intervals)
             figures = compare_outputs(reference, reference, val.labels) | measured.extras
             figures[measured.metric] = measured.figure()
+            if measured.undefined and not self.original_quality:  # said once, when first measured
+                log.warning("%s on the %d held-out inputs; judging by %s instead", measured.undefined, len(val),
+                            measured.metric.replace("_", " "))
             self.original_quality[judging, intervals] = (measured, figures)
         return self.original_quality[judging, intervals]
 

@@ -178,6 +178,39 @@ def _upsample_converter(node: OnnxNode, graph: OnnxGraph) -> OperationConverterR
         torch_module=module, onnx_mapping=OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values))
 
 
+class AttributeSlice(nn.Module):
+    """Slice before opset 10: constant ``starts``, ``ends`` and ``axes`` attributes, step 1."""
+
+    def __init__(self, starts: list[int], ends: list[int], axes: list[int] | None) -> None:
+        super().__init__()
+        self.starts, self.ends = starts, ends
+        self.axes = axes if axes is not None else list(range(len(starts)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = [slice(None)] * x.dim()
+        for start, end, axis in zip(self.starts, self.ends, self.axes):
+            size = x.shape[axis]
+            # ONNX clamps out-of-range bounds (INT_MAX means "to the end"); Python slices do too
+            index[axis] = slice(max(-size, min(start, size)), max(-size, min(end, size)))
+        return x[tuple(index)]
+
+
+def _attribute_slice_converter(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    a = node.attributes
+    axes = a.get("axes")
+    module = AttributeSlice([int(v) for v in a["starts"]], [int(v) for v in a["ends"]],
+                            None if axes is None else [int(v) for v in axes])
+    return OperationConverterResult(
+        torch_module=module, onnx_mapping=OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values))
+
+
+def _old_dropout_converter(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    """Dropout 1-7 (``ratio`` and ``is_test`` as attributes): the identity in an inference graph."""
+    return OperationConverterResult(
+        torch_module=nn.Identity(), onnx_mapping=OnnxMapping(inputs=(node.input_values[0],),
+                                                             outputs=node.output_values[:1]))
+
+
 def _old_batchnorm_converter(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     """BatchNormalization 6 and 7: ``spatial=1`` (the default) means what opset 9 means;
     ``is_test`` and ``consumed_inputs`` only described training."""
@@ -191,9 +224,28 @@ def _old_batchnorm_converter(node: OnnxNode, graph: OnnxGraph) -> OperationConve
     return get_converter(operation_type="BatchNormalization", version=9)(OnnxNode(proto, node.unique_name), graph)
 
 
+def _alias_misnumbered(add: Callable[[str, int, Converter], None]) -> None:
+    """onnx2torch files some converters under an opset number where the op did not change (the
+    attribute form of Slice, which opsets 1-9 share, under 9), while a model's node is looked up by
+    the version its schema starts at (1): register each under that version too."""
+    for key, converter in list(_CONVERTER_REGISTRY.items()):
+        if key.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            since = onnx.defs.get_schema(key.operation_type, key.version, "").since_version
+        except Exception:  # an op onnx no longer knows
+            continue
+        if since != key.version:
+            add(key.operation_type, since, converter)
+
+
 def register_legacy_converters(add: Callable[[str, int, Converter], None]) -> None:
     """Add the old ops through ``add(op, version, converter)``, then wrap every registered
     converter of a windowed op for SAME padding (call once, after all other registrations)."""
+    add("Slice", 1, _attribute_slice_converter)  # onnx2torch's attribute form fails on its own axes
+    for version in (1, 6, 7):
+        add("Dropout", version, _old_dropout_converter)
+    _alias_misnumbered(add)
     for version in (7, 9):
         add("Upsample", version, _upsample_converter)
     for version in (6, 7):

@@ -77,7 +77,7 @@ def available_bytes(device: str = "cpu") -> int:
 
 
 def plan_memory(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], batch_size: int, device: str,
-                available: int | None = None) -> MemoryPlan:
+                available: int | None = None, most: int | None = None) -> MemoryPlan:
     """The largest micro-batch (at most ``batch_size``) whose training fits the budget; refused
     with what it needs when not even one sample fits."""
     sample = max(activation_bytes(model, shapes), 1)
@@ -91,7 +91,7 @@ def plan_memory(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], batc
             f"one sample needs about {need / 2**30:.1f} GB to fine-tune at this input size and "
             f"{free / 2**30:.1f} GB is free on the {device.split(':')[0].upper()}; free memory, use a machine "
             "with more, or prune at a smaller --input-size where the model allows it")
-    micro = int(max(1, min(batch_size, budget // need)))
+    micro = int(max(1, min(batch_size, most or batch_size, budget // need)))  # ``most``: what the graph takes
     if micro < batch_size:
         log.info("memory: one sample's activations are %.0f MB; torch works in micro-batches of %d (%.1f GB "
                  "budget), accumulating to batches of %d", sample / 2**20, micro, budget / 2**30, batch_size)

@@ -44,15 +44,46 @@ def test_the_written_model_gets_the_users_fixed_batch_back() -> None:
         assert vi.type.tensor_type.shape.dim[0].dim_value == 1
 
 
-def test_a_batch_that_cannot_be_freed_is_refused_with_what_to_do() -> None:
-    # channels moved to the front, [1, 4, 8, 8] → [4, 64], then summed over them: a bigger
-    # batch would sum over its samples
-    g = GraphBuilder(input_shape=(1, 3, 8, 8))
+def _summed_over_channels(batch: int):
+    """Channels moved to the front, [B, 4, 8, 8] → [4·B, 64], then summed over them: a bigger batch
+    would sum over its samples, so the batch cannot be freed."""
+    g = GraphBuilder(input_shape=(batch, 3, 8, 8))
     c = g.conv("x", 3, 4)
-    rows = g.node("Reshape", [c, g.init(np.array([4, 64], np.int64))])
-    mixed = g.node("ReduceSum", [rows, g.init(np.array([0], np.int64))], keepdims=1)
-    with pytest.raises(OnnxpruneError, match="fixes its batch at 1 .* dynamic batch"):
-        load(g.build([mixed]))
+    rows = g.node("Reshape", [c, g.init(np.array([4 * batch, 64], np.int64))])
+    return g.build([g.node("ReduceSum", [rows, g.init(np.array([0], np.int64))], keepdims=1)])
+
+
+def test_a_batch_of_one_that_cannot_be_freed_runs_one_input_at_a_time() -> None:
+    from onnxprune.graph.runtime import make_session
+
+    original = _summed_over_channels(1)
+    loaded = load(original)
+    assert loaded.fixed_batch == 1 and loaded.image.batch_dim != BATCH_NAME  # kept as the file has it
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    together = make_session(loaded.model).run(None, {"x": x})[0]
+    assert together.shape == (3, 64)
+    for i in range(3):
+        np.testing.assert_allclose(together[i : i + 1], run_model(original, {"x": x[i : i + 1]})[0], rtol=1e-5)
+
+
+def test_a_batch_above_one_that_cannot_be_freed_is_refused_with_what_to_do() -> None:
+    with pytest.raises(OnnxpruneError, match="fixes its batch at 2 .* dynamic batch"):
+        load(_summed_over_channels(2))
+
+
+def test_a_model_that_takes_one_input_at_a_time_prunes_into_a_verified_file() -> None:
+    """A graph that picks sample 0 out of its batch (Gather) and goes on with it: fine at batch 1,
+    wrong at any other; fine-tuned in micro-batches of 1."""
+    g = GraphBuilder(input_shape=(1, 3, 16, 16))
+    c = g.node("Relu", [g.conv("x", 3, 8)])
+    first = g.node("Unsqueeze", [g.node("Gather", [c, g.init(np.array(0, np.int64))], axis=0),
+                                 g.init(np.array([0], np.int64))])
+    model = g.build([g.conv(g.node("Relu", [g.conv(first, 8, 8)]), 8, 4)])
+    x = np.random.default_rng(0).standard_normal((30, 3, 16, 16)).astype(np.float32)
+    result = prune(model, x, 0.6, rounds=1, round_steps=2, epochs=0.2, round_to=1, bench=False, max_drop=100)
+    assert result.report.flops.fraction <= 0.6
+    dims = result.model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_value == 1  # the file's own signature
 
 
 def test_a_batch_fixed_above_one_is_freed_in_expand_targets_too() -> None:

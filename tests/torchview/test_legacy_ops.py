@@ -68,6 +68,26 @@ def test_upsample_of_opset_7_and_9_imports_nearest_and_linear() -> None:
         _imports_and_prunes(g.build([g.conv(g.node("Relu", [u]), 4, 5)], ir_version=4))
 
 
+def test_opset_9_ops_with_their_settings_as_attributes_import_and_prune() -> None:
+    """Slice (bounds), Pad (pads), Clip (min, max), Squeeze/Unsqueeze (axes) and Dropout (ratio)
+    took attributes before inputs; an old exporter's file has them so."""
+    from onnxprune import prune
+
+    g = GraphBuilder(input_shape=("n", 3, 16, 16), opset=9)
+    c = g.node("Relu", [g.conv("x", 3, 8)])
+    s = g.node("Slice", [c], starts=[0, 1], ends=[16, 2147483647], axes=[2, 3])  # one column off the left
+    p = g.node("Pad", [s], pads=[0, 0, 0, 1, 0, 0, 0, 0], mode="constant", value=0.0)
+    k = g.node("Clip", [g.conv(p, 8, 8)], min=0.0, max=6.0)
+    d = g.node("Dropout", [k], ratio=0.5)
+    q = g.node("Squeeze", [g.node("Unsqueeze", [d], axes=[0])], axes=[0])
+    model = g.build([g.conv(q, 8, 4)], ir_version=4)
+    _imports_and_prunes(model)
+    x = np.random.default_rng(0).standard_normal((24, 3, 16, 16)).astype(np.float32)
+    result = prune(model, x, 0.6, rounds=1, round_steps=1, epochs=0, round_to=1, bench=False, max_drop=100)
+    assert result.model.opset_import[0].version == 9
+    assert [n.op_type for n in result.model.graph.node].count("Slice") == 1
+
+
 def test_batchnorm_of_opset_7_with_spatial_imports_and_prunes() -> None:
     g = GraphBuilder(opset=7)
     c = g.conv("x", 3, 4)
