@@ -342,7 +342,8 @@ def main() -> None:
     parser.add_argument("--fresh", type=int, default=120, help="fresh images this script judges on")
     parser.add_argument("--target", type=float, default=0.5)
     args = parser.parse_args()
-    chosen = [m for m in MODELS if not args.only or m.name in args.only.split(",")]
+    by_name = {m.name: m for m in MODELS}
+    chosen = [by_name[name] for name in args.only.split(",")] if args.only else MODELS  # in the order asked
     table = Table("wild.txt", f"# development set: trained models from public packages, --target-flops {args.target}, "
                   f"default options, {args.images} images a run, judged on {args.fresh} fresh ones; "
                   f"{os.cpu_count()} cores",
@@ -364,6 +365,7 @@ def main() -> None:
         report_path = out.with_name(out.name.removesuffix(".onnx") + ".report") / "report.json"
         if not report_path.exists():
             table.add(f"{model.name:<20}failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:120]}")
+            table.save()
             continue
         report = json.loads(report_path.read_text())
         quality, drop = report["quality"], report["quality"]["drop"]
@@ -383,6 +385,7 @@ def main() -> None:
         table.add(f"{model.name:<20}{chose[:33]:<34}{str(drop.get('reference_items', '')):>6}{reported:>24}"
                   f"{measured:>24}{ref_here:>6}{report['flops']['fraction']:>7.3f}{seconds:>6.0f}  "
                   f"{'yes' if written else 'no: ' + (done.stderr.strip().splitlines() or ['?'])[-1][-60:]}")
+        table.save()  # each row as it comes: the large models take long
     table.add("# reported: the run's own figure on its held-out share; measured here: this script's decoding "
               "(each package's way) of the original and the written model on fresh images, 100 × (1 − figure)")
     table.save()

@@ -99,7 +99,7 @@ def render_summary(r: dict[str, Any]) -> str:
     metric = drop["metric"]
     lines.append(f"task  {q.get('task', 'regress')}: {metric.replace('_', ' ')} {before[metric]:.2%}{span('before')} → "
                  f"{after[metric]:.2%}{span('after')} on {q['validation_inputs']} held-out inputs")
-    if "top1_agreement" in after and metric != "top1_agreement":
+    if "top1_agreement" in after and metric != "top1_agreement" and q.get("task") == "classify":
         lines.append(f"top-1 agreement with the original  {after['top1_agreement']:.2%}")
     for extra, label in (("map50_95", "mAP@0.5:0.95"), ("character_error_rate", "character error rate"),
                          ("cosine", "output cosine similarity")):
@@ -107,6 +107,12 @@ def render_summary(r: dict[str, Any]) -> str:
             lines.append(f"{label}  {after[extra]:.4f}")
     if metric != "explained_variance":
         lines.append(f"explained variance of the original's outputs  {after['explained_variance']:.4f}")
+    if drop.get("undefined"):
+        lines.append(f"undefined  {drop['undefined']}; judged by {metric.replace('_', ' ')} instead")
+    outputs = q.get("outputs") or []
+    if len(outputs) > 1:
+        lines.append("outputs  " + "; ".join(f"{o['name']} {o['role']}: {o['metric'].replace('_', ' ')} {o['after']:.4f}"
+                                             for o in outputs))
     verb = "lost" if drop["points"] >= 0 else "gained"
     interval = drop.get("interval")
     within = f"; points lost, 95 % interval {interval[0]:+.1f} to {interval[1]:+.1f}" if interval else ""

@@ -40,7 +40,8 @@ from .stages.prepare import prepare
 from .stages.quantize import quantize_int8
 from .stages.recover import recover
 from .stages.rounds import (
-    WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, prune_in_rounds, remove_lossless,
+    RoundsHopeless, WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, prune_in_rounds,
+    remove_lossless,
 )
 from .stages.run import Progress, Run, StageClock
 from .stages.verify import verify, verify_quantized
@@ -108,8 +109,13 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     analysis = run.work_groups
     with clock("plan widths"):
         plan = on_main(lambda: plan_widths(run, analysis))
-    view, freed, records, budget = _resume_or_start(run, plan, analysis, resumed, clock)
-    if resumed is None or resumed.stage < Checkpoints.FINAL:
+    stopped: RoundsHopeless | None = None
+    try:
+        view, freed, records, budget = _resume_or_start(run, plan, analysis, resumed, clock)
+    except RoundsHopeless as stop:  # judged and reported as it stands, without the final fine-tuning
+        stopped, view, records, budget = stop, stop.view, stop.records, None
+        freed = stop.freed
+    if stopped is None and (resumed is None or resumed.stage < Checkpoints.FINAL):
         view = _final_finetune(run, view, records, freed, clock, budget)
 
     with clock("verify"):
@@ -118,7 +124,7 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
         max_err = verify(written, view.imported.module, run.loaded.image.name, run.val, run.loaded.fixed_batch,
                          run.loaded.output_axes, batch=run.settings.at_once, torch_model=final)
         final_groups = analyze_groups(LoadedModel(final, run.loaded.image, None))
-        if not o.budget_goal:
+        if not o.budget_goal and stopped is None:
             _check_reached(o, plan, final_groups)
     with clock("measure quality"):
         quality = held_out_quality(run, final, intervals=True)
@@ -145,6 +151,8 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     delivered = int8_quality or quality
     report = build_report(run, plan, analysis, final_groups, freed, records, delivered, max_err, timing, clock,
                           resumed, budget, stages)
+    if stopped is not None and not quality.drop.within:
+        raise QualityBudgetExceeded(f"no model was written (the report was): {stopped.message}", report)
     if not quality.drop.within:
         raise QualityBudgetExceeded(quality.drop.message(), report)
     if int8_quality is not None and not int8_quality.drop.within:
@@ -195,7 +203,11 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
             if o.budget_goal:
                 view, records, budget = prune_within_budget(run, plan, view, records, after, saved)
             else:
-                view, records, reached = prune_in_rounds(run, plan, view, records, after=after, saved=saved)
+                try:
+                    view, records, reached = prune_in_rounds(run, plan, view, records, after=after, saved=saved)
+                except RoundsHopeless as stop:
+                    stop.freed = freed  # what the lossless pass removed, for the report
+                    raise
         if o.target_latency is not None and reached:
             if o.latency_table:
                 log.info("the latency target is held by the tables of %s: the device they were measured on is not "

@@ -86,8 +86,8 @@ def drop_interval(before: Measure, after: Measure, seed: int = 0) -> tuple[float
     drops = [100 * (before.value(idx) - after.value(idx)) for idx in _resamples(after.items, seed)]
     points = 100 * (before.figure() - after.figure())
     floor = agreement_floor(after.items)
-    return (min(float(np.percentile(drops, 2.5)), points - floor),
-            max(float(np.percentile(drops, 97.5)), points + floor))
+    return (max(-100.0, min(float(np.percentile(drops, 2.5)), points - floor)),  # figures are in [0, 1]
+            min(100.0, max(float(np.percentile(drops, 97.5)), points + floor)))
 
 
 def agreement_floor(items: int) -> float:

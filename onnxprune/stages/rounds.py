@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from math import ceil, log as ln
+from typing import Any
 
 import numpy as np
 import onnx
@@ -40,6 +41,7 @@ from .select import floor_for, group_step, select
 from .width_step import StepChoice, choose_step
 
 __all__ = ["WidthPlan", "plan_widths", "remove_lossless", "prune_round", "prune_in_rounds", "correct_latency",
+           "RoundsHopeless", "hopeless",
            "corrected_goal", "latency_met", "planned_rounds", "measured_share", "held_out_quality",
            "latency_store", "BUDGET_STEP"]
 
@@ -269,6 +271,37 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
     return Quality(before, after, len(val), drop, run.task, bounds, tuple(figures))
 
 
+class RoundsHopeless(Exception):
+    """A round lost so far beyond --max-drop that recovery cannot bring it back: the rounds stop
+    (``view``, ``records`` as they are), and the run says what the user can ask for instead."""
+
+    def __init__(self, view: TorchView, records: list[RoundRecord], message: str) -> None:
+        super().__init__(message)
+        self.view, self.records, self.message = view, records, message
+        self.freed: Any = None  # the lossless pass's result (LosslessResult), set by the pipeline on the way out
+
+
+def hopeless(run: Run, view: TorchView, records: list[RoundRecord]) -> str | None:
+    """Why the rounds should stop now, or None: the last round lost more than four times
+    --max-drop and 20 points beyond it, and even its 95 % interval's best case is twice the budget
+    — so far outside that the rest of the schedule will not bring it back (a table detector lost 72
+    points in its first round and went on for 27 minutes). Names the smallest FLOPs share that held."""
+    o, last = run.options, records[-1]
+    if last.quality_drop is None or last.quality_drop <= max(4 * o.drop_limit, o.drop_limit + 20):
+        return None
+    low = held_out_quality(run, view.model, intervals=True, judging=True).drop.low
+    if low is None or low <= 2 * o.drop_limit:
+        return None
+    held = [r for r in records if r.quality_drop is not None and r.quality_drop <= o.drop_limit]
+    asked = f"--target-flops {held[-1].flops_fraction:.2f}" if held else None
+    return (f"round {last.round} at {last.flops_fraction:.1%} of the FLOPs lost {last.quality_drop:.1f} points "
+            f"(95 % interval from {low:+.1f}), far beyond --max-drop {o.drop_limit:g}; stopped there instead of "
+            "fine-tuning on — " + (f"the smallest share that held was {held[-1].flops_fraction:.1%} (round "
+                                   f"{held[-1].round}): ask for {asked}, or allow more with --max-drop"
+                                   if held else "no round held: prune less (a higher --target-flops), give more "
+                                   "images, or allow more with --max-drop"))
+
+
 def planned_rounds(o: PruneOptions) -> int:
     """--rounds, or enough that each removes at most ~10 % of the FLOPs (or latency); with the
     budget as the goal, the rounds down to 30 % (an estimate: quality decides)."""
@@ -305,6 +338,10 @@ def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView, records: list[Ro
         records.append(record)
         if saved:
             saved(r, label, view, records, reached)
+        stop = hopeless(run, view, records)
+        if stop:
+            log.warning(stop)
+            raise RoundsHopeless(view, records, stop)
         if not reached:
             return view, records, False
     return view, records, True
