@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import OnnxpruneError
 from .roles import OutputRole
 
-__all__ = ["Head", "HEADS", "find_head", "decode_head"]
+__all__ = ["Head", "HEADS", "find_head", "decode_head", "ungrid"]
 
 Head = Literal["gfl", "centernet", "anchors"]
 HEADS: tuple[Head, ...] = get_args(Head)
@@ -78,6 +78,30 @@ def decode_head(kind: str, outputs: list[np.ndarray], roles: tuple[OutputRole, .
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         kept = nms(boxes, scores, classes)[:most]
         decoded.append((boxes[kept], scores[kept], classes[kept]))
+    return decoded
+
+
+def ungrid(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A YOLOX head exported without its decode — (N, A, 5 + C) rows of grid offsets and log sizes,
+    A the cells of strides 8, 16 and 32 — in pixels, as YOLOX's demo_postprocess turns them:
+    centre (offset + cell) × stride, size exp(log size) × stride. Decoded outputs (centres in
+    pixels, most far from the cell's own 0-2) come back unchanged."""
+    height, width = size
+    try:
+        levels = _split_levels(output.shape[1], height, width)
+    except OnnxpruneError:
+        return output
+    if len(levels) != 3 or levels[0][0] != 8 or float(np.median(np.abs(output[..., :2]))) > 2.0:
+        return output
+    cells, strides = [], []
+    for stride, count in levels:
+        centres, _, _ = _grid(stride, height, width, count)
+        cells.append(centres / stride - 0.5)  # the cell's corner index, as YOLOX's grid holds it
+        strides.append(np.full((count, 1), stride, np.float32))
+    cell, stride_of = np.concatenate(cells), np.concatenate(strides)
+    decoded = output.astype(np.float32).copy()
+    decoded[..., :2] = (decoded[..., :2] + cell) * stride_of
+    decoded[..., 2:4] = np.exp(np.clip(decoded[..., 2:4], -20, 20)) * stride_of
     return decoded
 
 

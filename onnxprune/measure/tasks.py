@@ -22,7 +22,7 @@ import numpy as np
 
 from ..data.sources import UNLABELLED
 from ..errors import OnnxpruneError
-from .heads import HEADS, decode_head, find_head
+from .heads import HEADS, decode_head, find_head, ungrid
 from .roles import REGRESSION_WIDTHS, OutputRole, neighbours, normalizes, role_measure
 
 if TYPE_CHECKING:  # annotations only: the CLI reads this module before checking its paths, and onnx takes 0.6 s
@@ -444,7 +444,10 @@ def _decode(outputs: list[np.ndarray], settings: TaskSettings, confidence: float
         return decode_head(layout, outputs, settings.roles, settings.input_size, confidence, nms, MOST_BOXES)
     if outputs[0].ndim != 3:
         raise OnnxpruneError(f"--task detect needs an output of (N, rows, columns) boxes, not {outputs[0].shape}")
-    return decode_boxes(outputs[0], layout, confidence)
+    output = outputs[0]
+    if settings.input_size is not None and _layout(output.shape, layout) == "cxcywh-obj-classes":
+        output = ungrid(output, settings.input_size)  # YOLOX exported without its decode
+    return decode_boxes(output, layout, confidence)
 
 
 def _detect(outputs: list[np.ndarray], reference: list[np.ndarray], settings: TaskSettings,

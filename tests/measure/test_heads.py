@@ -98,3 +98,20 @@ def test_a_gfl_detector_prunes_and_is_judged_by_map_of_its_decoded_boxes() -> No
     drop = report.as_dict()["quality"]["drop"]
     assert report.quality.task == "detect" and drop["metric"] == "map50" and drop["reference_items"] > 0
     assert "undefined" not in drop
+
+
+def test_a_yolox_head_exported_without_its_decode_is_decoded_on_its_grid() -> None:
+    from onnxprune.measure.heads import ungrid
+
+    rng = np.random.default_rng(0)
+    raw = np.zeros((2, 52 * 52 + 26 * 26 + 13 * 13, 6), np.float32)  # strides 8, 16, 32 of 416×416
+    raw[..., :2] = rng.uniform(0, 1, raw[..., :2].shape)
+    raw[..., 2:4] = rng.uniform(0, 2, raw[..., 2:4].shape)
+    decoded = ungrid(raw, (416, 416))
+    last = len(raw[0]) - 1  # cell (12, 12) of stride 32
+    assert decoded[0, 0, :2] == pytest.approx(raw[0, 0, :2] * 8)
+    assert decoded[0, last, :2] == pytest.approx((raw[0, last, :2] + 12) * 32)
+    assert decoded[0, last, 2:4] == pytest.approx(np.exp(raw[0, last, 2:4]) * 32)
+    in_pixels = raw.copy()
+    in_pixels[..., :2] *= 400  # already decoded in the graph: left alone
+    assert np.array_equal(ungrid(in_pixels, (416, 416)), in_pixels)
