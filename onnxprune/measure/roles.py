@@ -84,7 +84,6 @@ def normalizes(model: onnx.ModelProto, name: str) -> bool:
 def find_roles(model: onnx.ModelProto, samples: list[tuple[int, ...]]) -> tuple[OutputRole, ...]:
     """Each output's role from the op that makes it and its per-sample shape (batch first)."""
     names = [o.name for o in model.graph.output]
-    rows = {len(s) == 2 and s[0] for s in samples} - {False}  # candidate counts of rank-2 outputs
     roles = []
     for name, sample in zip(names, samples):
         node = _producer(model, name)
@@ -108,8 +107,8 @@ def find_roles(model: onnx.ModelProto, samples: list[tuple[int, ...]]) -> tuple[
                 roles.append(OutputRole(name, "probabilities", f"{op} over {width} per row", class_axis=1))
             elif op == "Sigmoid":
                 roles.append(OutputRole(name, "scores", f"Sigmoid over {count}×{width} candidates"))
-            elif several and width % 4 == 0 and width >= 16 and len(rows) >= 1 and \
-                    any(s[0] == count and s != sample for s in samples if len(s) == 2):
+            elif several and width % 4 == 0 and width >= 16 and \
+                    any(s[0] == count and s != sample for s in samples if len(s) == 2):  # beside class scores
                 roles.append(OutputRole(name, "distribution", f"{count} candidates × 4 sides × {width // 4} bins "
                                                               f"beside class scores of as many candidates"))
             else:

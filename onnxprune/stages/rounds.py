@@ -173,13 +173,20 @@ def remove_lossless(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> tuple
     if freed.dead or freed.folded:
         # the channels are dead or constant on every calibration image, so what can go wrong is
         # the removal itself (slicing, biases folded), and a few images show that: the same
-        # tolerance as verification, against the original's outputs on them
+        # tolerance as verification, against the model before the removal run the same way (the
+        # teacher's outputs came in other batches: a deep attention reader's float32 noise
+        # between those alone is above the tolerance)
         n = min(LOSSLESS_CHECK_IMAGES, len(run.calib))
-        check = run_batched(freed.model, image.name, run.calib[:n])
-        if not max_difference(check, [t[:n] for t in run.calib_targets.teacher])[2]:
-            raise OnnxpruneError("removing dead or constant channels changed the outputs; please report this model")
-        log.info("lossless pass: removed %d channels that are zero and folded %d that are constant on all "
-                 "calibration data", freed.dead, freed.folded)
+        check = run_batched(freed.model, image.name, run.calib[:n], batch=n)
+        diff, scale, same = max_difference(check, run_batched(work, image.name, run.calib[:n], batch=n))
+        if same:
+            log.info("lossless pass: removed %d channels that are zero and folded %d that are constant on all "
+                     "calibration data", freed.dead, freed.folded)
+        else:  # a channel read somewhere the pass did not watch: prune by saliency alone, as with --no-lossless
+            log.warning("lossless pass skipped: removing the %d dead and %d constant channels it found would change "
+                        "the outputs by %.2g (of %.2g); the rounds prune by saliency alone", freed.dead, freed.folded,
+                        diff, scale)
+            freed = LosslessResult(work, 0, 0, 0, analysis)
     if freed.constant_kept:
         log.info("lossless pass: kept %d constant channels whose consumers cannot absorb them (padding)",
                  freed.constant_kept)

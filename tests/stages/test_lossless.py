@@ -113,3 +113,25 @@ def test_the_report_counts_what_the_lossless_pass_removed() -> None:
     report = prune(_foldable_model(), data, 0.9, round_to=1, epochs=0, bench=False).report
     assert report.lossless == LosslessCounts(dead_channels_removed=1, constant_channels_folded=3,
                                              constant_channels_kept=0)
+
+
+def test_a_removal_that_would_change_the_outputs_is_skipped_not_fatal(monkeypatch, caplog) -> None:
+    """Should the pass ever find a channel dead where it is read but live where it did not look,
+    the check catches it: the run goes on pruning by saliency alone, and says so."""
+    import onnxprune.stages.rounds as rounds
+    from onnxprune.stages.lossless import LosslessResult
+
+    def wrong(model, *args, **kwargs):
+        changed = onnx.ModelProto()
+        changed.CopyFrom(model)
+        weight = next(i for i in changed.graph.initializer if numpy_helper.to_array(i).ndim == 4)
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.5, weight.name))
+        return LosslessResult(changed, 1, 0, 0, None)
+
+    monkeypatch.setattr(rounds, "lossless_pass", wrong)
+    data = np.random.default_rng(2).standard_normal((40, 3, 8, 8)).astype(np.float32)
+    with caplog.at_level("WARNING", logger="onnxprune"):
+        report = prune(_foldable_model(), data, 0.9, round_to=1, epochs=0, bench=False).report
+    assert "lossless pass skipped" in caplog.text
+    assert report.lossless == LosslessCounts(dead_channels_removed=0, constant_channels_folded=0,
+                                             constant_channels_kept=0)
