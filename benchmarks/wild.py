@@ -341,14 +341,19 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48, help="images a user has (the run's --data)")
     parser.add_argument("--fresh", type=int, default=120, help="fresh images this script judges on")
     parser.add_argument("--target", type=float, default=0.5)
+    parser.add_argument("--append", action="store_true", help="add the rows to the last results, same header")
     args = parser.parse_args()
     by_name = {m.name: m for m in MODELS}
     chosen = [by_name[name] for name in args.only.split(",")] if args.only else MODELS  # in the order asked
-    table = Table("wild.txt", f"# development set: trained models from public packages, --target-flops {args.target}, "
-                  f"default options, {args.images} images a run, judged on {args.fresh} fresh ones; "
-                  f"{os.cpu_count()} cores",
-                  f"{'model':<20}{'task: measure the run chose':<34}{'ref':>6}{'reported drop [95 %]':>24}"
-                  f"{'measured here [95 %]':>24}{'ref':>6}{'FLOPs':>7}{'s':>6}  written")
+    header = [f"# development set: trained models from public packages, --target-flops {args.target}, default options, "
+              f"{args.images} images a run, judged on {args.fresh} fresh ones; {os.cpu_count()} cores; commit {_commit()}",
+              f"{'model':<20}{'task: measure the run chose':<34}{'ref':>6}{'reported drop [95 %]':>24}"
+              f"{'measured here [95 %]':>24}{'ref':>6}{'FLOPs':>7}{'s':>6}  written"]
+    saved = ROOT / "benchmarks" / "results" / "wild.txt"
+    if args.append and saved.exists():  # rows of a later run (another commit) below the earlier ones
+        header = [line for line in saved.read_text().splitlines() if not line.startswith(FOOTER[:10])]
+        header.append(f"# rows below: rerun at {_commit()}")
+    table = Table("wild.txt", *header)
     for model in chosen:
         path = fetch(model, args.work)
         data = make_images(model.images, args.work / "data" / f"{model.images}-{model.size[0]}x{model.size[1]}",
@@ -386,9 +391,17 @@ def main() -> None:
                   f"{measured:>24}{ref_here:>6}{report['flops']['fraction']:>7.3f}{seconds:>6.0f}  "
                   f"{'yes' if written else 'no: ' + (done.stderr.strip().splitlines() or ['?'])[-1][-60:]}")
         table.save()  # each row as it comes: the large models take long
-    table.add("# reported: the run's own figure on its held-out share; measured here: this script's decoding "
-              "(each package's way) of the original and the written model on fresh images, 100 × (1 − figure)")
+    table.add(FOOTER)
     table.save()
+
+
+FOOTER = ("# reported: the run's own figure on its held-out share; measured here: this script's decoding "
+          "(each package's way) of the original and the written model on fresh images, 100 × (1 − figure)")
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "an unknown commit"
 
 
 if __name__ == "__main__":
