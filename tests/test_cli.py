@@ -70,6 +70,19 @@ def test_analyze_counts_a_free_size_model_at_a_size_it_names(tmp_path: Path) -> 
     assert "--input-size H W counts at another" in run_cli("analyze", str(tmp_path / "free.onnx")).stdout
 
 
+def test_analyze_says_when_a_free_size_model_does_not_run_at_the_size_it_chose(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from graphs import GraphBuilder
+
+    g = GraphBuilder(input_shape=("n", 3, "h", "w"))  # free in the file, but only 16×16 reshapes
+    flat = g.node("Reshape", [g.conv("x", 3, 8), g.init(np.array([0, 8 * 16 * 16], np.int64))])
+    onnx.save(g.build([flat]), tmp_path / "fixed_inside.onnx")
+    result = _process("analyze", str(tmp_path / "fixed_inside.onnx"))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "does not run at 224×224" in result.stderr and "pass --input-size H W" in result.stderr
+
+
 def test_a_bare_onnxprune_prints_a_short_usage_not_an_error() -> None:
     result = _process()
     assert result.returncode == 0 and result.stderr == ""

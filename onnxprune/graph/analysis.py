@@ -9,6 +9,7 @@ import onnx
 
 from .flops import ModelCost
 from .groups import GroupAnalysis, analyze_groups
+from ..errors import OnnxpruneError
 from .load import FreeInputSize, LoadedModel, graph_inputs, load
 from .output_axes import restore_signature
 
@@ -99,7 +100,11 @@ def analyze(model: str | Path | onnx.ModelProto, input_size: tuple[int, int] | N
         loaded = load(model, input_size)
     except FreeInputSize as free:
         chosen = tuple(s or FREE_SIZE for s in free.spatial)
-        loaded = load(model, chosen)  # type: ignore[arg-type]
+        try:
+            loaded = load(model, chosen)  # type: ignore[arg-type]
+        except OnnxpruneError as err:  # a reader that needs its own height, say
+            raise OnnxpruneError(f"the input's height or width is free in the file and the model does not run at "
+                                 f"{chosen[0]}×{chosen[1]} ({err}); pass --input-size H W") from err
     analysis = analyze_groups(loaded)
     result = describe(loaded, analysis.cost)
     if chosen:
