@@ -76,15 +76,18 @@ def free_batch(model: onnx.ModelProto, image: ImageInput, name: str
 def one_at_a_time(model: onnx.ModelProto, image: ImageInput, name: str, reason: str) -> tuple[BatchAxis, ...]:
     """The outputs of a file whose batch stays fixed at 1, as one sample's results: nothing needs a
     free batch, since onnxruntime runs the file one input at a time (``runtime.make_session``) and
-    torch fine-tunes in micro-batches of 1. An output with no axis of 1 in front is that sample's
-    result whole (a fold of its first axis)."""
+    torch fine-tunes in micro-batches of 1. An output's batch is its first axis of size 1 (a
+    reader's (T, 1, C) is sequence-first); one with none is that sample's result whole (a fold of
+    its first axis)."""
     outputs = run_model(model, {image.name: random_input(image.shape(1), seed=1)})
     axes = []
     for out, value in zip(model.graph.output, outputs):
         shape = tuple(np.shape(value))
         if not shape:
             raise OnnxpruneError(f"{name}: output {out.name!r} is a scalar; onnxprune needs one result per sample")
-        axes.append(BatchAxis(0, 1, shape[1:]) if shape[0] == 1 else BatchAxis(0, shape[0], shape))
+        ones = [k for k, size in enumerate(shape) if size == 1]
+        axes.append(BatchAxis(ones[0], 1, shape[:ones[0]] + shape[ones[0] + 1:]) if ones
+                    else BatchAxis(0, shape[0], shape))
     log.info("the file fixes its batch at 1 and it cannot be freed (%s): onnxprune runs it one input at a time "
              "and fine-tunes in micro-batches of 1, accumulating gradients to --batch-size", reason)
     return tuple(axes)

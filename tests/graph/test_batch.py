@@ -180,3 +180,14 @@ def test_an_output_that_folds_the_batch_into_its_rows_is_unfolded_inside() -> No
     np.testing.assert_allclose(inside.reshape(128, 4), run_model(original, {"x": x})[0], rtol=1e-6)
     restored = restore_signature(loaded.model, loaded.signature)
     assert run_model(restored, {"x": x})[0].shape == (128, 4)
+
+
+def test_a_one_at_a_time_output_with_the_batch_inside_is_found_sequence_first() -> None:
+    """(T, 1, C), a reader's layout, from a file whose batch cannot be freed: the axis of 1 is the batch."""
+    g = GraphBuilder(input_shape=(1, 3, 8, 8))
+    c = g.node("Relu", [g.conv("x", 3, 4)])
+    first = g.node("Unsqueeze", [g.node("Gather", [c, g.init(np.array(0, np.int64))], axis=0),
+                                 g.init(np.array([0], np.int64))])
+    steps = g.node("Transpose", [g.node("Reshape", [first, g.init(np.array([1, 4, 64], np.int64))])], perm=[2, 0, 1])
+    loaded = load(g.build([steps]))
+    assert loaded.output_axes == (BatchAxis(1, 1, (64, 4)),)
