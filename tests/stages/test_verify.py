@@ -52,24 +52,3 @@ def test_batched_runs_equal_one_run(view: TorchView) -> None:
     (batched,) = run_batched(view.model, view.image.name, x, batch=3)
     np.testing.assert_array_equal(batched.shape, (10, 10))
     np.testing.assert_allclose(batched, run_model(view.model, {view.image.name: x})[0], rtol=1e-5, atol=1e-6)
-
-
-def test_a_difference_within_the_graphs_own_float32_noise_passes(view: TorchView, monkeypatch) -> None:
-    """The bar is 1e-4 of the output's scale, or four times what float32 rounding alone moves the
-    torch module's outputs (from float64), whichever is wider: a tiny tamper passes only where
-    the noise is that large."""
-    import onnxprune.stages.verify as verifying
-
-    x = random_input(view.image.shape(2))
-    noise = verifying._float32_noise(view.imported.module, view.model, x)
-    assert 0 < noise < 1e-4
-    assert next(view.imported.module.parameters()).dtype.is_floating_point
-    assert next(view.imported.module.parameters()).dtype == __import__("torch").float32  # put back
-    tampered = onnx.ModelProto()
-    tampered.CopyFrom(view.model)
-    weight = next(i for i in tampered.graph.initializer if len(i.dims) == 4)
-    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.002, weight.name))
-    with pytest.raises(OnnxpruneError, match="differ by"):
-        verify(tampered, view.imported.module, view.image.name, x)
-    monkeypatch.setattr(verifying, "_float32_noise", lambda *args: 1.0)  # as if the graph were that noisy
-    verify(tampered, view.imported.module, view.image.name, x)
