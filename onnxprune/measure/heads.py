@@ -28,7 +28,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from ..errors import OnnxpruneError
-from .roles import OutputRole
+from .roles import OutputRole, window_max
 
 __all__ = ["Head", "HEADS", "find_head", "decode_head", "ungrid"]
 
@@ -58,9 +58,9 @@ def find_head(roles: tuple[OutputRole, ...], samples: list[tuple[int, ...]]) -> 
 
 
 def decode_head(kind: str, outputs: list[np.ndarray], roles: tuple[OutputRole, ...], input_size: tuple[int, int],
-                confidence: float, nms: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-                most: int) -> Decoded:
-    """Per image: boxes, scores and classes of the head ``kind`` above ``confidence``, after ``nms``."""
+                confidence: float, select: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Decoded:
+    """Per image: boxes, scores and classes of the head ``kind``, kept by ``select(boxes, scores,
+    classes, confidence)`` (``tasks.best_boxes``: the threshold, the best candidates, NMS)."""
     if kind == "gfl":
         candidates = _gfl(outputs, roles, input_size)
     elif kind == "centernet":
@@ -72,12 +72,7 @@ def decode_head(kind: str, outputs: list[np.ndarray], roles: tuple[OutputRole, .
     decoded = []
     for boxes, class_scores in candidates:
         classes = class_scores.argmax(1)
-        scores = class_scores[np.arange(len(classes)), classes]
-        keep = np.flatnonzero(scores >= confidence)
-        keep = keep[np.argsort(-scores[keep], kind="stable")][:1000]
-        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        kept = nms(boxes, scores, classes)[:most]
-        decoded.append((boxes[kept], scores[kept], classes[kept]))
+        decoded.append(select(boxes, class_scores[np.arange(len(classes)), classes], classes, confidence))
     return decoded
 
 
@@ -196,8 +191,7 @@ def _centernet(outputs: list[np.ndarray], roles: tuple[OutputRole, ...], size: t
         sizes = np.exp(np.clip(sizes, -20, 20))
     offsets = outputs[twos[1]].astype(np.float32) if len(twos) > 1 else np.zeros_like(sizes)
     stride = height / h
-    padded = np.pad(heat, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    peaks = heat >= np.max([padded[:, :, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    peaks = heat >= window_max(heat, 1)
     found = []
     for i in range(len(heat)):
         c, y, x = np.nonzero(peaks[i] & (heat[i] >= confidence))

@@ -29,7 +29,7 @@ import numpy as np
 if TYPE_CHECKING:  # annotations only: the measures themselves work on arrays
     import onnx
 
-__all__ = ["Role", "ROLES", "OutputRole", "RoleFigure", "find_roles", "normalizes", "role_measure", "neighbours",
+__all__ = ["Role", "ROLES", "OutputRole", "RoleFigure", "find_roles", "normalizes", "role_measure", "neighbours", "window_max",
            "SCORE_THRESHOLD"]
 
 Role = Literal["probabilities", "logits", "scores", "distribution", "embedding", "regression"]
@@ -183,16 +183,21 @@ def _expected_distances(bins: np.ndarray) -> np.ndarray:
     return (p * np.arange(width // 4)).sum(-1)
 
 
+def window_max(x: np.ndarray, radius: int, outside: float = -np.inf) -> np.ndarray:
+    """Each cell of an (N, C, H, W) map replaced by the largest value within ``radius`` cells."""
+    h, w = x.shape[2:]
+    padded = np.pad(x, ((0, 0), (0, 0), (radius, radius), (radius, radius)), constant_values=outside)
+    side = 2 * radius + 1
+    return np.max([padded[:, :, dy:dy + h, dx:dx + w] for dy in range(side) for dx in range(side)], axis=0)
+
+
 def _positives(x: np.ndarray) -> np.ndarray:
     """Boolean positives per item: local 3×3 peaks above the threshold on a map (C, H, W), or
     candidates above it otherwise."""
     above = x > SCORE_THRESHOLD
     if x.ndim != 4:
         return above
-    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    h, w = x.shape[2:]
-    neighbourhood = np.max([padded[:, :, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
-    return above & (x >= neighbourhood)
+    return above & (x >= window_max(x, 1))
 
 
 def _score_f1(out: np.ndarray, ref: np.ndarray) -> RoleFigure:
@@ -200,11 +205,7 @@ def _score_f1(out: np.ndarray, ref: np.ndarray) -> RoleFigure:
     subset sums them; a map's peaks match within ``PEAK_RADIUS`` cells of the same channel."""
     mine, theirs = _positives(out), _positives(ref)
     if theirs.ndim == 4 and PEAK_RADIUS:
-        r = PEAK_RADIUS
-        h, w = theirs.shape[2:]
-        padded = np.pad(theirs, ((0, 0), (0, 0), (r, r), (r, r)))
-        near = np.max([padded[:, :, dy:dy + h, dx:dx + w] for dy in range(2 * r + 1) for dx in range(2 * r + 1)],
-                      axis=0)
+        near = window_max(theirs, PEAK_RADIUS, outside=False)
         tp = (mine & near).reshape(len(out), -1).sum(1)
         tp = np.minimum(tp, theirs.reshape(len(out), -1).sum(1))
     else:

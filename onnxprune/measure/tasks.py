@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # annotations only: the CLI reads this module before checking
     import onnx
 
 __all__ = ["Task", "TASKS", "BoxLayout", "MEASURED_BY", "BOX_LAYOUTS", "TaskSettings", "Measure", "infer_task", "measure", "decode_boxes",
-           "nms", "greedy_ctc", "box_iou", "load_metric", "worst_output", "output_figures"]
+           "nms", "best_boxes", "greedy_ctc", "box_iou", "load_metric", "worst_output", "output_figures"]
 
 Task = Literal["classify", "detect", "segment", "ctc", "embed", "regress"]
 TASKS: tuple[Task, ...] = get_args(Task)
@@ -350,13 +350,20 @@ def decode_boxes(output: np.ndarray, layout: str | None = None, confidence: floa
             classes = class_scores.argmax(0)
             scores = class_scores[classes, np.arange(class_scores.shape[1])]
             boxes = np.concatenate([centre - size / 2, centre + size / 2], 1)
-        keep = scores >= confidence
-        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        order = np.argsort(-scores, kind="stable")[:MOST_CANDIDATES]
-        boxes, scores, classes = boxes[order], scores[order], classes[order]
-        kept = nms(boxes, scores, classes)[:MOST_BOXES]
-        images.append((boxes[kept], scores[kept], classes[kept]))
+        images.append(best_boxes(boxes, scores, classes, confidence))
     return images
+
+
+def best_boxes(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, confidence: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's candidates above ``confidence``, the best ``MOST_CANDIDATES`` by score, after
+    per-class NMS (at most ``MOST_BOXES``): what every layout and head decodes to."""
+    keep = scores >= confidence
+    boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    order = np.argsort(-scores, kind="stable")[:MOST_CANDIDATES]
+    boxes, scores, classes = boxes[order], scores[order], classes[order]
+    kept = nms(boxes, scores, classes)[:MOST_BOXES]
+    return boxes[kept], scores[kept], classes[kept]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -441,7 +448,7 @@ def _decode(outputs: list[np.ndarray], settings: TaskSettings, confidence: float
     if layout in HEADS:
         if settings.input_size is None or len(settings.roles) != len(outputs):
             raise OnnxpruneError(f"--box-layout {layout} needs the model's outputs and input size")
-        return decode_head(layout, outputs, settings.roles, settings.input_size, confidence, nms, MOST_BOXES)
+        return decode_head(layout, outputs, settings.roles, settings.input_size, confidence, best_boxes)
     if outputs[0].ndim != 3:
         raise OnnxpruneError(f"--task detect needs an output of (N, rows, columns) boxes, not {outputs[0].shape}")
     output = outputs[0]
