@@ -12,7 +12,7 @@ import onnx
 from .image_input import ImageInput
 from .runtime import run_model
 
-__all__ = ["probe_shapes", "random_feed", "random_input", "expose_all"]
+__all__ = ["probe_shapes", "random_feed", "random_input", "expose_all", "up_to"]
 
 
 def random_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -36,6 +36,25 @@ def expose_all(model: onnx.ModelProto, names: list[str] | None = None) -> onnx.M
             exposed.graph.output.append(onnx.ValueInfoProto(name=name))
             present.add(name)
     return exposed
+
+
+def up_to(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy that computes only ``names`` (its outputs): the nodes they need and nothing after
+    them, which onnxruntime would otherwise run whatever outputs are asked for."""
+    needed, kept = set(names), []
+    for node in reversed(model.graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    cut = onnx.ModelProto()
+    cut.CopyFrom(model)
+    del cut.graph.node[:], cut.graph.output[:]
+    cut.graph.node.extend(reversed(kept))
+    cut.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
+    inits = [i for i in cut.graph.initializer if i.name in needed]
+    del cut.graph.initializer[:]
+    cut.graph.initializer.extend(inits)
+    return cut
 
 
 def probe_shapes(
