@@ -9,11 +9,12 @@ classifier sample. Each is exported with torch's defaults (batch fixed at 1, Bat
 
     python benchmarks/tasks.py [--images 240] [--fresh 200] [--targets 0.5 0.3] [--work DIR]
                                [--models detector text_map reader embedder classifier]
-                               [--few 40] [--few-targets 0.5]
+                               [--few 40] [--few-targets 0.5] [--methods default hints ...]
 
-Each model runs with the default fine-tuning at every target, and with ``--feature-hints``
-(FitNets hints on the stage-end maps) at the first; ``--few N`` adds the same with only N of
-the run's images (a seeded choice), where recovery from few images shows.
+Each model runs with the defaults at every target and, at the first target of each block, with
+each other recovery method of ``--methods`` (``METHODS``: one setting changed from the defaults,
+so each row says what that one choice is worth); ``--few N`` adds the same with only N of the
+run's images (a seeded choice), where recovery from few images shows.
 
 Prints the table and saves benchmarks/results/tasks.txt.
 """
@@ -47,6 +48,18 @@ from onnxprune.measure.metrics import explained_variance  # noqa: E402
 from onnxprune.measure.tasks import TaskSettings, measure  # noqa: E402
 
 SIZES = {"detector": (96, 96), "text_map": (64, 128), "reader": (32, 100), "embedder": (32, 32)}
+
+# each recovery method as the one setting it changes from the defaults
+METHODS = {
+    "default": {},
+    "hints": {"feature_hints": True},  # FitNets hints on the stage-end maps
+    "no-refit": {"reconstruct": False},  # no least-squares reconstruction after each cut
+    "10-epochs": {"epochs": 10},  # a fixed final fine-tuning instead of until it stops improving
+    "old": {"reconstruct": False, "epochs": 10},  # both, as before the recovery issue
+    "shift": {"augment": "shift"},  # fine-tuning views: rolled by up to 1/16
+    "crop": {"augment": "crop"},  # random resized crops of 25-100 % of the area
+    "none": {"augment": "none"},  # the centred view only
+}
 
 
 def _write_images(images: np.ndarray, folder: Path) -> Path:
@@ -110,14 +123,14 @@ def _few(data: Path, count: int, folder: Path) -> Path:
     return folder
 
 
-def _row(name: str, path: Path, data: Path, unseen: Path, task: str, target: float, hints: bool, images: str) -> str:
+def _row(name: str, path: Path, data: Path, unseen: Path, task: str, target: float, method: str, images: str) -> str:
     labels = name == "classifier"
     started = time.perf_counter()
-    head = f"{name:<16}{task:<9}{images:>7}{target:>7.1f}{'hints' if hints else 'default':>9}"
+    head = f"{name:<16}{task:<9}{images:>7}{target:>7.1f}{method:>10}"
     try:
         with tempfile.TemporaryDirectory() as tmp:
             result = prune(path, data, target, max_drop=100, labels="imagefolder" if labels else None,
-                           feature_hints=hints)
+                           **METHODS[method])
             pruned = Path(tmp) / "pruned.onnx"
             onnx.save(result.model, str(pruned))
             fresh, fresh_ev = _fresh_figures(path, pruned, unseen, task, labels)
@@ -140,14 +153,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="where trained models and images are kept between runs")
     parser.add_argument("--few", type=int, default=40, help="also run with only this many images (0: not)")
     parser.add_argument("--few-targets", nargs="+", type=float, default=[0.5])
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=["default", "hints"],
+                        help="recovery methods, each tried at the first target of each block")
     args = parser.parse_args()
     work = args.work or Path(tempfile.gettempdir()) / "onnxprune-tasks"
     work.mkdir(parents=True, exist_ok=True)
     table = Table("tasks.txt", f"# each task by its own measure: trained on rendered data, pruned label-free with default "
-                  f"options and --max-drop 100 (so every run writes a model), with and without --feature-hints, "
+                  f"options and --max-drop 100 (so every run writes a model), and with {', '.join(args.methods)}, "
                   f"{args.images} and {args.few} images a run (15 % held out), {args.fresh} fresh images no decision "
                   "saw; 95 % intervals in brackets",
-                  f"{'model':<16}{'task':<9}{'images':>7}{'target':>7}{'tuning':>9}{'FLOPs':>7}  {'measure':<17}"
+                  f"{'model':<16}{'task':<9}{'images':>7}{'target':>7}{'tuning':>10}{'FLOPs':>7}  {'measure':<17}"
                   f"{'held-out: after (drop [interval])':<37}{'EV':>6}  {'fresh: after (drop [interval])':<35}{'EV':>6}"
                   f"{'time s':>7}")
     for name in args.models:
@@ -157,8 +172,8 @@ def main() -> None:
             blocks.append((f"{args.few}", _few(data, args.few, work / f"{name}_few{args.few}"), args.few_targets))
         for images, folder, targets in blocks:
             for k, target in enumerate(targets):
-                for hints in (False, True) if k == 0 else (False,):  # hints at the first target of each block
-                    table.add(_row(name, path, folder, unseen, task, target, hints, images))
+                for method in args.methods if k == 0 else ["default"]:  # the others at the first target
+                    table.add(_row(name, path, folder, unseen, task, target, method, images))
     table.add("# * the held-out share cannot resolve --max-drop 3 (its interval is wider); EV: explained variance of "
               "the original's outputs, the measure non-classifiers were judged by before")
     for name in args.models:

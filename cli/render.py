@@ -164,6 +164,12 @@ def render_summary(r: dict[str, Any]) -> str:
         lines.append(f"ran on  torch {run['torch_device']} ({run['precision']}"
                      f"{', channels-last' if run['channels_last'] else ''}), {run['processes']} process(es), "
                      f"{run['workers']} loader worker(s); onnxruntime {run['onnxruntime_device']}")
+    recovery = r.get("recovery")
+    if recovery:
+        loss = recovery["selection_loss"]
+        lines.append(f"recovery  {recovery['epochs']} epochs of final fine-tuning, stopped: {recovery['stopped']}; "
+                     f"kept epoch {recovery['kept_epoch']} (loss against the original on "
+                     f"{recovery['selection_images']} held-out images {loss[0]:.4g} → {loss[recovery['kept_epoch']]:.4g})")
     stages = ", ".join(f"{name} {seconds:.0f}" for name, seconds in r.get("stage_times_s", {}).items()
                        if seconds >= 0.5)
     lines.append(f"time  {r['time_s']:.1f} s" + (f"  ({stages})" if stages else ""))

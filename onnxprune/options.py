@@ -41,8 +41,8 @@ def _at_least(low: float) -> Check:
     return check
 
 
-def _positive(v: float) -> str | None:
-    return None if v > 0 else f"must be positive, got {v:g}"
+def _positive(v: float | None) -> str | None:
+    return None if v is None or v > 0 else f"must be positive, got {v:g}"
 
 
 def _between(low: float, high: float, unit: str = "") -> Check:
@@ -95,7 +95,7 @@ def option(default: Any, help: str, check: Check | None = None, *, cli: str | No
 # the closed sets of values that drive branches, checked by ``validate`` and by the type checker
 Schedule = Literal["iterative", "sfp", "cucb"]
 Recover = Literal["plain", "dsd"]
-Augment = Literal["auto", "none", "shift", "crop", "crop-flip"]
+Augment = Literal["auto", "none", "shift", "crop", "crop-flip", "mix"]
 Precision = Literal["auto", "fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
 Minimize = Literal["flops", "latency"]
@@ -135,8 +135,13 @@ class PruneOptions:
                                 _at_least(1), metavar="N", default_text="≤10 % of FLOPs per round")
     round_steps: int | None = option(None, "Fine-tuning steps after each round.", _at_least(0), metavar="N",
                                      default_text="one epoch, ≤20")
-    epochs: float = option(10.0, "Final fine-tuning, in passes over the training share.", _at_least(0),
-                          metavar="EPOCHS")
+    epochs: float | None = option(
+        None, "Final fine-tuning, in passes over the training share; by default it goes on while the pruned "
+              "model's loss against the original on held-out images improves (see --time-budget).", _at_least(0),
+        metavar="EPOCHS", default_text="until it stops improving")
+    time_budget: float | None = option(
+        None, "Seconds the final fine-tuning may take when it runs until it stops improving.", _positive,
+        metavar="SECONDS", default_text="25 epochs' time, 60 s to 30 min")
     recover: Recover = option(
         "plain", "How the final fine-tuning trains: plain, or dsd: dense, then sparse (each weight tensor's "
                  "smallest --dsd-sparsity held at zero), then dense again at a tenth of --lr (Han et al.); the "
@@ -159,6 +164,9 @@ class PruneOptions:
                                   "--val-data).", _at_least(1), metavar="N")
     lossless: bool = option(True, "Skip removing channels that are dead or constant on the data.",
                             cli="--no-lossless")
+    reconstruct: bool = option(
+        True, "Skip refitting, after each cut, the layers that read the removed channels (least squares on "
+              "the calibration images, so that each layer's output stays what it was).", cli="--no-reconstruct")
     feature_hints: bool = option(
         False, "Fine-tuning also pulls the pruned model's stage-end feature maps towards the original's, "
                "through 1×1 projections dropped before writing (FitNets hints): more signal per image when "
@@ -171,8 +179,9 @@ class PruneOptions:
     augment: Augment = option(
         "auto", "Fine-tuning views, the original model as teacher on the same view: shift (rolled by up to 1/16 of "
                 "H and W), crop (random resized crop of 25-100 % of the area), crop-flip (that, mirrored half the "
-                "time), none, or auto: shift for classifiers, none for detectors and other maps.",
-        _one_of("auto", "none", "shift", "crop", "crop-flip"), metavar="auto|none|shift|crop|crop-flip")
+                "time), mix (shift, then contrast, brightness and noise jittered and each input mixed with another "
+                "of the batch), none, or auto: shift for classifiers, none for detectors and other maps.",
+        _one_of("auto", "none", "shift", "crop", "crop-flip", "mix"), metavar="auto|none|shift|crop|crop-flip|mix")
     workers: int | None = option(None, "DataLoader processes that decode and augment images.", _at_least(0),
                                  metavar="N", default_text="half the cores, ≤8")
     precision: Precision = option("auto", "Fine-tuning arithmetic: bf16 autocast, fp32, or auto: bf16 on a CUDA GPU "

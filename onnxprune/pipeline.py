@@ -11,7 +11,7 @@ a function of the run's frozen context (``Run``) and what the stage before it re
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from math import ceil
 from pathlib import Path
 from typing import Any
@@ -30,15 +30,15 @@ from .graph.output_axes import is_classifier_output, restore_signature
 from .measure.bench import benchmark
 from .options import PruneOptions, check_paths, resolve
 from .report import (
-    Budget, DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Report, RoundRecord, Runtime,
-    Stage, Verification, Widths,
+    Budget, DataSizes, Flops, HardwareAware, LosslessCounts, Macs, Params, Quality, Recovery, Report, RoundRecord,
+    Runtime, Stage, Verification, Widths,
 )
 from .stages.budget import prune_within_budget
 from .stages.checkpoint import Checkpoint, Checkpoints
 from .stages.lossless import LosslessResult
-from .stages.prepare import prepare
+from .stages.prepare import DEFAULT_EPOCHS, prepare, until_stalled
 from .stages.quantize import quantize_int8
-from .stages.recover import recover
+from .stages.recover import recover, selection_loss, train_until_stalled
 from .stages.rounds import (
     RoundsHopeless, WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, prune_in_rounds,
     remove_lossless,
@@ -115,8 +115,9 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     except RoundsHopeless as stop:  # judged and reported as it stands, without the final fine-tuning
         stopped, view, records, budget = stop, stop.view, stop.records, None
         freed = stop.freed
+    recovery = None
     if stopped is None and (resumed is None or resumed.stage < Checkpoints.FINAL):
-        view = _final_finetune(run, view, records, freed, clock, budget)
+        view, recovery = _final_finetune(run, view, records, freed, clock, budget)
 
     with clock("verify"):
         final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
@@ -149,8 +150,8 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     stages = _stages(run, plan, final_groups, candidates, {"pruned": quality, "pruned + INT8": int8_quality,
                                              "INT8": int8_quality}, timing)
     delivered = int8_quality or quality
-    report = build_report(run, plan, analysis, final_groups, freed, records, delivered, max_err, timing, clock,
-                          resumed, budget, stages)
+    report = replace(build_report(run, plan, analysis, final_groups, freed, records, delivered, max_err, timing, clock,
+                                  resumed, budget, stages), recovery=recovery)
     if stopped is not None and not quality.drop.within:
         raise QualityBudgetExceeded(f"no model was written (the report was): {stopped.message}", report)
     if not quality.drop.within:
@@ -220,21 +221,35 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
 
 
 def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed: LosslessResult,
-                    clock: StageClock, budget: Budget | None = None) -> TorchView:
+                    clock: StageClock, budget: Budget | None = None) -> tuple[TorchView, Recovery | None]:
     """The longer fine-tuning at the end, unless nothing was pruned. With the budget as the goal
     it is kept only where it does not take the model out of the budget the rounds kept it in."""
     o = run.options
     if not any(r.kept for r in records) and (budget is not None or o.flops_share >= 1):
         log.info("nothing was pruned: no final fine-tuning")
         run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget)
-        return view
-    final_steps = ceil(o.epochs * epoch_steps(len(run.train), o.batch_size))
-    log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
-    total = final_steps * o.batch_size
-    before = view.model
+        return view, None
+    before, recovery = view.model, None
+    epoch = epoch_steps(len(run.train), o.batch_size)
     with clock("final fine-tuning"):
-        recover(view, run.train, run.teacher, final_steps, run.settings, (o.seed, 0), o.recover, o.dsd_sparsity,
-                lambda images: run.progress("final fine-tuning", images, total))
+        if until_stalled(o):
+            selection, reference = run.held_out(judging=True)
+            judge = lambda model: selection_loss(model, run.work.image.name, selection, reference,  # noqa: E731
+                                                 run.settings.output_kinds)
+            log.info("final fine-tuning: epochs of %d steps of %d images until the loss against the original on %d "
+                     "held-out images stops improving", epoch, o.batch_size, len(selection))
+            view, recovery = train_until_stalled(view, run.train, run.teacher, epoch, run.settings, (o.seed, 0), judge,
+                                           o.time_budget, run.progress)
+            recovery = replace(recovery, selection_images=len(selection))
+            log.info("final fine-tuning: stopped after %d epochs (%s, %.0f s); kept epoch %d", recovery.epochs,
+                     recovery.stopped, recovery.seconds, recovery.kept_epoch)
+            final_steps = recovery.steps
+        else:
+            final_steps = ceil((DEFAULT_EPOCHS if o.epochs is None else o.epochs) * epoch)
+            log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
+            total = final_steps * o.batch_size
+            recover(view, run.train, run.teacher, final_steps, run.settings, (o.seed, 0), o.recover, o.dsd_sparsity,
+                    lambda images: run.progress("final fine-tuning", images, total))
     if budget is not None and final_steps:
         drop = held_out_quality(run, view.model, judging=True).drop
         if not drop.within:
@@ -242,7 +257,7 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
                         "model of round %d as it was", drop.points, o.max_drop, budget.kept_round)
             view = TorchView.of(before, view.image)
     run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget)
-    return view
+    return view, recovery
 
 
 def _labelled(train: Dataset) -> int | None:

@@ -152,6 +152,22 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Recovery:
+    """How a final fine-tuning that ran until it stopped improving went: each epoch's loss against
+    the original on the held-out images that chose (``selection_images``: the judged share where the
+    held-out set is split, else all of it), which epoch's weights were kept, and why it stopped."""
+
+    epochs: int
+    steps: int
+    kept_epoch: int  # 0: the model as the rounds left it
+    stopped: str
+    selection_loss: tuple[float, ...]  # before training, then after each epoch
+    selection_images: int
+    budget_s: float
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a pruning run did and measured."""
 
@@ -177,6 +193,7 @@ class Report:
     stage_times_s: dict[str, float] = field(default_factory=dict)  # wall seconds per pipeline stage
     resumed_after: str | None = None  # the checkpoint's stage when --resume continued a run
     budget: Budget | None = None  # with --max-drop as the goal
+    recovery: Recovery | None = None  # the final fine-tuning, where it ran until it stopped improving
     stages: tuple[Stage, ...] = ()  # original, pruned (and pruned + INT8): quality, size, latency
     output: str | None = None  # set by whoever writes the model (the CLI)
     report_folder: str | None = None
@@ -194,6 +211,8 @@ class Report:
         d["quality"]["outputs"] = [dict(row) for row in self.quality.outputs]
         d["trajectory"] = list(d["trajectory"])
         d["stages"] = list(d["stages"])
+        if d["recovery"] is not None:
+            d["recovery"]["selection_loss"] = list(d["recovery"]["selection_loss"])
         return d
 
 

@@ -9,13 +9,20 @@ the image, which is why ``auto`` augments only classifiers:
 - ``crop``: a random region of 25–100 % of the image's area, aspect 3:4 to 4:3, resized to the
   model's input (the usual view for training on photos);
 - ``crop-flip``: the same, mirrored half of the time;
+- ``mix``: ``shift``, then per batch each input's contrast and brightness jittered, a little
+  noise added, and each input mixed with another of the batch (mixup weights drawn uniformly):
+  inputs no image of the data set is, which the original labels as readily as any ("function
+  matching", Beyer et al. 2022) — the teacher sees the very same mixed batch
+  (``finetune.mixed_views``);
 - ``none``: the centred view (the same one calibration and validation use);
-- ``auto``: ``shift`` when the model's first output is a classifier's (batch, classes), ``none``
-  for detectors, segmenters and other maps (whose teacher outputs may then be cached).
+- ``auto``: ``mix`` when the run has no labels (the original is the only teacher), ``shift``
+  for a classifier with labels (labels do not follow a mixed input).
 
-``benchmarks/augment.py`` chose ``auto``: on the three sample classifiers shift kept the most
-held-out accuracy, crop did no better than none, and a mirror cost points (digits, like text
-orientation, change meaning when mirrored), so crop-flip is there to ask for, never the default.
+``benchmarks/augment.py`` chose ``shift`` for labelled classifiers: on the three sample classifiers
+it kept the most held-out accuracy, crop did no better than none, and a mirror cost points
+(digits, like text orientation, change meaning when mirrored), so crop-flip is there to ask for,
+never the default. ``benchmarks/tasks.py`` chose ``mix`` for label-free runs: with 240 images
+the pruned reader kept as many strings on fresh images as with 2000 plain ones.
 
 Each view is drawn from a generator seeded by (seed, round, draw number), so the batches are the
 same whatever the number of DataLoader workers or processes, and a resumed run draws what the
@@ -33,23 +40,26 @@ from .sources import CENTRE, View
 
 __all__ = ["MODES", "resolve_mode", "draw_view"]
 
-MODES = ("auto", "none", "shift", "crop", "crop-flip")
+MODES = ("auto", "none", "shift", "crop", "crop-flip", "mix")
 AREA = (0.25, 1.0)
 ASPECT = (3 / 4, 4 / 3)
 MAX_SHIFT = 1 / 16
 
 
-def resolve_mode(mode: str, first_output_shape: tuple[int, ...]) -> str:
-    """``auto`` settled for the model: crop-flip for classifiers, none otherwise."""
+def resolve_mode(mode: str, first_output_shape: tuple[int, ...], labels: bool = False) -> str:
+    """``auto`` settled for the run: mix where the original is the only teacher (no labels), shift
+    for a labelled classifier (labels do not follow a mixed input), none for other labelled runs."""
     if mode != "auto":
         return mode
+    if not labels:
+        return "mix"
     return "shift" if is_classifier_output(first_output_shape) else "none"
 
 
 def draw_view(mode: str, rng: np.random.Generator) -> View:
     if mode == "none":
         return CENTRE
-    if mode == "shift":
+    if mode in ("shift", "mix"):  # mix: the batch is jittered and mixed after (finetune.mixed_views)
         dy, dx = rng.uniform(-MAX_SHIFT, MAX_SHIFT, 2)
         return View(dy=float(dy), dx=float(dx))
     if mode in ("crop", "crop-flip"):

@@ -20,11 +20,11 @@ from ..graph.groups import analyze_groups
 from ..graph.load import LoadedModel
 from ..graph.runtime import fixed_at_one, run_batched
 from ..measure.heads import find_head
-from ..measure.roles import find_roles
+from ..measure.roles import OutputRole, find_roles
 from ..measure.tasks import MEASURED_BY, Task, TaskSettings, infer_task, load_metric
 from ..options import PruneOptions
 from ..torchview.distributed import join
-from ..torchview.finetune import Targets, TrainSettings, epoch_steps, precision_for
+from ..torchview.finetune import OutputKind, Targets, TrainSettings, epoch_steps, precision_for
 from ..torchview.loader import default_workers
 from ..torchview.memory import plan_memory
 from ..torchview.teacher import Teacher, worth_caching
@@ -39,6 +39,12 @@ __all__ = ["prepare", "MIN_JUDGED"]
 log = logging.getLogger(__name__)
 
 MIN_JUDGED = 10  # held-out items each half needs before the budget splits them
+DEFAULT_EPOCHS = 10.0  # the final fine-tuning's length where it is not run until it stops improving
+
+
+def until_stalled(o: PruneOptions) -> bool:
+    """The final fine-tuning runs epoch by epoch until the held-out loss stops improving."""
+    return o.epochs is None and o.recover == "plain"
 
 
 def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: PruneOptions,
@@ -63,11 +69,15 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         log.warning(note)
     task, task_settings = _task(loaded, o, dataset.labels is not None)
     judged = None
-    if o.budget_goal and len(val) >= 2 * MIN_JUDGED:
-        # the rounds are chosen on half the held-out items, the kept model reported on the other half
+    chooses = "the budget chooses rounds" if o.budget_goal else "the final fine-tuning chooses when to stop"
+    if (o.budget_goal or until_stalled(o)) and len(val) >= 2 * MIN_JUDGED:
+        # decisions are made on half the held-out items, the kept model reported on the other half
         judged = np.sort(np.random.default_rng([o.seed, 7]).permutation(len(val))[: len(val) // 2])
-        log.info("the budget chooses rounds on %d held-out images and reports the kept model on the other %d",
-                 len(judged), len(val) - len(judged))
+        log.info("%s on %d held-out images and reports the kept model on the other %d", chooses, len(judged),
+                 len(val) - len(judged))
+    elif o.budget_goal or until_stalled(o):
+        log.warning("%s on the same %d held-out images the result is reported on (%d or more would be split)",
+                    chooses, len(val), 2 * MIN_JUDGED)
     calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory
     analysis = analyze_groups(loaded)
     # one pass over the calibration images: the teacher's outputs, the statistics of convs whose
@@ -88,17 +98,18 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     precision = precision_for(o.precision, device)
     settings = TrainSettings(
         lr=o.lr, batch_size=o.batch_size, micro_batch=memory.micro_batch, device=device,
-        augment=resolve_mode(o.augment, teacher_val[0].shape),
+        augment=resolve_mode(o.augment, teacher_val[0].shape, train.labels is not None),
         workers=default_workers() if o.workers is None else o.workers, precision=precision,
         channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world,
-        feature_hints=o.feature_hints)
+        feature_hints=o.feature_hints, output_kinds=output_kinds(task_settings.roles))
     if where.world > o.batch_size:
         raise OnnxpruneError(f"--batch-size {o.batch_size} is smaller than the {where.world} processes; "
                              "each needs at least one image of every batch")
     key = fingerprint(loaded.model, o, train, val) if o.checkpoint_dir else ""
     round_steps = o.round_steps if o.round_steps is not None else min(20, epoch_steps(len(train), o.batch_size))
     teacher = Teacher(loaded, in_torch=o.feature_hints)  # hints read the teacher's own maps
-    seen = (planned_rounds(o) * round_steps + ceil(o.epochs * epoch_steps(len(train), o.batch_size))) * o.batch_size
+    epochs = DEFAULT_EPOCHS if o.epochs is None else o.epochs  # open-ended: at least as many, in most runs
+    seen = (planned_rounds(o) * round_steps + ceil(epochs * epoch_steps(len(train), o.batch_size))) * o.batch_size
     # feature hints need the teacher's own forward, for its maps
     if not o.feature_hints and worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val),
                                              where.world):
@@ -106,12 +117,20 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     return Run(
         options=o, loaded=loaded, work=work, work_groups=work_groups,
         train=train, val=val, teacher_val=teacher_val, teacher=teacher,
-        calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib]),
+        calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib],
+                                           settings.output_kinds),
         settings=settings,
         round_steps=round_steps, device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
         progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
         task=task, task_settings=task_settings, judged=judged, calib_extremes=calibration.extremes,
     )
+
+
+def output_kinds(roles: tuple[OutputRole, ...]) -> tuple[OutputKind, ...]:
+    """How fine-tuning distils each output (batch first), from its role: class scores by KL over
+    their classes, embeddings by cosine, everything else by per-feature MSE."""
+    return tuple(("classes", 1 + r.class_axis) if r.role in ("probabilities", "logits")
+                 else ("embedding", 1) if r.role == "embedding" else ("features", -1) for r in roles)
 
 
 def _task(loaded: LoadedModel, o: PruneOptions, labels: bool) -> tuple[Task, TaskSettings]:

@@ -1,4 +1,6 @@
-"""How the final fine-tuning recovers the pruned model: plainly, or dense → sparse → dense (DSD).
+"""How the final fine-tuning recovers the pruned model: plainly, or dense → sparse → dense (DSD),
+for a number of epochs; or, by default, epoch by epoch until the loss against the original on
+held-out images stops improving (``train_until_stalled``).
 
 DSD (Han et al. 2017, "DSD: Dense-Sparse-Dense Training for Deep Neural Networks"): train
 dense; zero each weight tensor's smallest-magnitude share and train under that mask, so the
@@ -10,15 +12,22 @@ only shapes training.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
+import onnx
 import torch
 
 from ..data.sources import Dataset
-from ..torchview.finetune import TeacherFn, TrainSettings
+from ..graph.runtime import run_batched
+from ..report import Recovery
+from ..torchview.distributed import on_main
+from ..torchview.session import TorchView
+from ..torchview.finetune import OutputKind, TeacherFn, TrainSettings, loss_for
 
-__all__ = ["MagnitudeMask", "recover"]
+__all__ = ["MagnitudeMask", "recover", "train_until_stalled", "selection_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +80,71 @@ def recover(view, data: Dataset, teacher: TeacherFn, steps: int, settings: Train
                       None if progress is None else (lambda images, o=offset: progress(o + images)),
                       after_step=mask)
         done += n
+
+
+PATIENCE = 8  # epochs without a better held-out loss before training stops
+LR_PATIENCE = 2  # the learning rate halves after this many such epochs in a row
+MIN_GAIN = 0.005  # a loss this share below the best so far counts as better
+MIN_EPOCHS = 10  # the fixed schedule's length: training only ever goes on longer
+MAX_EPOCHS = 500
+BUDGET_EPOCHS, MIN_BUDGET_S, MAX_BUDGET_S = 25, 60.0, 1800.0  # the default time budget: 25 epochs' time, within these
+
+
+def selection_loss(model: onnx.ModelProto, image: str, inputs: Dataset | np.ndarray, teacher: list[np.ndarray],
+                   kinds: tuple[OutputKind, ...] = ()) -> float:
+    """The fine-tuning loss (``finetune.loss_for``, no labels) of ``model`` against the original's
+    outputs ``teacher`` on held-out ``inputs``, in onnxruntime, in batches."""
+    outputs = run_batched(model, image, inputs)
+    total, n = 0.0, len(outputs[0])
+    for start in range(0, n, SELECTION_BATCH):
+        part = slice(start, start + SELECTION_BATCH)
+        with torch.no_grad():
+            loss = loss_for([torch.from_numpy(o[part]).float() for o in outputs],
+                            [torch.from_numpy(t[part]).float() for t in teacher], None, 0.0, kinds)
+        total += float(loss) * len(outputs[0][part])
+    return total / max(n, 1)
+
+
+SELECTION_BATCH = 64  # held-out items per loss term: per-feature scales need a batch to be read on
+
+
+def train_until_stalled(view: TorchView, data: Dataset, teacher: TeacherFn, epoch: int, settings: TrainSettings,
+                        seed: tuple, judge: Callable[[onnx.ModelProto], float], budget_s: float | None,
+                        progress: Callable[[str, int, int], None] | None = None) -> tuple[TorchView, Recovery]:
+    """Fine-tune ``view`` epoch by epoch (``epoch`` steps each at a constant learning rate) while
+    ``judge(model)``, the loss on held-out images, improves; after an epoch that does not improve
+    it, the learning rate halves (a cosine restarted every epoch threw the model off each time).
+    Stops after ``PATIENCE`` such epochs in a row (not before ``MIN_EPOCHS``), at ``MAX_EPOCHS``, or
+    when the next epoch would overrun ``budget_s`` seconds (default: ``BUDGET_EPOCHS`` epochs' time,
+    within ``MIN_BUDGET_S``–``MAX_BUDGET_S``). Returns the view of the best epoch and the record."""
+    started = time.perf_counter()
+    # judged and timed on the main process alone: every process must take the same decisions
+    best_model, best = view.model, on_main(lambda: judge(view.model))
+    losses, kept, stalls, lr, done = [best], 0, 0, settings.lr, 0
+    budget, stopped = budget_s, f"{MAX_EPOCHS} epochs"
+    for k in range(1, MAX_EPOCHS + 1):
+        stage, total = f"epoch {k} of final fine-tuning", epoch * settings.batch_size
+        view.finetune(data, teacher, epoch, replace(settings, lr=lr, annealed=False), (*seed, 4, k),
+                      None if progress is None else (lambda images, s=stage: progress(s, images, total)))
+        done += epoch
+        loss, elapsed = on_main(lambda: (judge(view.model), time.perf_counter() - started))
+        losses.append(loss)
+        if loss < best * (1 - MIN_GAIN):
+            best_model, best, kept, stalls = view.model, loss, k, 0
+        else:
+            stalls += 1
+            if stalls % LR_PATIENCE == 0:
+                lr /= 2
+        if budget is None:
+            budget = min(max(BUDGET_EPOCHS * elapsed, MIN_BUDGET_S), MAX_BUDGET_S)
+        log.info("recovery epoch %d: held-out loss %.4g (best %.4g, epoch %d)", k, loss, best, kept)
+        if k >= MIN_EPOCHS and stalls >= PATIENCE:
+            stopped = f"no better held-out loss in {PATIENCE} epochs"
+            break
+        if elapsed * (k + 1) / k > budget:
+            stopped = f"the time budget of {budget:.0f} s"
+            break
+    if best_model is not view.model:
+        view = TorchView.of(best_model, view.image, analysis=view.analysis)
+    return view, Recovery(len(losses) - 1, done, kept, stopped, tuple(losses), 0, float(budget or 0),
+                          time.perf_counter() - started)

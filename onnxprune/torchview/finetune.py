@@ -29,13 +29,14 @@ from ..errors import OnnxpruneError, first_line
 from ..graph.output_axes import feature_axis, is_classifier_output
 from .loader import training_loader
 
-__all__ = ["TrainSettings", "Targets", "TeacherFn", "loss_for", "finetune", "feature_mse", "is_distribution",
+__all__ = ["TrainSettings", "Targets", "TeacherFn", "OutputKind", "output_kind", "loss_for", "finetune", "feature_mse", "is_distribution",
            "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS"]
 
 log = logging.getLogger(__name__)
 
 # (inputs, their training positions) → the original's outputs (``teacher.Teacher``)
 TeacherFn = Callable[[torch.Tensor, torch.Tensor | None], list[torch.Tensor]]
+OutputKind = tuple[str, int]  # ("classes", class axis), ("embedding", vector axis) or ("features", -1)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class TrainSettings:
     precision: str = "fp32"  # "bf16": autocast (CUDA by default, see precision_for)
     channels_last: bool = False  # NCHW inputs and weights in channels-last memory (CUDA)
     feature_hints: bool = False  # also match the original's stage-end feature maps (hints.py)
+    output_kinds: tuple[OutputKind, ...] = ()  # how each output is distilled (``output_kind``)
+    annealed: bool = True  # the learning rate follows a cosine to zero over the steps; else it stays
     rank: int = 0
     world: int = 1
 
@@ -74,19 +77,35 @@ class Targets:
 
     teacher: list[np.ndarray]  # one array per graph output, aligned with the inputs
     labels: np.ndarray | None = None
+    kinds: tuple[OutputKind, ...] = ()  # how each output is compared (``output_kind``)
+
+
+def output_kind(i: int, shape: tuple[int, ...], kinds: tuple[OutputKind, ...] = ()) -> OutputKind:
+    """How output ``i`` is distilled: as its role says (``kinds``, from ``measure.roles``), else by
+    its shape (a (batch, classes) output is a classifier's)."""
+    if i < len(kinds):
+        return kinds[i]
+    return ("classes", 1) if is_classifier_output(shape) else ("features", -1)
 
 
 def loss_for(
-    outputs: list[torch.Tensor], teacher: list[torch.Tensor], labels: torch.Tensor | None, label_weight: float
+    outputs: list[torch.Tensor], teacher: list[torch.Tensor], labels: torch.Tensor | None, label_weight: float,
+    kinds: tuple[OutputKind, ...] = (),
 ) -> torch.Tensor:
-    """Distillation (KL on logits, MSE otherwise) plus cross-entropy with labels on the first output."""
+    """Distillation per output by its kind: KL divergence over the classes (at every position of a
+    sequence), one minus the cosine for an embedding, per-feature MSE otherwise; plus cross-entropy
+    with labels on a first output of (batch, classes)."""
     total = outputs[0].new_zeros(())
     for i, (s, t) in enumerate(zip(outputs, teacher)):
-        if is_classifier_output(tuple(s.shape)):
-            log_s, log_t = log_probabilities(s, t), log_probabilities(t, t)
-            total = total + F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
-            if labels is not None and i == 0:
+        kind, axis = output_kind(i, tuple(s.shape), kinds)
+        if kind == "classes":
+            log_s, log_t = log_probabilities(s, t, axis), log_probabilities(t, t, axis)
+            # per position, averaged over the batch and the positions ("batchmean" for a classifier)
+            total = total + (log_t.exp() * (log_t - log_s)).sum(axis).mean()
+            if labels is not None and i == 0 and s.dim() == 2:
                 total = total + label_weight * labelled_nll(log_s, labels)
+        elif kind == "embedding":
+            total = total + (1 - F.cosine_similarity(s, t, dim=axis, eps=1e-12)).mean()
         else:
             total = total + feature_mse(s, t)
     return total
@@ -99,18 +118,20 @@ def labelled_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.nll_loss(log_probs, labels, ignore_index=UNLABELLED, reduction="sum") / len(labels)
 
 
-def is_distribution(t: torch.Tensor) -> bool:
-    """Rows that are already probabilities: the model ends in Softmax (Keras applications do)."""
-    return bool((t >= 0).all()) and bool(torch.allclose(t.sum(1), torch.ones_like(t[:, 0]), atol=1e-3))
+def is_distribution(t: torch.Tensor, axis: int = 1) -> bool:
+    """Values that are already probabilities along ``axis``: the model ends in Softmax (Keras
+    applications do)."""
+    return bool((t >= 0).all()) and bool(torch.allclose(t.sum(axis), torch.ones_like(t.sum(axis)), atol=1e-3))
 
 
-def log_probabilities(x: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities of a classifier output: log-softmax of logits, or the log of a softmax
-    the model computes itself (judged on the teacher, so student and teacher are read alike;
-    log-softmax of probabilities would flatten every distribution towards uniform)."""
-    if is_distribution(teacher):
+def log_probabilities(x: torch.Tensor, teacher: torch.Tensor, axis: int = 1) -> torch.Tensor:
+    """Log-probabilities of a classifier output along ``axis``: log-softmax of logits (or of
+    log-probabilities, which it leaves as they are), or the log of a softmax the model computes
+    itself (judged on the teacher, so student and teacher are read alike; log-softmax of
+    probabilities would flatten every distribution towards uniform)."""
+    if is_distribution(teacher, axis):
         return x.clamp_min(1e-12).log()
-    return F.log_softmax(x, 1)
+    return F.log_softmax(x, axis)
 
 
 def feature_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -162,7 +183,7 @@ def finetune(
     if hints is not None:
         params += hints.parameters()
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps) if settings.annealed else None
     trained = module
     if settings.world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
@@ -171,6 +192,8 @@ def finetune(
     with_labels = data.labels is not None
     micro = settings.micro_batch
     for step, (x, labels, positions) in enumerate(itertools.chain([first], batches)):
+        if settings.augment == "mix":
+            x = mixed_views(x, torch.Generator().manual_seed(_step_seed(seed, step)))
         x = x.to(device, non_blocking=True)
         if settings.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -186,7 +209,8 @@ def finetune(
         optimizer.step()
         if after_step is not None:
             after_step(module, loss)
-        schedule.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(loss)  # no .item() here: on a GPU it would wait for every step
         if progress:
             progress(min((step + 1) * settings.batch_size, steps * settings.batch_size))
@@ -195,6 +219,33 @@ def finetune(
         module.to(memory_format=torch.contiguous_format)
     module.eval()
     return torch.stack(losses).float().cpu().tolist()
+
+
+JITTER = 0.2  # contrast gains within 1 ± this, brightness offsets within ± this (of the inputs' spread)
+NOISE = 0.05  # Gaussian noise, of the inputs' spread
+
+
+def mixed_views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``augment``'s mix on a batch: each input's contrast and brightness jittered and a little noise
+    added (all in units of the batch's spread, so preprocessing does not matter), then each mixed
+    with another input of the batch by a weight drawn uniformly (mixup). Labels do not follow, so
+    it is for distillation: the teacher is run on the result."""
+    n = len(x)
+    shape = (n,) + (1,) * (x.dim() - 1)
+    spread = x.std().clamp_min(1e-6)
+    mean = x.mean()
+    gain = 1 + JITTER * (2 * torch.rand(shape, generator=generator) - 1)
+    offset = JITTER * spread * (2 * torch.rand(shape, generator=generator) - 1)
+    x = (x - mean) * gain + mean + offset + NOISE * spread * torch.randn(x.shape, generator=generator)
+    weight = torch.rand(shape, generator=generator)
+    partner = torch.randperm(n, generator=generator)
+    return weight * x + (1 - weight) * x[partner]
+
+
+def _step_seed(seed, step: int) -> int:
+    """One integer seed per (run seed, step), the same in every process."""
+    parts = list(seed) if isinstance(seed, (tuple, list)) else [seed]
+    return int(np.random.default_rng([*parts, step]).integers(2**62))
 
 
 def _accumulate(trained, x, y, positions, micro: int, teacher: TeacherFn, run, settings: TrainSettings,
@@ -213,7 +264,7 @@ def _accumulate(trained, x, y, positions, micro: int, teacher: TeacherFn, run, s
             with autocast:
                 outputs = run(trained, x[part])
             share = loss_for([o.float() for o in outputs], targets, None if y is None else y[part],
-                             settings.label_weight)
+                             settings.label_weight, settings.output_kinds)
             if hints is not None:
                 share = share + hints.loss()
             share = share * ((part.stop - part.start) / len(x))

@@ -19,10 +19,11 @@ from ..data.sources import UNLABELLED, Dataset
 from ..graph.groups import GroupAnalysis, analyze_groups, consumer_inputs
 from ..graph.image_input import ImageInput
 from ..graph.load import LoadedModel
-from ..graph.output_axes import feature_axis, is_classifier_output
+from ..graph.output_axes import feature_axis
 from ..graph.shapes import probe_shapes
 from .distributed import gather_batches, ranks
-from .finetune import Targets, TeacherFn, TrainSettings, finetune, is_distribution, log_probabilities, loss_for
+from .finetune import (Targets, TeacherFn, TrainSettings, finetune, is_distribution, log_probabilities, loss_for,
+                       output_kind)
 from .hints import FeatureHints, hint_nodes
 from .importer import Imported, import_model, torch_outputs, write_back
 
@@ -123,7 +124,8 @@ def _scoring_loss(targets: Targets, batch_size: int, seed: int):
         teacher = [torch.from_numpy(t[sl]) for t in targets.teacher]
         total = outputs[0].new_zeros(())
         for i, (s, t) in enumerate(zip(outputs, teacher)):
-            if is_classifier_output(tuple(s.shape)):
+            kind = output_kind(i, tuple(s.shape), targets.kinds)
+            if kind == ("classes", 1) and s.dim() == 2:
                 given = targets.labels[sl] if targets.labels is not None and i == 0 else None
                 if given is not None and (given != UNLABELLED).all():
                     labels = torch.from_numpy(given)
@@ -136,7 +138,7 @@ def _scoring_loss(targets: Targets, batch_size: int, seed: int):
                 total = total + torch.nn.functional.nll_loss(log_probabilities(s, t), labels)
             else:
                 noise = torch.from_numpy(rng.standard_normal(t.shape).astype(np.float32)) * _feature_std(t)
-                total = total + loss_for([s], [t + noise], None, 0.0)
+                total = total + loss_for([s], [t + noise], None, 0.0, (kind,))
         return total
 
     return loss

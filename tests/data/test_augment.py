@@ -15,10 +15,11 @@ from onnxprune.graph.image_input import ImageInput
 NCHW = ImageInput("x", "NCHW", 3, 16, 16, "N")
 
 
-def test_auto_augments_classifiers_and_leaves_maps_alone() -> None:
-    assert resolve_mode("auto", (1, 10)) == "shift"
-    assert resolve_mode("auto", (1, 84, 8400)) == "none"  # a detector head
-    assert resolve_mode("auto", (1, 21, 64, 64)) == "none"  # a segmenter
+def test_auto_mixes_label_free_runs_and_shifts_labelled_classifiers() -> None:
+    assert resolve_mode("auto", (1, 10), labels=True) == "shift"
+    assert resolve_mode("auto", (1, 84, 8400), labels=True) == "none"
+    for shape in ((1, 10), (1, 84, 8400), (1, 21, 64, 64)):  # label-free, the original teaches on any input
+        assert resolve_mode("auto", shape) == "mix"
     assert resolve_mode("shift", (1, 84, 8400)) == "shift"
 
 

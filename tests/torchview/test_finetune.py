@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from onnxprune.torchview.finetune import feature_mse, log_probabilities, loss_for
+from onnxprune.torchview.finetune import feature_mse, log_probabilities, loss_for, mixed_views
 
 
 def test_a_model_ending_in_softmax_is_distilled_on_its_own_probabilities() -> None:
@@ -55,3 +56,31 @@ def test_a_few_dozen_images_still_get_a_floor_of_steps_per_epoch() -> None:
 
     assert epoch_steps(40, 32) == MIN_EPOCH_STEPS == 10  # not 2: the schedule does not shrink to nothing
     assert epoch_steps(3200, 32) == 100
+
+
+def test_each_output_is_distilled_for_what_it_is() -> None:
+    """A sequence of class scores by KL at every position, an embedding by its angle, a box by MSE."""
+    torch.manual_seed(0)
+    seq = torch.randn(4, 25, 11).log_softmax(2)
+    emb = torch.nn.functional.normalize(torch.randn(4, 64), dim=1)
+    kinds = (("classes", 2), ("embedding", 1))
+    assert float(loss_for([seq, emb], [seq, emb], None, 0.0, kinds)) == pytest.approx(0.0, abs=1e-6)
+    # a KL per position: shuffling the classes of one position costs only there
+    moved = seq.clone()
+    moved[0, 3] = moved[0, 3].flip(0)
+    per_position = (seq.exp() * (seq - moved)).sum(2).mean()
+    assert float(loss_for([moved], [seq], None, 0.0, kinds[:1])) == pytest.approx(float(per_position), rel=1e-5)
+    # an embedding scaled is the same direction: no loss (MSE would see one)
+    assert float(loss_for([2 * emb], [emb], None, 0.0, (("embedding", 1),))) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss_for([-emb], [emb], None, 0.0, (("embedding", 1),))) == pytest.approx(2.0)
+
+
+def test_mixed_views_are_seeded_and_mix_the_batch() -> None:
+    x = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1).expand(4, 3, 8, 8).contiguous()
+    a = mixed_views(x, torch.Generator().manual_seed(1))
+    b = mixed_views(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert not torch.equal(a, mixed_views(x, torch.Generator().manual_seed(2)))
+    # mixing keeps every input within the batch's range, give or take the jitter and noise
+    spread = float(x.std())
+    assert float(a.min()) > -spread and float(a.max()) < 3 + spread
