@@ -35,7 +35,7 @@ from .nodes import attribute
 from .runtime import batch_for, batches, make_session
 from .shapes import up_to
 
-__all__ = ["Consumer", "Refit", "cut_consumers", "reconstruct", "MAX_FEATURES"]
+__all__ = ["Consumer", "Refit", "cut_consumers", "reconstruct", "images_within", "MAX_FEATURES"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ MAX_FEATURES = 4608  # inputs per output (C·kh·kw) a refit is solved for: a 3�
 MIN_ROWS, MOST_ROWS = 2048, 16384  # sampled rows the fit takes: 4 per feature, within these
 RIDGE = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # λ tried, as multiples of the Gram matrix's mean diagonal
 CHECK_EVERY = 4  # every fourth calibration image checks the fit instead of entering it
+MOST_IMAGES, FEWEST_IMAGES = 64, 8  # calibration images a reconstruction runs on, within the budget below
+FORWARD_MACS = 1e12  # multiply-adds the passes of one reconstruction may take (about 30 s on 2 cores)
 
 
 @dataclass(frozen=True)
@@ -274,13 +276,16 @@ def _error(gram: _Gram, solution: np.ndarray, shifts: bool) -> float:
 
 
 def reconstruct(before: onnx.ModelProto, sliced: onnx.ModelProto, consumers: list[Consumer], image: str,
-                inputs: np.ndarray, seed: int = 0,
+                inputs: np.ndarray, seed: int = 0, macs: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> tuple[onnx.ModelProto, list[Refit]]:
     """``sliced`` (``before`` cut by ``slice.slice_model``) with the ``consumers``' weights refitted
     on ``inputs`` (the calibration images), and what each refit achieved. Layer by layer in waves,
     each fitted on what the layers before it, refitted, now give (He et al.): one pass over
     ``before`` for the targets, then one over the part of the pruned model each wave reads. Only
-    initializer values change."""
+    initializer values change. ``macs``, the model's multiply-adds per input, bounds how many of
+    ``inputs`` are used (``FORWARD_MACS``)."""
+    waves = _waves(before, consumers)
+    inputs = inputs[: images_within(macs, len(waves), len(inputs))]
     fitting = len(inputs) - len(inputs) // CHECK_EVERY
     # a layer with fewer rows to fit than twice its unknowns per output is left as sliced: the
     # fit would follow the few rows there are (deep maps of a few places, a Gemm after pooling)
@@ -295,7 +300,7 @@ def reconstruct(before: onnx.ModelProto, sliced: onnx.ModelProto, consumers: lis
     targets = _targets(before, image, inputs, consumers, weights, batch, seed)
     refitted = onnx.ModelProto()
     refitted.CopyFrom(sliced)
-    waves = _waves(before, consumers)
+    waves = _waves(before, consumers)  # again: the consumers left
     results: list[Refit] = []
     for k, wave in enumerate(waves):
         grams = _statistics(refitted, image, inputs, wave, targets, batch)
@@ -303,6 +308,15 @@ def reconstruct(before: onnx.ModelProto, sliced: onnx.ModelProto, consumers: lis
         if progress:
             progress(k + 1, len(waves))
     return refitted, results
+
+
+def images_within(macs: int, waves: int, given: int) -> int:
+    """How many calibration images a reconstruction of ``waves`` waves uses: the passes (the full
+    model once, each wave about half of it) within ``FORWARD_MACS``, between ``FEWEST_IMAGES`` and
+    ``MOST_IMAGES`` (and never more than ``given``)."""
+    passes = 1 + waves / 2
+    affordable = FORWARD_MACS / max(macs * passes, 1)
+    return int(min(given, MOST_IMAGES, max(FEWEST_IMAGES, affordable)))
 
 
 def _waves(model: onnx.ModelProto, consumers: list[Consumer]) -> list[list[Consumer]]:

@@ -231,9 +231,6 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     return view, record, chosen.reached
 
 
-RECONSTRUCTION_IMAGES = 64  # calibration images the refits are fitted and checked on
-
-
 def reconstructed(run: Run, before: onnx.ModelProto, sliced: onnx.ModelProto, analysis: GroupAnalysis,
                   keep: dict[int, np.ndarray], label: str) -> onnx.ModelProto:
     """``sliced`` with the layers that read removed channels refitted by least squares so that
@@ -242,8 +239,8 @@ def reconstructed(run: Run, before: onnx.ModelProto, sliced: onnx.ModelProto, an
     if not consumers:
         return sliced
     tick = lambda done, total: run.progress(f"{label}: reconstructing", done, total)  # noqa: E731
-    refitted, refits = reconstruct(before, sliced, consumers, run.work.image.name,
-                                   run.calib[:RECONSTRUCTION_IMAGES], run.options.seed, progress=tick)
+    refitted, refits = reconstruct(before, sliced, consumers, run.work.image.name, run.calib, run.options.seed,
+                                   analysis.cost.macs, progress=tick)
     kept = [r.error_share for r in refits if r.kept]
     log.info("%s: refitted %d of %d layers that read removed channels (on calibration images the fit did not see, "
              "they miss %.0f%% of what the plain cut missed: median)", label, len(kept), len(consumers),

@@ -100,3 +100,12 @@ def test_weights_keep_their_dtype_and_layout() -> None:
     refitted, _ = reconstruct(loaded.model, sliced, consumers, loaded.image.name, calib)
     weight = next(numpy_helper.to_array(i) for i in refitted.graph.initializer if i.name == consumers[0].weight)
     assert weight.dtype == np.float32 and weight.shape == (5, 3)
+
+
+def test_a_costly_model_is_reconstructed_on_fewer_images() -> None:
+    from onnxprune.graph.reconstruct import FEWEST_IMAGES, MOST_IMAGES, images_within
+
+    assert images_within(10**7, 5, 128) == MOST_IMAGES  # a small model: all it may use
+    assert images_within(10**7, 5, 20) == 20  # never more than there are
+    assert FEWEST_IMAGES < images_within(4 * 10**9, 30, 128) < MOST_IMAGES  # a detector at 800×608
+    assert images_within(10**12, 30, 128) == FEWEST_IMAGES
