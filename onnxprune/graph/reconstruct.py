@@ -123,14 +123,14 @@ def _consumer(node: onnx.NodeProto, weight: str, shape: tuple[int, ...], kept_in
         if len(shape) != 4 or attribute(node, "group", 1) != 1 or attribute(node, "auto_pad", b"NOTSET") not in (
                 b"NOTSET", "NOTSET", b"VALID", "VALID"):
             return None
-        kernel = tuple(shape[2:])
+        kernel = (shape[2], shape[3])
         k = kernel[0] * kernel[1]
-        channels = kept_in  # input channels; the patch features are (C, kh, kw) flattened
-        features = (channels[:, None] * k + np.arange(k)[None, :]).reshape(-1)
-        pads = tuple(attribute(node, "pads", [0, 0, 0, 0]))
+        # kept_in holds input channels; the patch features are (C, kh, kw) flattened
+        features = (kept_in[:, None] * k + np.arange(k)[None, :]).reshape(-1)
+        pads, strides, dilations = (attribute(node, name, default) for name, default in
+                                    (("pads", [0, 0, 0, 0]), ("strides", [1, 1]), ("dilations", [1, 1])))
         return Consumer(node.name, "Conv", node.input[0], weight, features, kept_out, shape[1] * k, 0, False, kernel,
-                        tuple(attribute(node, "strides", [1, 1])), tuple(attribute(node, "dilations", [1, 1])),
-                        (pads[0], pads[1], pads[2], pads[3]))
+                        (strides[0], strides[1]), (dilations[0], dilations[1]), (pads[0], pads[1], pads[2], pads[3]))
     if node.op_type == "Gemm":
         if attribute(node, "transA", 0) or attribute(node, "alpha", 1.0) != 1.0 or attribute(node, "beta", 1.0) != 1.0:
             return None
@@ -363,7 +363,7 @@ def _refit(refitted: onnx.ModelProto, wave: list[Consumer], grams: dict[str, tup
         flat = best[: len(c.kept_in)].T
         new[c.weight].CopyFrom(numpy_helper.from_array(
             np.ascontiguousarray(c.unflat(flat, sliced_weight).astype(sliced_weight.dtype)), c.weight))
-        if shifts:
+        if absorber is not None:
             name, sign = absorber
             values = numpy_helper.to_array(new[name])
             shift = best[-1].reshape(values.shape).astype(values.dtype)
