@@ -10,11 +10,13 @@ bootstrap over the same images and seeds).
 - --schedule cucb: each round's channels chosen by the bandit while fine-tuning, the same steps
 - --criterion kcp: kernel clusters instead of taylor
 - 5 % labels: one training image in twenty labelled, the rest distilled only (compared with default)
+- old: no least-squares refit after each cut and a fixed final fine-tuning of 10 epochs (the
+  defaults before the recovery issue); no-refit and 10-epochs: each of the two alone
 
 (``--teacher ensemble``, temporal-ensembling targets with the same 5 % of the labels, was measured
 here too, at commit bc4814d, and removed: it helped on none of the three; see docs/methods.md.)
 
-    python benchmarks/methods.py [--target-flops 0.3] [--rows default,dsd,cucb,kcp,labels5]
+    python benchmarks/methods.py [--target-flops 0.3] [--rows default,dsd,cucb,kcp,labels5] [--save methods.txt]
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ ROWS = {  # name: (options, the row it is compared with)
     "cucb": ({"schedule": "cucb"}, "default"),
     "kcp": ({"criterion": "kcp"}, "default"),
     "labels5": ({"labels": "PARTIAL"}, "default"),
+    "old": ({"reconstruct": False, "epochs": 10}, "default"),
+    "no-refit": ({"reconstruct": False}, "default"),
+    "10-epochs": ({"epochs": 10}, "default"),
 }
 
 
@@ -59,13 +64,14 @@ def partial_labels(folder: Path, share: float, seed: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target-flops", type=float, default=0.3)
-    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--rows", default="default,dsd,cucb,kcp,labels5")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--save", default="methods.txt", help="results file name under benchmarks/results")
     args = parser.parse_args()
     models = args.models.split(",")
     x, y = fresh()
-    table = Table("methods.txt",
+    table = Table(args.save,
                   f"# accuracy on {len(y)} fresh renders after pruning to {args.target_flops:.0%} FLOPs, pooled over "
                   f"{args.seeds} seeds (± 95 % interval; (lowest-highest seed));",
                   "# gap: points against the row named, paired bootstrap 95 % interval\n",

@@ -9,14 +9,15 @@ classifier sample. Each is exported with torch's defaults (batch fixed at 1, Bat
 
     python benchmarks/tasks.py [--images 240] [--fresh 200] [--targets 0.5 0.3] [--work DIR]
                                [--models detector text_map reader embedder classifier]
-                               [--few 40] [--few-targets 0.5] [--methods default hints ...]
+                               [--few 40] [--few-targets 0.5] [--methods default old none ...]
+                               [--save tasks.txt]
 
 Each model runs with the defaults at every target and, at the first target of each block, with
 each other recovery method of ``--methods`` (``METHODS``: one setting changed from the defaults,
 so each row says what that one choice is worth); ``--few N`` adds the same with only N of the
 run's images (a seeded choice), where recovery from few images shows.
 
-Prints the table and saves benchmarks/results/tasks.txt.
+Prints the table and saves benchmarks/results/tasks.txt (or ``--save NAME``).
 """
 
 from __future__ import annotations
@@ -153,12 +154,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="where trained models and images are kept between runs")
     parser.add_argument("--few", type=int, default=40, help="also run with only this many images (0: not)")
     parser.add_argument("--few-targets", nargs="+", type=float, default=[0.5])
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=["default", "hints"],
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=["default", "old", "none"],
                         help="recovery methods, each tried at the first target of each block")
+    parser.add_argument("--save", default="tasks.txt", help="results file name under benchmarks/results")
     args = parser.parse_args()
     work = args.work or Path(tempfile.gettempdir()) / "onnxprune-tasks"
     work.mkdir(parents=True, exist_ok=True)
-    table = Table("tasks.txt", f"# each task by its own measure: trained on rendered data, pruned label-free with default "
+    table = Table(args.save, f"# each task by its own measure: trained on rendered data, pruned label-free with default "
                   f"options and --max-drop 100 (so every run writes a model), and with {', '.join(args.methods)}, "
                   f"{args.images} and {args.few} images a run (15 % held out), {args.fresh} fresh images no decision "
                   "saw; 95 % intervals in brackets",
