@@ -226,8 +226,8 @@ class Judged:
     items: int = 0
 
 
-def judge(kind: str, original: list[np.ndarray], pruned: list[np.ndarray], size) -> Judged:
-    n = len(original[0])
+def judge(kind: str, original: list[np.ndarray], pruned: list[np.ndarray], size, images: int) -> Judged:
+    n = images  # a sequence-first output's first axis is not the images
     if kind in ("picodet", "yolov8", "yolox"):
         decode = {"picodet": picodet, "yolov8": yolov8, "yolox": yolox}[kind]
         conf = {"picodet": 0.5, "yolov8": 0.25, "yolox": 0.5}[kind]  # each package's default
@@ -382,7 +382,7 @@ def main() -> None:
         if written:
             layout_nhwc = model.judge in ("onet", "rnet")
             x = inputs(fresh, model, layout_nhwc)
-            judged = judge(model.judge, run_model(path, x), run_model(out, x), model.size)
+            judged = judge(model.judge, run_model(path, x), run_model(out, x), model.size, len(x))
             judged.items = len(x)
             points, low, high = drop_interval(judged)
             measured = f"{points:+.1f} [{low:+.1f}, {high:+.1f}]"

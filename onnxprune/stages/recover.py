@@ -24,8 +24,8 @@ from ..data.sources import Dataset
 from ..graph.runtime import run_batched
 from ..report import Recovery
 from ..torchview.distributed import on_main
-from ..torchview.session import TorchView
 from ..torchview.finetune import OutputKind, TeacherFn, TrainSettings, loss_for
+from ..torchview.session import TorchView
 
 __all__ = ["MagnitudeMask", "recover", "train_until_stalled", "selection_loss"]
 
@@ -88,6 +88,7 @@ MIN_GAIN = 0.005  # a loss this share below the best so far counts as better
 MIN_EPOCHS = 10  # the fixed schedule's length: training only ever goes on longer
 MAX_EPOCHS = 500
 BUDGET_EPOCHS, MIN_BUDGET_S, MAX_BUDGET_S = 25, 60.0, 1800.0  # the default time budget: 25 epochs' time, within these
+SELECTION_BATCH = 64  # held-out items per loss term: per-feature scales need a batch to be read on
 
 
 def selection_loss(model: onnx.ModelProto, image: str, inputs: Dataset | np.ndarray, teacher: list[np.ndarray],
@@ -105,15 +106,14 @@ def selection_loss(model: onnx.ModelProto, image: str, inputs: Dataset | np.ndar
     return total / max(n, 1)
 
 
-SELECTION_BATCH = 64  # held-out items per loss term: per-feature scales need a batch to be read on
-
 
 def train_until_stalled(view: TorchView, data: Dataset, teacher: TeacherFn, epoch: int, settings: TrainSettings,
                         seed: tuple, judge: Callable[[onnx.ModelProto], float], budget_s: float | None,
                         progress: Callable[[str, int, int], None] | None = None) -> tuple[TorchView, Recovery]:
     """Fine-tune ``view`` epoch by epoch (``epoch`` steps each at a constant learning rate) while
-    ``judge(model)``, the loss on held-out images, improves; after an epoch that does not improve
-    it, the learning rate halves (a cosine restarted every epoch threw the model off each time).
+    ``judge(model)``, the loss on held-out images, improves; after every ``LR_PATIENCE`` epochs in a
+    row that do not improve it, the learning rate halves (a cosine restarted every epoch threw the
+    model off each time).
     Stops after ``PATIENCE`` such epochs in a row (not before ``MIN_EPOCHS``), at ``MAX_EPOCHS``, or
     when the next epoch would overrun ``budget_s`` seconds (default: ``BUDGET_EPOCHS`` epochs' time,
     within ``MIN_BUDGET_S``–``MAX_BUDGET_S``). Returns the view of the best epoch and the record."""
