@@ -36,7 +36,7 @@ from .report import (
 from .stages.budget import prune_within_budget
 from .stages.checkpoint import Checkpoint, Checkpoints
 from .stages.lossless import LosslessResult
-from .stages.prepare import DEFAULT_EPOCHS, prepare, until_stalled
+from .stages.prepare import DEFAULT_EPOCHS, open_ended, prepare
 from .stages.quantize import quantize_int8
 from .stages.recover import recover, selection_loss, train_until_stalled
 from .stages.rounds import (
@@ -232,15 +232,14 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
     before, recovery = view.model, None
     epoch = epoch_steps(len(run.train), o.batch_size)
     with clock("final fine-tuning"):
-        if until_stalled(o):
+        if open_ended(o):
             selection, reference = run.held_out(judging=True)
             judge = lambda model: selection_loss(model, run.work.image.name, selection, reference,  # noqa: E731
                                                  run.settings.output_kinds)
             log.info("final fine-tuning: epochs of %d steps of %d images until the loss against the original on %d "
                      "held-out images stops improving", epoch, o.batch_size, len(selection))
             view, recovery = train_until_stalled(view, run.train, run.teacher, epoch, run.settings, (o.seed, 0), judge,
-                                           o.time_budget, run.progress)
-            recovery = replace(recovery, selection_images=len(selection))
+                                                 len(selection), o.time_budget, run.progress)
             log.info("final fine-tuning: stopped after %d epochs (%s, %.0f s); kept epoch %d", recovery.epochs,
                      recovery.stopped, recovery.seconds, recovery.kept_epoch)
             final_steps = recovery.steps

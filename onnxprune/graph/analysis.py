@@ -7,9 +7,9 @@ from typing import Any
 
 import onnx
 
+from ..errors import OnnxpruneError
 from .flops import ModelCost
 from .groups import GroupAnalysis, analyze_groups
-from ..errors import OnnxpruneError
 from .load import FreeInputSize, LoadedModel, graph_inputs, load
 from .output_axes import restore_signature
 

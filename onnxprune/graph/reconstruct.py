@@ -22,7 +22,6 @@ reproduces the original output there better than the sliced weights do.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -36,8 +35,6 @@ from .runtime import batch_for, batches, make_session
 from .shapes import up_to
 
 __all__ = ["Consumer", "Refit", "cut_consumers", "reconstruct", "images_within", "MAX_FEATURES"]
-
-log = logging.getLogger(__name__)
 
 MAX_FEATURES = 4608  # inputs per output (C·kh·kw) a refit is solved for: a 3×3 conv over 512 channels
 MIN_ROWS, MOST_ROWS = 2048, 16384  # sampled rows the fit takes: 4 per feature, within these
@@ -113,7 +110,7 @@ def cut_consumers(model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping
                     if out is not None and set(out.segments) & keep.keys() else None)
         consumer = _consumer(node, slot.initializer, shape, kept_in, kept_out)
         if consumer is not None and consumer.features <= MAX_FEATURES:
-            found[node.name] = replace(consumer, rows_per_image=_per_image(consumer, analysis.shapes[consumer.tensor]))
+            found[node.name] = replace(consumer, rows_per_image=_per_image(consumer, analysis.shapes[node.output[0]]))
     return sorted(found.values(), key=lambda c: order[c.node])
 
 
@@ -160,18 +157,17 @@ class _Gram:
         self.rows += len(rows)
 
 
-def _per_image(consumer: Consumer, shape: tuple[int, ...]) -> int:
-    """Rows one input image gives a consumer whose input has ``shape``: its output places."""
+def _per_image(consumer: Consumer, output: tuple[int, ...]) -> int:
+    """Rows one input image gives a consumer whose output has the shape ``output`` at batch 1: a
+    Conv's output places, a MatMul's positions, a Gemm's one row."""
     if consumer.op == "Conv":
-        (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (consumer.kernel, consumer.strides, consumer.dilations,
-                                                           consumer.pads)
-        return ((shape[2] + pt + pb - dh * (kh - 1) - 1) // sh + 1) * ((shape[3] + pl + pr - dw * (kw - 1) - 1) // sw + 1)
-    return int(np.prod(shape[1:-1])) if consumer.op == "MatMul" else 1
+        return int(np.prod(output[2:]))
+    return int(np.prod(output[1:-1])) if consumer.op == "MatMul" else 1
 
 
 def _places(consumer: Consumer, shape: tuple[int, ...], most: int, rng: np.random.Generator) -> np.ndarray:
     """Up to ``most`` sampled rows (output places) of a batch whose consumer input has ``shape``."""
-    total = shape[0] * _per_image(consumer, shape)
+    total = shape[0] * consumer.rows_per_image
     return np.arange(total) if total <= most else np.sort(rng.choice(total, most, replace=False))
 
 
@@ -218,7 +214,7 @@ def _targets(before: onnx.ModelProto, image: str, inputs: np.ndarray, consumers:
             old = values[c.tensor]
             places = _places(c, old.shape, int(np.ceil(per_image[c.node] * len(x))), rng)
             rows = _rows(c, old, places)
-            found[c.node].append(_Targets(places, check[places // _per_image(c, old.shape)],
+            found[c.node].append(_Targets(places, check[places // c.rows_per_image],
                                           (rows @ weights[c.node].T).astype(np.float32)))
     return found
 
@@ -290,6 +286,8 @@ def reconstruct(before: onnx.ModelProto, sliced: onnx.ModelProto, consumers: lis
     # a layer with fewer rows to fit than twice its unknowns per output is left as sliced: the
     # fit would follow the few rows there are (deep maps of a few places, a Gemm after pooling)
     consumers = [c for c in consumers if c.rows_per_image * fitting >= 2 * len(c.kept_in)]
+    fitted = {c.node for c in consumers}
+    waves = [kept for kept in ([c for c in wave if c.node in fitted] for wave in waves) if kept]
     if not consumers or len(inputs) < CHECK_EVERY:
         return sliced, []
     old = {i.name: i for i in before.graph.initializer}
@@ -300,7 +298,6 @@ def reconstruct(before: onnx.ModelProto, sliced: onnx.ModelProto, consumers: lis
     targets = _targets(before, image, inputs, consumers, weights, batch, seed)
     refitted = onnx.ModelProto()
     refitted.CopyFrom(sliced)
-    waves = _waves(before, consumers)  # again: the consumers left
     results: list[Refit] = []
     for k, wave in enumerate(waves):
         grams = _statistics(refitted, image, inputs, wave, targets, batch)

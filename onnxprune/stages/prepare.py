@@ -42,7 +42,7 @@ MIN_JUDGED = 10  # held-out items each half needs before the budget splits them
 DEFAULT_EPOCHS = 10.0  # the final fine-tuning's length where it is not run until it stops improving
 
 
-def until_stalled(o: PruneOptions) -> bool:
+def open_ended(o: PruneOptions) -> bool:
     """The final fine-tuning runs epoch by epoch until the held-out loss stops improving."""
     return o.epochs is None and o.recover == "plain"
 
@@ -70,12 +70,12 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     task, task_settings = _task(loaded, o, dataset.labels is not None)
     judged = None
     chooses = "the budget chooses rounds" if o.budget_goal else "the final fine-tuning chooses when to stop"
-    if (o.budget_goal or until_stalled(o)) and len(val) >= 2 * MIN_JUDGED:
+    if (o.budget_goal or open_ended(o)) and len(val) >= 2 * MIN_JUDGED:
         # decisions are made on half the held-out items, the kept model reported on the other half
         judged = np.sort(np.random.default_rng([o.seed, 7]).permutation(len(val))[: len(val) // 2])
         log.info("%s on %d held-out images and reports the kept model on the other %d", chooses, len(judged),
                  len(val) - len(judged))
-    elif o.budget_goal or until_stalled(o):
+    elif o.budget_goal or open_ended(o):
         log.warning("%s on the same %d held-out images the result is reported on (%d or more would be split)",
                     chooses, len(val), 2 * MIN_JUDGED)
     calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory

@@ -108,10 +108,11 @@ def selection_loss(model: onnx.ModelProto, image: str, inputs: Dataset | np.ndar
 
 
 def train_until_stalled(view: TorchView, data: Dataset, teacher: TeacherFn, epoch: int, settings: TrainSettings,
-                        seed: tuple, judge: Callable[[onnx.ModelProto], float], budget_s: float | None,
-                        progress: Callable[[str, int, int], None] | None = None) -> tuple[TorchView, Recovery]:
+                        seed: tuple, judge: Callable[[onnx.ModelProto], float], selection_images: int,
+                        budget_s: float | None, progress: Callable[[str, int, int], None] | None = None
+                        ) -> tuple[TorchView, Recovery]:
     """Fine-tune ``view`` epoch by epoch (``epoch`` steps each at a constant learning rate) while
-    ``judge(model)``, the loss on held-out images, improves; after every ``LR_PATIENCE`` epochs in a
+    ``judge(model)``, the loss on the ``selection_images`` held-out images, improves; after every ``LR_PATIENCE`` epochs in a
     row that do not improve it, the learning rate halves (a cosine restarted every epoch threw the
     model off each time).
     Stops after ``PATIENCE`` such epochs in a row (not before ``MIN_EPOCHS``), at ``MAX_EPOCHS``, or
@@ -146,5 +147,5 @@ def train_until_stalled(view: TorchView, data: Dataset, teacher: TeacherFn, epoc
             break
     if best_model is not view.model:
         view = TorchView.of(best_model, view.image, analysis=view.analysis)
-    return view, Recovery(len(losses) - 1, done, kept, stopped, tuple(losses), 0, float(budget or 0),
+    return view, Recovery(len(losses) - 1, done, kept, stopped, tuple(losses), selection_images, float(budget or 0),
                           time.perf_counter() - started)

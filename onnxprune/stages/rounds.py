@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 
 from ..criteria import get
-from ..data.sources import Dataset
 from ..errors import OnnxpruneError
 from ..graph.flops import ModelCost, count
 from ..graph.groups import GroupAnalysis, predict_shapes

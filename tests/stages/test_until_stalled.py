@@ -37,7 +37,7 @@ def test_training_stops_after_the_patience_and_keeps_the_best_epoch(scripted) ->
         return 1 / (1 + k) if k <= 12 else {13: 0.999 / 13, 14: 0.1, 15: 0.2}.get(k, 0.3)
 
     view = _ScriptedView()
-    kept, record = recover.train_until_stalled(view, None, None, 10, TrainSettings(lr=1e-3), (0,), loss, budget_s=1e6)
+    kept, record = recover.train_until_stalled(view, None, None, 10, TrainSettings(lr=1e-3), (0,), loss, 0, budget_s=1e6)
     assert (recover.PATIENCE, recover.LR_PATIENCE) == (8, 2)
     assert record.epochs == 20 and record.kept_epoch == 12 and kept == "epoch 12"
     assert record.stopped == "no better held-out loss in 8 epochs"
@@ -48,7 +48,7 @@ def test_training_stops_after_the_patience_and_keeps_the_best_epoch(scripted) ->
 
 def test_training_never_stops_before_the_fixed_schedule_would_have(scripted) -> None:
     view = _ScriptedView()
-    _, record = recover.train_until_stalled(view, None, None, 10, TrainSettings(), (0,), lambda model: 1.0,
+    _, record = recover.train_until_stalled(view, None, None, 10, TrainSettings(), (0,), lambda model: 1.0, 0,
                                             budget_s=1e6)
     assert record.epochs == recover.MIN_EPOCHS and record.kept_epoch == 0
 
@@ -58,7 +58,7 @@ def test_training_stops_within_the_time_budget(scripted, monkeypatch) -> None:
     monkeypatch.setattr(recover.time, "perf_counter", lambda: float(next(clock)))
     view = _ScriptedView()
     _, record = recover.train_until_stalled(view, None, None, 10, TrainSettings(), (0,),
-                                            lambda model: 1.0 / (1 + int(model.split()[1])), budget_s=35)
+                                            lambda model: 1.0 / (1 + int(model.split()[1])), 0, budget_s=35)
     assert record.stopped == "the time budget of 35 s" and record.epochs == 3  # the budget wins over the minimum
 
 
