@@ -98,7 +98,7 @@ def render_summary(r: dict[str, Any]) -> str:
     drop = q["drop"]
     metric = drop["metric"]
     lines.append(f"task  {q.get('task', 'regress')}: {metric.replace('_', ' ')} {before[metric]:.2%}{span('before')} → "
-                 f"{after[metric]:.2%}{span('after')} on {q['validation_inputs']} held-out inputs")
+                 f"{after[metric]:.2%}{span('after')} on {_judged_on(q)}")
     if "top1_agreement" in after and metric != "top1_agreement" and q.get("task") == "classify":
         lines.append(f"top-1 agreement with the original  {after['top1_agreement']:.2%}")
     for extra, label in (("map50_95", "mAP@0.5:0.95"), ("character_error_rate", "character error rate"),
@@ -192,3 +192,11 @@ def render_bench(b: dict[str, Any]) -> str:
         lines.append(f"{name:<40}{t['median_ms']:>11.2f}{t['p90_ms']:>9.2f}{t['spread']:>8.0%}"
                      f"{t['speedup']:>9.2f}x{note}")
     return "\n".join(lines)
+
+
+def _judged_on(quality: dict) -> str:
+    """What the figures rest on: the held-out inputs, or the images and the views of each."""
+    drop = quality["drop"]
+    if drop.get("views", 1) > 1:
+        return f"{drop['items']} held-out images, each seen {drop['views']} ways (itself and shifts)"
+    return f"{quality['validation_inputs']} held-out inputs"

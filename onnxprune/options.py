@@ -116,7 +116,8 @@ class PruneOptions:
     labels: str | None = option(None, "'imagefolder' (class = sub-folder) or a CSV of file,label rows; images the "
                                       "CSV leaves out are distilled from the original only (few labels are fine).",
                                 metavar="imagefolder|FILE.csv")
-    val_split: float = option(0.15, "Held-out share of --data.", _between(0, 0.95), metavar="SHARE")
+    val_split: float = option(0.15, "Held-out share of --data (at least 16 images, a third of a set under 48).",
+                              _between(0, 0.95), metavar="SHARE")
     val_data: str | None = option(None, "A separate validation folder or .npy instead of --val-split.",
                                   metavar="DIR|FILE.npy")
     input_size: tuple[int, int] | None = option(
@@ -160,6 +161,10 @@ class PruneOptions:
                                  _at_least(0), metavar="W")
     calibration_images: int = option(128, "Training images channels are scored on each round (a seeded "
                                            "subset, held in memory).", _at_least(1), metavar="N")
+    judge_views: int | None = option(
+        None, "Inputs each held-out image is judged as, itself and shifts of it, the original's outputs the "
+              "reference (the runs without labels).", _at_least(1), metavar="N",
+        default_text="enough for about 192 inputs, at most 12 an image, within what a judgement may cost")
     val_images: int = option(500, "At most this many held-out images (a seeded subset of --val-split or "
                                   "--val-data).", _at_least(1), metavar="N")
     lossless: bool = option(True, "Skip removing channels that are dead or constant on the data.",

@@ -233,7 +233,7 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
     epoch = epoch_steps(len(run.train), o.batch_size)
     with clock("final fine-tuning"):
         if open_ended(o):
-            selection, reference = run.held_out(judging=True)
+            selection, reference, _ = run.held.part(judging=True)
             judge = lambda model: selection_loss(model, run.work.image.name, selection, reference,  # noqa: E731
                                                  run.settings.output_kinds)
             log.info("final fine-tuning: epochs of %d steps of %d images until the loss against the original on %d "
@@ -303,7 +303,7 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
                  stages: tuple[Stage, ...] = ()) -> Report:
     o, base, after = run.options, plan.base, final.cost
     first = RoundRecord(0, base.flops, base.params, 1.0, None,
-                        1.0 if is_classifier_output(run.teacher_val[0].shape) else None,
+                        1.0 if is_classifier_output(run.held.reference[0].shape) else None,
                         1.0 if plan.latency else None, 0.0)
     hardware = None
     if plan.latency:

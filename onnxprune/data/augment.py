@@ -38,7 +38,7 @@ import numpy as np
 from ..graph.output_axes import is_classifier_output
 from .sources import CENTRE, View
 
-__all__ = ["MODES", "resolve_mode", "draw_view"]
+__all__ = ["MODES", "resolve_mode", "draw_view", "judging_views"]
 
 MODES = ("auto", "none", "shift", "crop", "crop-flip", "mix")
 AREA = (0.25, 1.0)
@@ -78,3 +78,12 @@ def _crop(rng: np.random.Generator, flip: bool) -> View:
     left = rng.uniform(0, 1 - width)
     return View(top=float(top), left=float(left), height=height, width=width, flip=flip and bool(rng.random() < 0.5),
                 cover=False)
+
+
+def judging_views(count: int, seed: int, image: int) -> list[View]:
+    """``count`` views of held-out image ``image`` to judge the pruned model on: the image itself first,
+    then shifts of up to 1/16 of H and W — inputs as near the image as the ones it trains on, on
+    which the original's outputs are the reference, safe for every task (no flip, no crop, no
+    colour a text or a box would not keep)."""
+    rng = np.random.default_rng([seed, 11, image])
+    return [CENTRE] + [View(dy=float(dy), dx=float(dx)) for dy, dx in rng.uniform(-MAX_SHIFT, MAX_SHIFT, (count - 1, 2))]

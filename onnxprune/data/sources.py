@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import OnnxpruneError
 from ..graph.image_input import ImageInput
 
-__all__ = ["Preprocess", "View", "Dataset", "UnreadableImage", "ImageFiles", "Tensors", "load_data", "split", "bounded",
+__all__ = ["Preprocess", "View", "Dataset", "UnreadableImage", "ImageFiles", "Tensors", "Views", "load_data", "split", "bounded",
            "IMAGE_SUFFIXES", "UNLABELLED", "check_labels", "check_source", "small_data_note"]
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,30 @@ def _resize_region(x: np.ndarray, view: View, hw: tuple[int, int]) -> np.ndarray
     return np.moveaxis(top * (1 - fy) + bottom * fy, (0, 1), hw).astype(np.float32)
 
 
-Source = ImageFiles | Tensors
+class Views:
+    """Other views of some items of a source: item ``k`` is item ``index[k]`` of ``source`` as
+    ``views[k]`` shows it (the held-out images seen again, shifted, to judge on more inputs)."""
+
+    def __init__(self, source: ImageFiles | Tensors, index: np.ndarray, views: list[View]) -> None:
+        self.source, self.index, self.views = source, index, views
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def name(self, i: int) -> str:
+        return f"{self.source.name(int(self.index[i]))}@{self.views[i].dy:+.3f},{self.views[i].dx:+.3f}"
+
+    def read(self, i: int, view: View = CENTRE) -> np.ndarray:
+        return self.source.read(int(self.index[i]), self.views[i])
+
+
+Source = ImageFiles | Tensors | Views
+
+
+def _item_shape(source: Source) -> tuple[int, ...]:
+    if isinstance(source, Views):
+        return _item_shape(source.source)
+    return source.image.shape(1)[1:] if isinstance(source, ImageFiles) else source.array.shape[1:]
 
 
 @dataclass(frozen=True)
@@ -196,12 +219,12 @@ class Dataset:
     @property
     def item_bytes(self) -> int:
         """Bytes of one decoded input (float32), known without decoding one."""
-        shape = self.source.image.shape(1)[1:] if isinstance(self.source, ImageFiles) else self.source.array.shape[1:]
-        return 4 * int(np.prod(shape))
+        return 4 * int(np.prod(_item_shape(self.source)))
 
     @property
     def kind(self) -> str:
-        return "images" if isinstance(self.source, ImageFiles) else "tensors"
+        source = self.source.source if isinstance(self.source, Views) else self.source
+        return "images" if isinstance(source, ImageFiles) else "tensors"
 
     def read(self, position: int, view: View = CENTRE) -> np.ndarray:
         return self.source.read(int(self.index[position]), view)
@@ -218,6 +241,14 @@ class Dataset:
     def inputs(self) -> np.ndarray:
         """Every item decoded into one array: for small sets only."""
         return self.batch(range(len(self)))
+
+    def seen_as(self, positions, views: list[View]) -> Dataset:
+        """Items ``positions`` each as its ``views`` entry shows it, as a data set of their own."""
+        if isinstance(self.source, Views):
+            raise ValueError("the views of views are not defined: take them of the images")
+        positions = np.asarray(positions, dtype=np.int64)
+        labels = None if self.labels is None else self.labels[positions]
+        return Dataset(Views(self.source, self.index[positions], views), np.arange(len(positions)), labels, self.classes)
 
     def subset(self, positions) -> Dataset:
         positions = np.asarray(positions, dtype=np.int64)
@@ -415,13 +446,18 @@ def load_data(
     return Dataset(ImageFiles(path, names, image, prep), np.arange(len(good)), label_array, classes)
 
 
+MIN_HELD_OUT = 16
+
+
 def split(data: Dataset, val_fraction: float, seed: int, max_val: int | None = None) -> tuple[Dataset, Dataset]:
-    """A seeded (train, validation) split; validation is never trained or scored on. At most
-    ``max_val`` items are held out: a bounded validation set, the rest trains."""
+    """A seeded (train, validation) split; validation is never trained or scored on. At least
+    ``MIN_HELD_OUT`` items (a third of a smaller set), at most ``max_val`` are held out: a bounded
+    validation set, the rest trains."""
     if not 0 < val_fraction < 1:
         raise OnnxpruneError(f"--val-split must be in (0, 1), got {val_fraction}")
     n = len(data)
-    n_val = max(1, round(n * val_fraction))
+    # a few images cannot judge: hold out at least MIN_HELD_OUT, or a third of a smaller set
+    n_val = max(1, round(n * val_fraction), min(MIN_HELD_OUT, n // 3))
     if max_val is not None:
         n_val = min(n_val, max_val)
     if n - n_val < 1:

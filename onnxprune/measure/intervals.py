@@ -6,6 +6,10 @@ from the two Wilson intervals and the correlation of the pairs): where both mode
 item right it still says what a few dozen items cannot rule out, which a bootstrap (all
 resamples alike) would hide. Other figures (mAP, mIoU, explained variance), and their drop, get
 a seeded percentile bootstrap over the items, paired for the drop.
+
+Where the items are several views of each held-out image (``clusters``: the image of each item),
+views of one image are not independent: the bootstrap draws images, each with all its views, and
+no interval is narrower than what that many images that all agree allow.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from .tasks import Measure
 
 __all__ = ["wilson", "bootstrap", "interval", "paired_share_interval", "drop_interval", "agreement_floor",
-           "items_to_resolve", "RESAMPLES"]
+           "items_to_resolve", "independent", "RESAMPLES"]
 
 RESAMPLES = 400
 Z95 = 1.959964
@@ -32,26 +36,35 @@ def wilson(share: float, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _resamples(n: int, seed: int, count: int = RESAMPLES) -> list[np.ndarray]:
+def _resamples(n: int, seed: int, count: int = RESAMPLES, clusters: np.ndarray | None = None) -> list[np.ndarray]:
+    """Item indices of ``count`` bootstrap resamples: of items, or of whole ``clusters``."""
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, n, n) for _ in range(count)]
+    if clusters is None:
+        return [rng.integers(0, n, n) for _ in range(count)]
+    members = [np.flatnonzero(clusters == c) for c in np.unique(clusters)]
+    return [np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))]) for _ in range(count)]
 
 
-def bootstrap(m: Measure, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile interval of a measure over resampled items."""
-    if m.items < 2:
+def independent(items: int, clusters: np.ndarray | None) -> int:
+    """How many independent items a figure rests on: the images, where items are their views."""
+    return items if clusters is None else len(np.unique(clusters))
+
+
+def bootstrap(m: Measure, seed: int = 0, clusters: np.ndarray | None = None) -> tuple[float, float]:
+    """95 % percentile interval of a measure over resampled items (or ``clusters`` of them)."""
+    if independent(m.items, clusters) < 2:
         return 0.0, 1.0
-    values = [m.value(idx) for idx in _resamples(m.items, seed)]
+    values = [m.value(idx) for idx in _resamples(m.items, seed, clusters=clusters)]
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
-def interval(m: Measure, seed: int = 0) -> tuple[float, float]:
-    """Wilson's for a share of items, the bootstrap's otherwise (no narrower than the
-    ``agreement_floor`` of its item count, within [0, 1])."""
-    if m.hits is not None:
+def interval(m: Measure, seed: int = 0, clusters: np.ndarray | None = None) -> tuple[float, float]:
+    """Wilson's for a share of independent items, the bootstrap's otherwise (no narrower than the
+    ``agreement_floor`` of its independent items, within [0, 1])."""
+    if m.hits is not None and clusters is None:
         return wilson(m.figure(), m.items)
-    low, high = bootstrap(m, seed)
-    floor = agreement_floor(m.items) / 100
+    low, high = bootstrap(m, seed, clusters)
+    floor = agreement_floor(independent(m.items, clusters)) / 100
     return max(0.0, min(low, m.figure() - floor)), min(1.0, max(high, m.figure() + floor))
 
 
@@ -73,19 +86,22 @@ def paired_share_interval(before: np.ndarray, after: np.ndarray, z: float = Z95)
     return low, high
 
 
-def drop_interval(before: Measure, after: Measure, seed: int = 0) -> tuple[float, float]:
+def drop_interval(before: Measure, after: Measure, seed: int = 0,
+                  clusters: np.ndarray | None = None) -> tuple[float, float]:
     """95 % interval of the points lost (100 × (before − after)) on the same items: Newcombe's for
-    shares of items, a paired bootstrap otherwise — never narrower than the interval of n items
-    that all agree (``agreement_floor``): resamples of a few items that happen to be alike are
-    all alike, and would show no doubt at all."""
-    if after.items < 2:
+    shares of independent items, a paired bootstrap otherwise (of whole ``clusters`` where items
+    are views of a few images) — never narrower than the interval of n independent items that all
+    agree (``agreement_floor``): resamples of a few items that happen to be alike are all alike,
+    and would show no doubt at all."""
+    n = independent(after.items, clusters)
+    if n < 2:
         return -100.0, 100.0
-    if before.hits is not None and after.hits is not None:
+    if before.hits is not None and after.hits is not None and clusters is None:
         low, high = paired_share_interval(before.hits, after.hits)
         return 100 * low, 100 * high
-    drops = [100 * (before.value(idx) - after.value(idx)) for idx in _resamples(after.items, seed)]
+    drops = [100 * (before.value(idx) - after.value(idx)) for idx in _resamples(after.items, seed, clusters=clusters)]
     points = 100 * (before.figure() - after.figure())
-    floor = agreement_floor(after.items)
+    floor = agreement_floor(n)
     return (max(-100.0, min(float(np.percentile(drops, 2.5)), points - floor)),  # figures are in [0, 1]
             min(100.0, max(float(np.percentile(drops, 97.5)), points + floor)))
 

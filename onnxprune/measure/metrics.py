@@ -67,7 +67,8 @@ class QualityDrop:
     max_points: float
     low: float | None = None  # the interval of ``points``; None where it was not computed
     high: float | None = None
-    items: int = 0  # held-out items judged
+    items: int = 0  # held-out images (independent items) judged
+    views: int = 1  # inputs judged per held-out image (the image and shifts of it)
     reference_items: int | None = None  # what the original's outputs held to compare (boxes, masks, …)
     undefined: str | None = None  # why the task's measure could not judge, where the outputs' measure stood in
 
@@ -96,7 +97,7 @@ class QualityDrop:
             d["undefined"] = self.undefined
         if self.low is not None and self.high is not None:
             d |= {"interval": [self.low, self.high], "resolved": self.resolved, "items": self.items,
-                  "items_to_resolve": self.items_to_resolve()}
+                  "views": self.views, "items_to_resolve": self.items_to_resolve()}
         return d
 
     def message(self) -> str:
@@ -109,6 +110,7 @@ class QualityDrop:
         resolve it."""
         if self.resolved:
             return None
-        return (f"{self.items} held-out images cannot resolve --max-drop {self.max_points:g}: the 95 % interval "
+        seen = f" (seen {self.views} ways each)" if self.views > 1 else ""
+        return (f"{self.items} held-out images{seen} cannot resolve --max-drop {self.max_points:g}: the 95 % interval "
                 f"of the points lost is {self.low:+.1f} to {self.high:+.1f}, wider than the budget; about "
                 f"{self.items_to_resolve()} would narrow it to {self.max_points:g} (more images or --val-data)")

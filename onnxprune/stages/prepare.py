@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.augment import resolve_mode
-from ..data.sources import Dataset, bounded, check_labels, load_data, small_data_note, split
+from ..data.augment import judging_views, resolve_mode
+from ..data.sources import CENTRE, Dataset, bounded, check_labels, load_data, small_data_note, split
 from ..errors import OnnxpruneError
 from ..graph.batchnorm import needs_batchnorm, shapes_with_inserted, with_batchnorm
 from ..graph.devices import run_devices
+from ..graph.flops import count
 from ..graph.groups import analyze_groups
 from ..graph.load import LoadedModel
 from ..graph.runtime import fixed_at_one, run_batched
@@ -32,13 +33,20 @@ from .calibration import calibrate
 from .checkpoint import Checkpoints, fingerprint
 from .lossless import watched_tensors
 from .rounds import planned_rounds
-from .run import Progress, Run
+from .run import HeldOut, Progress, Run
 
 __all__ = ["prepare", "MIN_JUDGED"]
 
 log = logging.getLogger(__name__)
 
-MIN_JUDGED = 10  # held-out items each half needs before the budget splits them
+MIN_JUDGED = 8  # held-out images each half needs before the decisions and the report split them
+# how many inputs the held-out images are judged as, where they are few and the original is the
+# reference (``judge_views``): about JUDGED_ITEMS, at most MOST_VIEWS an image, and no more than
+# a judgement may cost (multiply-adds of one pass, bytes of the original's outputs kept)
+JUDGED_ITEMS = 192
+MOST_VIEWS = 12
+JUDGE_MACS = 4e11
+JUDGE_BYTES = 1 << 29
 DEFAULT_EPOCHS = 10.0  # the final fine-tuning's length where it is not run until it stops improving
 
 
@@ -68,18 +76,9 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     if note:
         log.warning(note)
     task, task_settings = _task(loaded, o, dataset.labels is not None)
-    judged = None
-    chooses = "the budget chooses rounds" if o.budget_goal else "the final fine-tuning chooses when to stop"
-    if (o.budget_goal or open_ended(o)) and len(val) >= 2 * MIN_JUDGED:
-        # decisions are made on half the held-out items, the kept model reported on the other half
-        judged = np.sort(np.random.default_rng([o.seed, 7]).permutation(len(val))[: len(val) // 2])
-        log.info("%s on %d held-out images and reports the kept model on the other %d", chooses, len(judged),
-                 len(val) - len(judged))
-    elif o.budget_goal or open_ended(o):
-        log.warning("%s on the same %d held-out images the result is reported on (%d or more would be split)",
-                    chooses, len(val), 2 * MIN_JUDGED)
     calib = train.subset(np.arange(n_calib)).inputs  # bounded: the one set held in memory
     analysis = analyze_groups(loaded)
+    held = held_out(loaded, val, o, count(loaded.model, analysis.shapes).macs)
     # one pass over the calibration images: the teacher's outputs, the statistics of convs whose
     # BatchNorm was folded and the extremes the lossless pass reads (the work model only adds
     # BatchNorm that computes the identity, so its tensors of these names hold the same values)
@@ -87,7 +86,6 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     watched = watched_tensors(loaded.model, analysis) if o.lossless else {}
     calibration = calibrate(loaded.model, image.name, calib, folded, watched, shapes=analysis.shapes)
     teacher_calib = calibration.outputs
-    teacher_val = run_batched(loaded.model, image.name, val)
     work = with_batchnorm(loaded, analysis.shapes, (calibration.mean, calibration.var))
     work_groups = analysis if work is loaded else analyze_groups(work, shapes_with_inserted(work.model, analysis.shapes))
     if where.world > 1 and device.startswith("cuda"):
@@ -98,7 +96,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     precision = precision_for(o.precision, device)
     settings = TrainSettings(
         lr=o.lr, batch_size=o.batch_size, micro_batch=memory.micro_batch, device=device,
-        augment=resolve_mode(o.augment, teacher_val[0].shape, train.labels is not None),
+        augment=resolve_mode(o.augment, held.reference[0].shape, train.labels is not None),
         workers=default_workers() if o.workers is None else o.workers, precision=precision,
         channels_last=device.startswith("cuda") and image.layout == "NCHW", rank=where.rank, world=where.world,
         feature_hints=o.feature_hints, output_kinds=output_kinds(task_settings.roles))
@@ -111,19 +109,64 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
     epochs = DEFAULT_EPOCHS if o.epochs is None else o.epochs  # open-ended: at least as many, in most runs
     seen = (planned_rounds(o) * round_steps + ceil(epochs * epoch_steps(len(train), o.batch_size))) * o.batch_size
     # feature hints need the teacher's own forward, for its maps
-    if not o.feature_hints and worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in teacher_val),
+    if not o.feature_hints and worth_caching(settings.augment, seen, len(train), sum(t[0].nbytes for t in held.reference),
                                              where.world):
         teacher.build_cache(loaded, train, o.checkpoint_dir)
     return Run(
         options=o, loaded=loaded, work=work, work_groups=work_groups,
-        train=train, val=val, teacher_val=teacher_val, teacher=teacher,
+        train=train, val=val, held=held, teacher=teacher,
         calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib],
                                            settings.output_kinds),
         settings=settings,
         round_steps=round_steps, device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
         progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
-        task=task, task_settings=task_settings, judged=judged, calib_extremes=calibration.extremes,
+        task=task, task_settings=task_settings, calib_extremes=calibration.extremes,
     )
+
+
+def held_out(loaded: LoadedModel, val: Dataset, o: PruneOptions, macs: int) -> HeldOut:
+    """The held-out images as the pruned model is judged on them, with the original's outputs:
+    where they are few and the original is the reference (no labels), each image and shifts of it
+    (``judge_views``), so a judgement rests on more than a handful of inputs; and, where rounds or
+    the final fine-tuning choose by quality, the images they choose on (the others report)."""
+    image = loaded.image.name
+    reference = run_batched(loaded.model, image, val)
+    views = judge_views(o, len(val), val.labels is not None, macs, sum(r[0].nbytes for r in reference))
+    items, image_of = val, np.arange(len(val))
+    if views > 1:
+        seen = [v for k in range(len(val)) for v in judging_views(views, o.seed, k)[1:]]
+        shifted = val.seen_as(np.repeat(np.arange(len(val)), views - 1), seen)
+        image_of = np.r_[image_of, np.repeat(image_of, views - 1)]  # the images themselves first
+        extra = run_batched(loaded.model, image, shifted)
+        reference = [np.concatenate([r, e]) for r, e in zip(reference, extra)]
+        items = val.seen_as(image_of, [CENTRE] * len(val) + seen)
+        log.info("judging on %d inputs: the %d held-out images, each also shifted %d ways", len(items), len(val),
+                 views - 1)
+    judged = None
+    chooses = "the budget chooses rounds" if o.budget_goal else "the final fine-tuning chooses when to stop"
+    if (o.budget_goal or open_ended(o)) and len(val) >= 2 * MIN_JUDGED:
+        # decisions are made on half the held-out images, the kept model reported on the other half
+        judged = np.sort(np.random.default_rng([o.seed, 7]).permutation(len(val))[: len(val) // 2])
+        log.info("%s on %d held-out images and reports the kept model on the other %d", chooses, len(judged),
+                 len(val) - len(judged))
+    elif o.budget_goal or open_ended(o):
+        log.warning("%s on the same %d held-out images the result is reported on (%d or more would be split)",
+                    chooses, len(val), 2 * MIN_JUDGED)
+    return HeldOut(items, reference, image_of, judged)
+
+
+def judge_views(o: PruneOptions, images: int, labelled: bool, macs: int, output_bytes: int) -> int:
+    """Inputs each held-out image is judged as: --judge-views, or one where labels judge (a shift
+    may move what they name) or the images are many; else about ``JUDGED_ITEMS`` in all, at most
+    ``MOST_VIEWS`` an image, within ``JUDGE_MACS`` a pass and ``JUDGE_BYTES`` of the original's
+    outputs (``output_bytes`` an input)."""
+    if o.judge_views is not None:
+        return o.judge_views
+    if labelled or images == 0:
+        return 1
+    wanted = round(JUDGED_ITEMS / images)
+    affordable = min(JUDGE_MACS / max(macs * images, 1), JUDGE_BYTES / max(output_bytes * images, 1))
+    return int(max(1, min(wanted, MOST_VIEWS, affordable)))
 
 
 def output_kinds(roles: tuple[OutputRole, ...]) -> tuple[OutputKind, ...]:

@@ -26,7 +26,7 @@ from ..graph.slice import slice_groups, zero_channels
 from ..graph.tolerance import max_difference
 from ..measure.bench import BenchResult, benchmark
 from ..measure.device_table import TableFile
-from ..measure.intervals import drop_interval, interval
+from ..measure.intervals import drop_interval, independent, interval
 from ..measure.latency import LatencyModel, LocalCache, Store, measure_granularity, measure_latency
 from ..measure.metrics import QualityDrop, compare_outputs
 from ..measure.tasks import measure, output_figures
@@ -272,7 +272,7 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
     of held-out items allows (a bootstrap: the final figures, not every round's). Where the
     budget chooses among rounds, ``judging`` takes the items decisions are made on, and the
     figure reported for the kept model comes from the others, which no decision saw."""
-    val, reference = run.held_out(judging)
+    val, reference, clusters = run.held.part(judging)
     labels = val.labels
     before_m, before = run.original(judging, intervals)
     before = dict(before)
@@ -284,14 +284,15 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
         after = compare_outputs(outputs, reference, labels) | after_m.extras
         after[after_m.metric] = after_m.figure()
     points = 100 * (before[before_m.metric] - after[after_m.metric])
-    drop = QualityDrop(after_m.metric, points, run.options.drop_limit, items=after_m.items,
-                       reference_items=before_m.reference_items, undefined=before_m.undefined)
+    drop = QualityDrop(after_m.metric, points, run.options.drop_limit, items=independent(after_m.items, clusters),
+                       views=run.held.views, reference_items=before_m.reference_items, undefined=before_m.undefined)
     bounds: dict[str, tuple[float, float]] = {}
     figures: list[dict] = []
     if intervals:
-        low, high = drop_interval(before_m, after_m, run.options.seed)
+        low, high = drop_interval(before_m, after_m, run.options.seed, clusters)
         drop = replace(drop, low=low, high=high)
-        bounds = {"before": interval(before_m, run.options.seed), "after": interval(after_m, run.options.seed)}
+        bounds = {"before": interval(before_m, run.options.seed, clusters),
+                  "after": interval(after_m, run.options.seed, clusters)}
         mine = reference if model is None else outputs
         figures = [{**row, "after": row.pop("figure")} for row in output_figures(mine, reference, run.task_settings.roles)]
     return Quality(before, after, len(val), drop, run.task, bounds, tuple(figures))

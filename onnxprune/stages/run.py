@@ -24,9 +24,41 @@ from .checkpoint import Checkpoints
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Run", "Progress", "StageClock"]
+__all__ = ["Run", "HeldOut", "Progress", "StageClock"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); "… fine-tuning" stages count images
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """What judges the pruned model: the held-out images, each as several views where they are
+    few (the images themselves first, ``prepare.held_out_views``), the original's outputs on every
+    view, the image each view shows, and which images the decisions are made on."""
+
+    items: Dataset
+    reference: list[np.ndarray]  # the original's outputs on ``items``
+    image_of: np.ndarray  # per item, the position of the held-out image it is a view of
+    judged: np.ndarray | None = None  # held-out images the decisions are made on; the others report
+
+    @property
+    def images(self) -> int:
+        return len(np.unique(self.image_of))
+
+    @property
+    def views(self) -> int:
+        return len(self.items) // max(self.images, 1)
+
+    def part(self, judging: bool) -> tuple[Dataset, list[np.ndarray], np.ndarray | None]:
+        """The items (and the original's outputs on them) that decide (``judging``) or that
+        report — all of them where nothing is chosen — and the image of each where an image has
+        several views (bootstraps draw whole images), else None."""
+        if self.judged is None:
+            positions = np.arange(len(self.items))
+        else:
+            images = self.judged if judging else np.setdiff1d(np.unique(self.image_of), self.judged)
+            positions = np.flatnonzero(np.isin(self.image_of, images))
+        clusters = self.image_of[positions] if self.views > 1 else None
+        return self.items.subset(positions), [t[positions] for t in self.reference], clusters
 
 
 @dataclass(frozen=True)
@@ -39,8 +71,8 @@ class Run:
     work: LoadedModel  # what the rounds prune: ``loaded``, plus BatchNorm where it was folded
     work_groups: GroupAnalysis
     train: Dataset  # read lazily, batch by batch
-    val: Dataset  # bounded (--val-images), read lazily
-    teacher_val: list[np.ndarray]  # the original's outputs on the held-out inputs
+    val: Dataset  # the held-out images: bounded (--val-images), read lazily
+    held: HeldOut  # what judges: ``val`` as views, and the original's outputs on them
     teacher: Teacher  # the original's outputs for each fine-tuning batch
     calib: np.ndarray  # the inputs channels are scored on, every round (--calibration-images)
     calib_targets: Targets
@@ -54,24 +86,15 @@ class Run:
     checkpoints: Checkpoints
     task: Task = "regress"  # what the held-out quality is measured by
     task_settings: TaskSettings = TaskSettings()
-    judged: np.ndarray | None = None  # held-out positions the budget decides on; the rest report
     calib_extremes: dict[str, np.ndarray] | None = None  # per tensor, [max, −min] per channel on ``calib``
     # the original's held-out measures, computed once (``original``): a cache, not state
     original_quality: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def held_out(self, judging: bool) -> tuple[Dataset, list[np.ndarray]]:
-        """The held-out items (and the original's outputs on them) that decide (``judging``) or
-        that report; all of them where nothing is chosen by quality."""
-        if self.judged is None:
-            return self.val, self.teacher_val
-        chosen = self.judged if judging else np.setdiff1d(np.arange(len(self.val)), self.judged)
-        return self.val.subset(chosen), [t[chosen] for t in self.teacher_val]
-
     def original(self, judging: bool = False, intervals: bool = False) -> tuple[Measure, dict[str, float]]:
-        """The original's measure and figures on the held-out items (``held_out``), computed once
+        """The original's measure and figures on the held-out items (``held.part``), computed once
         per run and kept: every judgement of a pruned model compares with them."""
         if (judging, intervals) not in self.original_quality:
-            val, reference = self.held_out(judging)
+            val, reference, _ = self.held.part(judging)
             measured = measure(self.task, reference, reference, val.labels, self.task_settings, full=intervals)
             figures = compare_outputs(reference, reference, val.labels) | measured.extras
             figures[measured.metric] = measured.figure()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxprune.data.sources import UNLABELLED, Preprocess, bounded, check_labels, load_data, split
+from onnxprune.data.sources import CENTRE, UNLABELLED, Dataset, Preprocess, bounded, check_labels, load_data, split
 from onnxprune.errors import OnnxpruneError
 from onnxprune.graph.load import ImageInput
 
@@ -97,12 +97,36 @@ def test_npy_must_match_the_model_input(tmp_path: Path) -> None:
 
 
 def test_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
-    np.save(tmp_path / "d.npy", np.arange(20 * 3 * 8 * 8, dtype=np.float32).reshape(20, 3, 8, 8))
+    np.save(tmp_path / "d.npy", np.arange(80 * 3 * 8 * 8, dtype=np.float32).reshape(80, 3, 8, 8))
     data = load_data(tmp_path / "d.npy", NCHW)
     train, val = split(data, 0.25, seed=1)
     again, _ = split(data, 0.25, seed=1)
-    assert len(val) == 5 and len(train) == 15
+    assert len(val) == 20 and len(train) == 60
     assert set(train.names).isdisjoint(val.names) and train.names == again.names
+
+
+def test_a_few_images_hold_out_enough_to_judge(tmp_path: Path) -> None:
+    """15 % of 48 images would be 7: too few to tell anything, so 16 are held out; a set under 48
+    gives a third of itself."""
+    data = Dataset.of_array(np.zeros((48, 3, 8, 8), np.float32))
+    assert [len(part) for part in split(data, 0.15, seed=0)] == [32, 16]
+    assert [len(part) for part in split(data.subset(np.arange(30)), 0.15, seed=0)] == [20, 10]
+    assert len(split(Dataset.of_array(np.zeros((400, 3, 2, 2), np.float32)), 0.15, seed=0)[1]) == 60
+
+
+def test_views_of_held_out_images_read_each_image_shifted(tmp_path: Path) -> None:
+    """A data set of views reads the image each view shows, as the view shows it, and keeps the labels."""
+    from onnxprune.data.augment import judging_views
+
+    array = np.random.default_rng(0).normal(size=(3, 1, 16, 16)).astype(np.float32)
+    data = Dataset.of_array(array, labels=np.array([0, 1, 2]))
+    views = judging_views(4, seed=0, image=2)
+    seen = data.seen_as([2, 2, 2, 2], views)
+    assert views[0] == CENTRE and len({(v.dy, v.dx) for v in views}) == 4
+    assert np.array_equal(seen.read(0), array[2]) and list(seen.labels) == [2, 2, 2, 2]
+    shift = round(views[1].dy * 16), round(views[1].dx * 16)
+    assert np.array_equal(seen.read(1), np.roll(array[2], shift, axis=(1, 2)))
+    assert seen.kind == "tensors" and seen.item_bytes == 4 * 16 * 16 and len(set(seen.names)) == 4
 
 
 def test_a_folder_is_listed_not_decoded_and_npy_is_memory_mapped(tmp_path: Path, monkeypatch) -> None:

@@ -131,7 +131,8 @@ def test_a_removal_that_would_change_the_outputs_is_skipped_not_fatal(monkeypatc
     monkeypatch.setattr(rounds, "lossless_pass", wrong)
     data = np.random.default_rng(2).standard_normal((40, 3, 8, 8)).astype(np.float32)
     with caplog.at_level("WARNING", logger="onnxprune"):
-        report = prune(_foldable_model(), data, 0.9, round_to=1, epochs=0, bench=False).report
+        # random weights on random inputs: quality is not what this test is about
+        report = prune(_foldable_model(), data, 0.9, round_to=1, epochs=0, bench=False, max_drop=100).report
     assert "lossless pass skipped" in caplog.text
     assert report.lossless == LosslessCounts(dead_channels_removed=0, constant_channels_folded=0,
                                              constant_channels_kept=0)
