@@ -45,7 +45,24 @@ def render_analysis(a: dict[str, Any]) -> str:
     if groups is not None:
         lines.append("")
         lines.extend(render_groups(a))
+    blocks = a.get("blocks")
+    if blocks is not None:
+        lines.append("")
+        lines.extend(render_blocks(blocks, a["macs"]))
     return "\n".join(lines)
+
+
+def render_blocks(blocks: list[dict[str, Any]], macs: int) -> list[str]:
+    """The residual blocks whose branch can go whole, the skip carrying on."""
+    if not blocks:
+        return ["residual blocks  none removable (no branch joined by Add to a skip of its own input)"]
+    projected = sum(b["skip"] == "projection" for b in blocks)
+    share = sum(b["macs"] for b in blocks) / (macs or 1)
+    lines = [f"residual blocks  {len(blocks)} removable ({len(blocks) - projected} identity skips, {projected} with a "
+             f"projection that stays), their branches {share:.1%} of the MACs:"]
+    for b in blocks:
+        lines.append(f"  {b['macs'] / (macs or 1):>6.1%}  {b['nodes']:>3} nodes  {b['skip']:<10} {b['add']}")
+    return lines
 
 
 def render_groups(a: dict[str, Any]) -> list[str]:

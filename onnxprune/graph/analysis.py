@@ -8,6 +8,7 @@ from typing import Any
 import onnx
 
 from ..errors import OnnxpruneError
+from .blocks import find_blocks
 from .flops import ModelCost
 from .groups import GroupAnalysis, analyze_groups
 from .load import FreeInputSize, LoadedModel, graph_inputs, load
@@ -112,4 +113,5 @@ def analyze(model: str | Path | onnx.ModelProto, input_size: tuple[int, int] | N
                                  "--input-size H W counts at another")
     result["prunable_flops_share"] = analysis.prunable_flops_share()
     result["groups"] = describe_groups(analysis)
+    result["blocks"] = [b.as_dict() for b in find_blocks(loaded.model, analysis.shapes)]
     return result
