@@ -12,6 +12,8 @@ bootstrap over the same images and seeds).
 - 5 % labels: one training image in twenty labelled, the rest distilled only (compared with default)
 - old: no least-squares refit after each cut and a fixed final fine-tuning of 10 epochs (the
   defaults before the recovery issue); no-refit and 10-epochs: each of the two alone
+- --structure both: whole residual blocks first (those that move the outputs least per FLOP, up to
+  half the FLOPs to remove), then channels; --structure depth: blocks as far as the target allows
 
 (``--teacher ensemble``, temporal-ensembling targets with the same 5 % of the labels, was measured
 here too, at commit bc4814d, and removed: it helped on none of the three; see docs/methods.md.)
@@ -48,6 +50,8 @@ ROWS = {  # name: (options, the row it is compared with)
     "old": ({"reconstruct": False, "epochs": 10}, "default"),
     "no-refit": ({"reconstruct": False}, "default"),
     "10-epochs": ({"epochs": 10}, "default"),
+    "both": ({"structure": "both"}, "default"),
+    "depth": ({"structure": "depth"}, "default"),
 }
 
 

@@ -29,7 +29,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("val_split", "val_data", "val_images", "judge_views", "calibration_images", "input_size", "mean", "std", "bgr")),
     ("Quality", ("task", "box_layout", "mask_threshold", "blank", "metric", "minimize")),
     ("Hardware and latency", ("round_to", "latency_table", "bench", "device", "precision", "workers")),
-    ("Training", ("criterion", "flops_weight", "min_channels", "rounds", "round_steps", "epochs", "time_budget", "lr",
+    ("Training", ("structure", "criterion", "flops_weight", "min_channels", "rounds", "round_steps", "epochs", "time_budget", "lr",
                   "batch_size", "augment", "recover", "dsd_sparsity", "schedule", "reconstruct", "feature_hints", "lossless",
                   "seed")),
     ("Output", ("output", "as_json", "resume")),

@@ -138,6 +138,10 @@ def render_summary(r: dict[str, Any]) -> str:
     if interval and not drop.get("resolved", True):
         lines.append(f"unresolved  the interval is wider than --max-drop {drop['max']:g}: {drop['items']} held-out images "
                      f"cannot resolve it; about {drop['items_to_resolve']} would (more images or --val-data)")
+    blocks = r.get("blocks")
+    if blocks is not None:
+        lines.append(f"blocks  removed {len(blocks['removed'])} of {blocks['offered']} residual blocks whole "
+                     f"({blocks['flops_removed']:.1%} of the FLOPs) before the channels")
     if budget:
         kept = f"round {budget['kept_round']}" if budget["kept_round"] else "the original"
         lines.append(f"stopped  after round {budget['stopped_after']}, kept {kept}: {budget['reason']}")

@@ -94,6 +94,7 @@ def option(default: Any, help: str, check: Check | None = None, *, cli: str | No
 
 # the closed sets of values that drive branches, checked by ``validate`` and by the type checker
 Schedule = Literal["iterative", "sfp", "cucb"]
+Structure = Literal["width", "both", "depth"]
 Recover = Literal["plain", "dsd"]
 Augment = Literal["auto", "none", "shift", "crop", "crop-flip", "mix"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -176,6 +177,11 @@ class PruneOptions:
         False, "Fine-tuning also pulls the pruned model's stage-end feature maps towards the original's, "
                "through 1×1 projections dropped before writing (FitNets hints): more signal per image when "
                "images are few (benchmarks/tasks.py --hints measures it).")
+    structure: Structure = option(
+        "width", "What is removed: width (channels), both (whole residual blocks first, those whose removal moves "
+                 "the outputs least per FLOP, up to half of the FLOPs to remove, then channels), or depth (blocks "
+                 "as far as the target allows, channels for the rest); needs --target-flops.",
+        _one_of("width", "both", "depth"), metavar="width|both|depth")
     schedule: Schedule = option(
         "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
                      "slice once at the end (Soft Filter Pruning); cucb: each round's fine-tuning runs only the "
@@ -303,6 +309,9 @@ def resolve(target_flops: float | None, options: dict[str, Any]) -> PruneOptions
     if o.max_drop is None:
         settled["max_drop"] = 3.0
     o = PruneOptions(**{**asdict(o), **settled})
+    if o.structure != "width" and (o.budget_goal or o.target_flops is None or o.target_flops >= 1):
+        raise InvalidOption("structure", f"{o.structure} removes blocks towards a FLOPs target: give --target-flops "
+                                         "below 1")
     if o.budget_goal and o.schedule == "sfp":
         raise InvalidOption("schedule", "sfp slices once at the end, so it needs a --target-flops or "
                                         "--target-latency to know where the end is")

@@ -34,6 +34,7 @@ from .report import (
     Runtime, Stage, Verification, Widths,
 )
 from .stages.budget import prune_within_budget
+from .stages.depth import remove_blocks_first
 from .stages.checkpoint import Checkpoint, Checkpoints
 from .stages.lossless import LosslessResult
 from .stages.prepare import DEFAULT_EPOCHS, open_ended, prepare
@@ -111,13 +112,13 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
         plan = on_main(lambda: plan_widths(run, analysis))
     stopped: RoundsHopeless | None = None
     try:
-        view, freed, records, budget = _resume_or_start(run, plan, analysis, resumed, clock)
+        view, freed, records, budget, blocks = _resume_or_start(run, plan, analysis, resumed, clock)
     except RoundsHopeless as stop:  # judged and reported as it stands, without the final fine-tuning
         stopped, view, records, budget = stop, stop.view, stop.records, None
-        freed = stop.freed
+        freed, blocks = stop.freed, stop.blocks
     recovery = None
     if stopped is None and (resumed is None or resumed.stage < Checkpoints.FINAL):
-        view, recovery = _final_finetune(run, view, records, freed, clock, budget)
+        view, recovery = _final_finetune(run, view, records, freed, clock, budget, blocks)
 
     with clock("verify"):
         final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
@@ -151,7 +152,7 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
                                              "INT8": int8_quality}, timing)
     delivered = int8_quality or quality
     report = replace(build_report(run, plan, analysis, final_groups, freed, records, delivered, max_err, timing, clock,
-                                  resumed, budget, stages), recovery=recovery)
+                                  resumed, budget, stages), recovery=recovery, blocks=blocks)
     if stopped is not None and not quality.drop.within:
         raise QualityBudgetExceeded(f"no model was written (the report was): {stopped.message}", report)
     if not quality.drop.within:
@@ -183,22 +184,30 @@ def _stages(run: Run, plan: WidthPlan, final: GroupAnalysis, candidates: list[tu
 
 
 def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed: Checkpoint | None,
-                     clock: StageClock) -> tuple[TorchView, LosslessResult, list[RoundRecord], Budget | None]:
-    """The lossless pass and the rounds, or what of them a checkpoint holds."""
+                     clock: StageClock
+                     ) -> tuple[TorchView, LosslessResult, list[RoundRecord], Budget | None, dict | None]:
+    """Whole blocks (--structure), the lossless pass and the rounds, or what of them a checkpoint
+    holds; and what the blocks removed (None: width only)."""
     o, saves = run.options, run.checkpoints
     if resumed is not None:
         view, freed, records = TorchView.of(resumed.model, run.work.image), resumed.freed, list(resumed.records)
+        blocks = resumed.blocks
     else:
+        start, blocks = None, None
+        if o.structure != "width":
+            with clock("blocks"):
+                depth = on_main(lambda: remove_blocks_first(run, plan, analysis))
+            start, analysis, blocks = depth.model, depth.analysis, depth.as_dict(plan.base.flops)
         with clock("lossless pass"):
-            view, freed = remove_lossless(run, plan, analysis)
+            view, freed = remove_lossless(run, plan, analysis, start)
         records = []
-        saves.save(0, "lossless pass", view.model, records, freed)
+        saves.save(0, "lossless pass", view.model, records, freed, blocks=blocks)
     reached = resumed.reached if resumed is not None else True
     budget = resumed.budget if resumed is not None else None
     if reached and (resumed is None or resumed.stage < Checkpoints.CORRECTED):
         with clock("rounds"):
             def saved(r: int, label: str, done: TorchView, so_far: list[RoundRecord], ok: bool) -> None:
-                saves.save(r, label, done.model, so_far, freed, ok)
+                saves.save(r, label, done.model, so_far, freed, ok, blocks=blocks)
 
             after = resumed.stage if resumed else 0
             if o.budget_goal:
@@ -207,7 +216,7 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
                 try:
                     view, records, reached = prune_in_rounds(run, plan, view, records, after=after, saved=saved)
                 except RoundsHopeless as stop:
-                    stop.freed = freed  # what the lossless pass removed, for the report
+                    stop.freed, stop.blocks = freed, blocks  # what was removed before the rounds, for the report
                     raise
         if o.target_latency is not None and reached:
             if o.latency_table:
@@ -216,18 +225,19 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
             else:
                 with clock("latency correction"):
                     view = correct_latency(run, plan, view, records)
-        saves.save(Checkpoints.CORRECTED, "rounds", view.model, records, freed, reached, budget)
-    return view, freed, records, budget
+        saves.save(Checkpoints.CORRECTED, "rounds", view.model, records, freed, reached, budget, blocks)
+    return view, freed, records, budget, blocks
 
 
 def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed: LosslessResult,
-                    clock: StageClock, budget: Budget | None = None) -> tuple[TorchView, Recovery | None]:
+                    clock: StageClock, budget: Budget | None = None, blocks: dict | None = None
+                    ) -> tuple[TorchView, Recovery | None]:
     """The longer fine-tuning at the end, unless nothing was pruned. With the budget as the goal
     it is kept only where it does not take the model out of the budget the rounds kept it in."""
     o = run.options
     if not any(r.kept for r in records) and (budget is not None or o.flops_share >= 1):
         log.info("nothing was pruned: no final fine-tuning")
-        run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget)
+        run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget, blocks=blocks)
         return view, None
     before, recovery = view.model, None
     epoch = epoch_steps(len(run.train), o.batch_size)
@@ -255,7 +265,7 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
             log.warning("the final fine-tuning took the model to %.1f points lost, beyond --max-drop %g: keeping the "
                         "model of round %d as it was", drop.points, o.max_drop, budget.kept_round)
             view = TorchView.of(before, view.image)
-    run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget)
+    run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget, blocks=blocks)
     return view, recovery
 
 

@@ -194,6 +194,7 @@ class Report:
     resumed_after: str | None = None  # the checkpoint's stage when --resume continued a run
     budget: Budget | None = None  # with --max-drop as the goal
     recovery: Recovery | None = None  # the final fine-tuning, where it ran until it stopped improving
+    blocks: dict[str, Any] | None = None  # residual blocks removed whole (--structure both|depth)
     stages: tuple[Stage, ...] = ()  # original, pruned (and pruned + INT8): quality, size, latency
     output: str | None = None  # set by whoever writes the model (the CLI)
     report_folder: str | None = None
@@ -324,8 +325,13 @@ def render_markdown(r: dict[str, Any]) -> str:
             if free["constant_channels_kept"] else "")
     lines += ["", f"Lossless pass: {free['dead_channels_removed']} dead channel(s) removed and "
                   f"{free['constant_channels_folded']} constant channel(s) folded into their consumers' biases, "
-                  f"for free.{kept}", "",
-              "## Rounds", "", "| round | FLOPs kept | params | latency kept, predicted | agreement "
+                  f"for free.{kept}", ""]
+    blocks = r.get("blocks")
+    if blocks is not None:
+        lines += [f"Residual blocks: {len(blocks['removed'])} of {blocks['offered']} removed whole before the channel "
+                  f"rounds ({blocks['flops_removed']:.1%} of the FLOPs), those whose removal moved the outputs least "
+                  "per FLOP" + (f": {', '.join(blocks['removed'])}." if blocks["removed"] else "."), ""]
+    lines += ["## Rounds", "", "| round | FLOPs kept | params | latency kept, predicted | agreement "
               "| quality lost, points | fine-tune loss | |",
               "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for t in r["trajectory"]:

@@ -44,6 +44,7 @@ class Checkpoint:
     freed: LosslessResult  # the lossless pass's counts
     reached: bool
     budget: Budget | None = None  # where a budget-goal run's rounds stopped
+    blocks: dict | None = None  # what --structure removed whole before the rounds (depth.DepthResult.as_dict)
 
 
 def fingerprint(model: onnx.ModelProto, options: PruneOptions, train: Dataset, val: Dataset) -> str:
@@ -91,10 +92,12 @@ class Checkpoints:
         records = tuple(RoundRecord(**r) for r in state["records"])
         log.info("resuming after %s (checkpoint in %s)", state["stage_name"], self.folder)
         budget = Budget(**state["budget"]) if state.get("budget") else None
-        return Checkpoint(state["stage"], state["stage_name"], model, records, freed, state["reached"], budget)
+        return Checkpoint(state["stage"], state["stage_name"], model, records, freed, state["reached"], budget,
+                          state.get("blocks"))
 
     def save(self, stage: int, name: str, model: onnx.ModelProto, records: list[RoundRecord],
-             freed: LosslessResult, reached: bool = True, budget: Budget | None = None) -> None:
+             freed: LosslessResult, reached: bool = True, budget: Budget | None = None,
+             blocks: dict | None = None) -> None:
         """Record a finished stage: the model file first, then state.json naming it, each
         renamed into place, so a kill at any instant leaves the previous checkpoint or this one."""
         if self.folder is None or not self.writer:
@@ -106,7 +109,7 @@ class Checkpoints:
             "format": FORMAT, "fingerprint": self.key, "stage": stage, "stage_name": name, "model": model_name,
             "lossless": {"dead": freed.dead, "folded": freed.folded, "constant_kept": freed.constant_kept},
             "records": [asdict(r) for r in records], "reached": reached,
-            "budget": asdict(budget) if budget else None,
+            "budget": asdict(budget) if budget else None, "blocks": blocks,
         }
         atomic_write_bytes(self.folder / "state.json", (json.dumps(state, indent=1) + "\n").encode())
         for old in self.folder.glob("stage-*.onnx"):

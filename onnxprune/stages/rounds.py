@@ -35,7 +35,8 @@ from ..report import Quality, RoundRecord
 from ..torchview.distributed import on_main
 from ..torchview.session import TorchView
 from .bandit import ChannelBandit
-from .lossless import LosslessResult, lossless_pass
+from .calibration import calibrate
+from .lossless import LosslessResult, lossless_pass, watched_tensors
 from .run import Run
 from .select import floor_for, group_step, select
 from .width_step import StepChoice, choose_step
@@ -163,13 +164,18 @@ def _reference_target(o: PruneOptions) -> float:
 LOSSLESS_CHECK_IMAGES = 8
 
 
-def remove_lossless(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> tuple[TorchView, LosslessResult]:
+def remove_lossless(run: Run, plan: WidthPlan, analysis: GroupAnalysis, start: onnx.ModelProto | None = None
+                    ) -> tuple[TorchView, LosslessResult]:
     """The lossless pass (dead and constant channels), checked to change no output, and the torch
-    view the rounds start from (imported once, after it, and checked against onnxruntime)."""
-    work, image = run.work.model, run.work.image
+    view the rounds start from (imported once, after it, and checked against onnxruntime).
+    ``start``: the work model with blocks removed (``analysis`` its groups), whose channels'
+    extremes are measured again (removing a block changes every tensor after it)."""
+    work, image = run.work.model if start is None else start, run.work.image
     freed = LosslessResult(work, 0, 0, 0, analysis)
     if run.options.lossless:
-        freed = lossless_pass(work, image, analysis, run.calib, plan.steps(analysis), run.calib_extremes)
+        extremes = run.calib_extremes if start is None else calibrate(
+            work, image.name, run.calib, (), watched_tensors(work, analysis), shapes=analysis.shapes).extremes
+        freed = lossless_pass(work, image, analysis, run.calib, plan.steps(analysis), extremes)
     if freed.dead or freed.folded:
         # the channels are dead or constant on every calibration image, so what can go wrong is
         # the removal itself (slicing, biases folded), and a few images show that: the same
@@ -306,6 +312,7 @@ class RoundsHopeless(Exception):
         super().__init__(message)
         self.view, self.records, self.message = view, records, message
         self.freed: Any = None  # the lossless pass's result (LosslessResult), set by the pipeline on the way out
+        self.blocks: dict | None = None  # what --structure removed whole, likewise
 
 
 def hopeless(run: Run, view: TorchView, records: list[RoundRecord]) -> str | None:

@@ -1,0 +1,84 @@
+"""Whole residual blocks removed before any channel (``--structure``): each removable block is
+scored by what removing it alone costs — the fine-tuning loss against the original's outputs on
+calibration images, before any fine-tuning — per FLOP it saves; the cheapest go first, until
+they have removed their share of the FLOPs the target asks to remove. The channel rounds then
+prune what is left to the target, and their fine-tuning recovers both.
+
+A block that costs most per FLOP is the one whose branch the network leans on; one that costs
+least adds a small correction to its skip (PRACTISE, Wang & Wu 2023, chooses blocks by how well
+the rest recovers without them; this is the cheap half of that: how far the outputs move).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import onnx
+
+from ..graph.blocks import Block, find_blocks, remove_blocks
+from ..graph.groups import GroupAnalysis, analyze_groups
+from ..graph.load import LoadedModel
+from .recover import selection_loss
+from .rounds import WidthPlan
+from .run import Run
+
+__all__ = ["DepthResult", "remove_blocks_first", "DEPTH_SHARE", "SCORE_IMAGES"]
+
+log = logging.getLogger(__name__)
+
+# the share of the FLOPs to remove that blocks may take (--structure both; depth: all of it)
+DEPTH_SHARE = {"both": 0.5, "depth": 1.0}
+SCORE_IMAGES = 32  # calibration images each block is scored on
+
+
+@dataclass(frozen=True)
+class DepthResult:
+    """The model the channel rounds start from and what was removed to get it."""
+
+    model: onnx.ModelProto
+    analysis: GroupAnalysis
+    removed: tuple[Block, ...] = ()
+    offered: int = 0  # removable blocks found
+    damage: tuple[tuple[str, float], ...] = ()  # each offered block's loss when removed alone
+
+    def as_dict(self, base_flops: int) -> dict[str, object]:
+        return {"offered": self.offered, "removed": [b.add for b in self.removed],
+                "flops_removed": sum(2 * b.macs for b in self.removed) / max(base_flops, 1),
+                "damage": dict(self.damage)}
+
+
+def remove_blocks_first(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> DepthResult:
+    """The work model with the blocks removed that cost least per FLOP, up to ``DEPTH_SHARE`` of
+    the FLOPs the target removes; the work model as it is where no block can go."""
+    o, work, image = run.options, run.work.model, run.work.image
+    blocks = find_blocks(work, analysis.shapes)
+    if not blocks:
+        log.info("blocks: none removable (no residual branch read by nothing else); pruning channels only")
+        return DepthResult(work, analysis)
+    images = run.calib[:SCORE_IMAGES]
+    teacher = [t[: len(images)] for t in run.calib_targets.teacher]
+    damage = {}
+    for k, block in enumerate(blocks):
+        run.progress("scoring blocks", k, len(blocks))
+        damage[block.add] = selection_loss(remove_blocks(work, [block]), image.name, images, teacher,
+                                           run.settings.output_kinds)
+    run.progress("scoring blocks", len(blocks), len(blocks))
+    allowed = DEPTH_SHARE[o.structure] * max(plan.base.flops - plan.target_flops, 0)
+    chosen: list[Block] = []
+    saved = 0
+    for block in sorted(blocks, key=lambda b: damage[b.add] / max(b.macs, 1)):
+        overlaps = any(block.add in c.nodes or c.add in block.nodes for c in chosen)  # nested blocks
+        if overlaps or saved + 2 * block.macs > allowed:
+            continue
+        chosen.append(block)
+        saved += 2 * block.macs
+    if not chosen:
+        log.info("blocks: none of the %d removable fits within %.0f%% of the FLOPs to remove; pruning channels only",
+                 len(blocks), 100 * DEPTH_SHARE[o.structure])
+        return DepthResult(work, analysis, (), len(blocks), tuple(damage.items()))
+    model = remove_blocks(work, chosen)
+    log.info("blocks: removed %d of %d residual blocks (%.1f%% of the FLOPs), those whose outputs moved least per "
+             "FLOP: %s", len(chosen), len(blocks), 100 * saved / plan.base.flops, ", ".join(b.add for b in chosen))
+    return DepthResult(model, analyze_groups(LoadedModel(model, image, None)), tuple(chosen), len(blocks),
+                       tuple(damage.items()))
