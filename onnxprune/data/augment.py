@@ -82,8 +82,10 @@ def _crop(rng: np.random.Generator, flip: bool) -> View:
 
 def judging_views(count: int, seed: int, image: int) -> list[View]:
     """``count`` views of held-out image ``image`` to judge the pruned model on: the image itself first,
-    then shifts of up to 1/16 of H and W — inputs as near the image as the ones it trains on, on
-    which the original's outputs are the reference, safe for every task (no flip, no crop, no
-    colour a text or a box would not keep)."""
+    then shifts of up to 1/16 of H and W, the border repeated into what a shift uncovers (not the
+    far side wrapped round: a reader would read a wrapped character) — inputs as near the image as
+    a camera would give, on which the original's outputs are the reference, safe for every task
+    (no flip, no crop, no colour a text or a box would not keep)."""
     rng = np.random.default_rng([seed, 11, image])
-    return [CENTRE] + [View(dy=float(dy), dx=float(dx)) for dy, dx in rng.uniform(-MAX_SHIFT, MAX_SHIFT, (count - 1, 2))]
+    return [CENTRE] + [View(dy=float(dy), dx=float(dx), edge=True)
+                       for dy, dx in rng.uniform(-MAX_SHIFT, MAX_SHIFT, (count - 1, 2))]

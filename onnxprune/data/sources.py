@@ -56,6 +56,7 @@ class View:
     dy: float = 0.0
     dx: float = 0.0
     cover: bool = True  # the region is the centred crop that covers H×W, not the fractions above
+    edge: bool = False  # a shift repeats the border row or column instead of wrapping the image round
 
 
 CENTRE = View()
@@ -120,7 +121,17 @@ def _roll(array: np.ndarray, view: View, hw: tuple[int, int]) -> np.ndarray:
     if not (view.dy or view.dx):
         return array
     shifts = (round(view.dy * array.shape[hw[0]]), round(view.dx * array.shape[hw[1]]))
-    return np.roll(array, shifts, axis=hw)
+    if not view.edge:
+        return np.roll(array, shifts, axis=hw)
+    # moved by the shift, the border repeated into what it uncovers: an input a camera could give
+    pad = [(0, 0)] * array.ndim
+    for axis, shift in zip(hw, shifts):
+        pad[axis] = (max(shift, 0), max(-shift, 0))
+    padded = np.pad(array, pad, mode="edge")
+    index = [slice(None)] * array.ndim
+    for axis, shift in zip(hw, shifts):
+        index[axis] = slice(max(-shift, 0), max(-shift, 0) + array.shape[axis])
+    return padded[tuple(index)]
 
 
 class Tensors:

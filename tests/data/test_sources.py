@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxprune.data.sources import CENTRE, UNLABELLED, Dataset, Preprocess, bounded, check_labels, load_data, split
+from onnxprune.data.sources import CENTRE, UNLABELLED, Dataset, Preprocess, View, bounded, check_labels, load_data, split
 from onnxprune.errors import OnnxpruneError
 from onnxprune.graph.load import ImageInput
 
@@ -124,8 +124,10 @@ def test_views_of_held_out_images_read_each_image_shifted(tmp_path: Path) -> Non
     seen = data.seen_as([2, 2, 2, 2], views)
     assert views[0] == CENTRE and len({(v.dy, v.dx) for v in views}) == 4
     assert np.array_equal(seen.read(0), array[2]) and list(seen.labels) == [2, 2, 2, 2]
-    shift = round(views[1].dy * 16), round(views[1].dx * 16)
-    assert np.array_equal(seen.read(1), np.roll(array[2], shift, axis=(1, 2)))
+    wide = Dataset.of_array(np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8))
+    moved = wide.seen_as([0], [View(dy=2 / 8, dx=-1 / 8, edge=True)]).read(0)[0]
+    assert moved[2:, :7].tolist() == np.arange(64).reshape(8, 8)[:6, 1:].tolist()  # moved down 2, left 1
+    assert moved[0].tolist() == moved[2].tolist() and (moved[:, 7] == moved[:, 6]).all()  # the border repeated
     assert seen.kind == "tensors" and seen.item_bytes == 4 * 16 * 16 and len(set(seen.names)) == 4
 
 
