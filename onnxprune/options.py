@@ -179,8 +179,9 @@ class PruneOptions:
                "images are few (benchmarks/tasks.py --hints measures it).")
     structure: Structure = option(
         "width", "What is removed: width (channels), both (whole residual blocks first, those whose removal moves "
-                 "the outputs least per FLOP, up to half of the FLOPs to remove, then channels), or depth (blocks "
-                 "as far as the target allows, channels for the rest); needs --target-flops.",
+                 "the outputs least per millisecond saved, up to half of what the target removes, then channels), or "
+                 "depth (blocks as far as the target allows, channels for the rest); needs --target-flops or "
+                 "--target-latency.",
         _one_of("width", "both", "depth"), metavar="width|both|depth")
     schedule: Schedule = option(
         "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
@@ -309,9 +310,9 @@ def resolve(target_flops: float | None, options: dict[str, Any]) -> PruneOptions
     if o.max_drop is None:
         settled["max_drop"] = 3.0
     o = PruneOptions(**{**asdict(o), **settled})
-    if o.structure != "width" and (o.budget_goal or o.target_flops is None or o.target_flops >= 1):
-        raise InvalidOption("structure", f"{o.structure} removes blocks towards a FLOPs target: give --target-flops "
-                                         "below 1")
+    if o.structure != "width" and (o.budget_goal or ((o.target_flops or 1.0) >= 1 and (o.target_latency or 1.0) >= 1)):
+        raise InvalidOption("structure", f"{o.structure} removes blocks towards a target: give --target-flops or "
+                                         "--target-latency below 1")
     if o.budget_goal and o.schedule == "sfp":
         raise InvalidOption("schedule", "sfp slices once at the end, so it needs a --target-flops or "
                                         "--target-latency to know where the end is")

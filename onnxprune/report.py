@@ -330,7 +330,8 @@ def render_markdown(r: dict[str, Any]) -> str:
     if blocks is not None:
         lines += [f"Residual blocks: {len(blocks['removed'])} of {blocks['offered']} removed whole before the channel "
                   f"rounds ({blocks['flops_removed']:.1%} of the FLOPs), those whose removal moved the outputs least "
-                  "per FLOP" + (f": {', '.join(blocks['removed'])}." if blocks["removed"] else "."), ""]
+                  + ("per millisecond saved" if blocks.get("ranked_by") == "latency" else "per FLOP")
+                  + (f": {', '.join(blocks['removed'])}." if blocks["removed"] else "."), ""]
     lines += ["## Rounds", "", "| round | FLOPs kept | params | latency kept, predicted | agreement "
               "| quality lost, points | fine-tune loss | |",
               "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]

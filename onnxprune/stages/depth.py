@@ -1,8 +1,9 @@
 """Whole residual blocks removed before any channel (``--structure``): each removable block is
 scored by what removing it alone costs — the fine-tuning loss against the original's outputs on
-calibration images, before any fine-tuning — per FLOP it saves; the cheapest go first, until
-they have removed their share of the FLOPs the target asks to remove. The channel rounds then
-prune what is left to the target, and their fine-tuning recovers both.
+calibration images, before any fine-tuning — per millisecond it saves by the run's layer latency
+tables (per FLOP where the run has none); the cheapest go first, until they have removed their
+share of what the target asks to remove (FLOPs, or predicted latency under --target-latency). The
+channel rounds then prune what is left to the target, and their fine-tuning recovers both.
 
 A block that costs most per FLOP is the one whose branch the network leans on; one that costs
 least adds a small correction to its skip (PRACTISE, Wang & Wu 2023, chooses blocks by how well
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import onnx
 
 from ..graph.blocks import Block, find_blocks, remove_blocks
+from ..graph.flops import ModelCost
 from ..graph.groups import GroupAnalysis, analyze_groups
 from ..graph.load import LoadedModel
 from .recover import selection_loss
@@ -41,16 +43,37 @@ class DepthResult:
     removed: tuple[Block, ...] = ()
     offered: int = 0  # removable blocks found
     damage: tuple[tuple[str, float], ...] = ()  # each offered block's loss when removed alone
+    saves: str = "flops"  # what the ranking divided the damage by: "flops" or "latency" (predicted ms)
 
     def as_dict(self, base_flops: int) -> dict[str, object]:
         return {"offered": self.offered, "removed": [b.add for b in self.removed],
                 "flops_removed": sum(2 * b.macs for b in self.removed) / max(base_flops, 1),
-                "damage": dict(self.damage)}
+                "damage": dict(self.damage), "ranked_by": self.saves}
+
+
+def block_savings(blocks: list[Block], plan: WidthPlan, analysis: GroupAnalysis, target_latency: float | None
+                  ) -> tuple[dict[str, float], float, str]:
+    """What removing each block alone saves and what the target asks to remove, in one unit:
+    predicted milliseconds where the run has latency tables (a depthwise block saves more time
+    per FLOP than its MACs say), else FLOPs."""
+    if plan.latency is None or plan.base_ms is None:
+        to_remove = float(max(plan.base.flops - plan.target_flops, 0))
+        return {b.add: float(2 * b.macs) for b in blocks}, to_remove, "flops"
+    cost, shapes = analysis.cost, analysis.shapes
+    whole = plan.latency.predict(cost, shapes)
+    saved = {}
+    for b in blocks:
+        gone = {b.add, *b.nodes}
+        rest = ModelCost(tuple(n for n in cost.nodes if n.name not in gone), cost.params)
+        saved[b.add] = max(whole - plan.latency.predict(rest, shapes), 0.0)
+    # the target in predicted ms: a latency target directly, a FLOPs target as that share of the time
+    share = min(plan.target_flops / max(plan.base.flops, 1), target_latency or 1.0)
+    return saved, max(whole * (1 - share), 0.0), "latency"
 
 
 def remove_blocks_first(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> DepthResult:
-    """The work model with the blocks removed that cost least per FLOP, up to ``DEPTH_SHARE`` of
-    the FLOPs the target removes; the work model as it is where no block can go."""
+    """The work model with the blocks removed that cost least per millisecond (or FLOP) saved, up
+    to ``DEPTH_SHARE`` of what the target removes; the work model as it is where no block can go."""
     o, work, image = run.options, run.work.model, run.work.image
     blocks = find_blocks(work, analysis.shapes)
     if not blocks:
@@ -64,21 +87,25 @@ def remove_blocks_first(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> D
         damage[block.add] = selection_loss(remove_blocks(work, [block]), image.name, images, teacher,
                                            run.settings.output_kinds)
     run.progress("scoring blocks", len(blocks), len(blocks))
-    allowed = DEPTH_SHARE[o.structure] * max(plan.base.flops - plan.target_flops, 0)
+    saves, to_remove, unit = block_savings(blocks, plan, analysis, o.target_latency)
+    allowed = DEPTH_SHARE[o.structure] * to_remove
+    # nor more FLOPs than a FLOPs target removes (a block may save more time than its FLOPs say)
+    most_flops = plan.base.flops - plan.target_flops if plan.target_flops < plan.base.flops else plan.base.flops
     chosen: list[Block] = []
-    saved = 0
-    for block in sorted(blocks, key=lambda b: damage[b.add] / max(b.macs, 1)):
+    saved, flops = 0.0, 0
+    for block in sorted(blocks, key=lambda b: damage[b.add] / max(saves[b.add], 1e-12)):
         overlaps = any(block.add in c.nodes or c.add in block.nodes for c in chosen)  # nested blocks
-        if overlaps or saved + 2 * block.macs > allowed:
+        if overlaps or saved + saves[block.add] > allowed or flops + 2 * block.macs > most_flops:
             continue
         chosen.append(block)
-        saved += 2 * block.macs
+        saved, flops = saved + saves[block.add], flops + 2 * block.macs
+    per = "ms of predicted latency" if unit == "latency" else "FLOP"
     if not chosen:
-        log.info("blocks: none of the %d removable fits within %.0f%% of the FLOPs to remove; pruning channels only",
+        log.info("blocks: none of the %d removable fits within %.0f%% of what the target removes; pruning channels only",
                  len(blocks), 100 * DEPTH_SHARE[o.structure])
-        return DepthResult(work, analysis, (), len(blocks), tuple(damage.items()))
+        return DepthResult(work, analysis, (), len(blocks), tuple(damage.items()), unit)
     model = remove_blocks(work, chosen)
     log.info("blocks: removed %d of %d residual blocks (%.1f%% of the FLOPs), those whose outputs moved least per "
-             "FLOP: %s", len(chosen), len(blocks), 100 * saved / plan.base.flops, ", ".join(b.add for b in chosen))
+             "%s: %s", len(chosen), len(blocks), 100 * flops / plan.base.flops, per, ", ".join(b.add for b in chosen))
     return DepthResult(model, analyze_groups(LoadedModel(model, image, None)), tuple(chosen), len(blocks),
-                       tuple(damage.items()))
+                       tuple(damage.items()), unit)

@@ -35,9 +35,60 @@ def test_blocks_go_whole_before_the_channels_and_the_file_verifies(structure: st
 
 def test_a_model_without_blocks_prunes_channels_only() -> None:
     result = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", target_flops=0.5, structure="both", **QUICK)
-    assert result.report.blocks == {"offered": 0, "removed": [], "flops_removed": 0.0, "damage": {}}
+    assert result.report.blocks == {"offered": 0, "removed": [], "flops_removed": 0.0, "damage": {}, "ranked_by": "flops"}
 
 
 def test_blocks_need_a_flops_target() -> None:
-    with pytest.raises(OnnxpruneError, match="--structure both removes blocks towards a FLOPs target"):
+    with pytest.raises(OnnxpruneError, match="--structure both removes blocks towards a target"):
         prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", max_drop=2, structure="both")
+
+
+def test_blocks_are_ranked_by_the_time_they_save_where_the_run_has_latency_tables() -> None:
+    from types import SimpleNamespace
+
+    from onnxprune.measure.latency import LatencyModel, LayerTable
+    from onnxprune.stages.depth import block_savings
+
+    loaded = load(SAMPLES / "digits_resnet.onnx")
+    analysis = analyze_groups(loaded)
+    blocks = find_blocks(loaded.model, analysis.shapes)
+    base = analysis.cost
+    by_flops = SimpleNamespace(latency=None, base_ms=None, base=base, target_flops=int(0.3 * base.flops))
+    saves, to_remove, unit = block_savings(blocks, by_flops, analysis, None)
+    assert unit == "flops" and saves == {b.add: 2 * b.macs for b in blocks} and to_remove == base.flops - by_flops.target_flops
+    # every conv 1 ms per MMAC, except the first conv of the last block's branch: 20 (memory-bound)
+    convs = {n.name: n for n in loaded.model.graph.node if n.op_type == "Conv"}
+    slow = next(name for name in blocks[-1].nodes if name in convs)
+    layers = {}
+    for n in base.nodes:
+        if n.name in convs and n.macs:
+            weight = convs[n.name].input[1]
+            out, inp = analysis.shapes[weight][:2]
+            rate = 20.0 if n.name == slow else 1.0
+            layers[n.name] = LayerTable(n.name, weight, False, (out,), (inp,), ((rate * n.macs / 1e6,),))
+    tables = LatencyModel("cpu", 1, 1, 1, layers, {}, 1e-6, 1.0, 0.0, 0.0)
+    timed = SimpleNamespace(latency=tables, base_ms=tables.predict(base, analysis.shapes), base=base,
+                            target_flops=base.flops)
+    saves, to_remove, unit = block_savings(blocks, timed, analysis, 0.5)
+    assert unit == "latency" and to_remove == pytest.approx(0.5 * timed.base_ms)
+    per_mac = {b.add: saves[b.add] / b.macs for b in blocks}
+    assert max(per_mac, key=per_mac.get) == blocks[-1].add  # the slow block saves most per MAC
+    assert all(s > 0 for s in saves.values())
+
+
+def test_a_latency_target_is_a_target_for_blocks_too() -> None:
+    from onnxprune.options import resolve
+
+    assert resolve(None, {"target_latency": 0.5, "structure": "both"}).structure == "both"
+    with pytest.raises(OnnxpruneError, match="towards a target"):
+        resolve(None, {"target_latency": 1.0, "structure": "depth"})
+
+
+@pytest.mark.slow  # the layer latency tables are timed
+def test_with_timed_tables_blocks_go_by_the_time_they_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONNXPRUNE_CACHE_DIR", str(tmp_path))
+    result = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", target_flops=0.3, structure="both",
+                   **dict(QUICK, round_to="auto"))
+    blocks = result.report.blocks
+    assert blocks is not None and blocks["ranked_by"] == "latency" and blocks["removed"]
+    assert result.report.flops.fraction <= 0.3 + 1e-6 and result.report.verification.max_abs_error < 1e-3
