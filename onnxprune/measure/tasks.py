@@ -134,22 +134,22 @@ def _producer(model: onnx.ModelProto, name: str) -> onnx.NodeProto | None:
 # -- measures ---------------------------------------------------------------------------------
 
 def measure(task: Task, outputs: list[np.ndarray], reference: list[np.ndarray], labels: np.ndarray | None,
-            settings: TaskSettings, full: bool = True) -> Measure:
+            settings: TaskSettings, full: bool = True, clusters: np.ndarray | None = None) -> Measure:
     """``outputs`` judged by the task's measure against ``labels`` (classifiers) or the
     original's ``reference`` outputs; both batch-first. Without ``full`` only the measure
     --max-drop limits is computed (a detector's mAP@0.5 without its mAP@0.5:0.95): every round's."""
     if settings.metric:
         return _user_metric(settings.metric, outputs, reference, labels)
-    measured, why = _task_measure(task, outputs, reference, labels, settings, full)
+    measured, why = _task_measure(task, outputs, reference, labels, settings, full, clusters)
     if measured.reference_items == 0:  # nothing to compare is no verdict: the outputs' own measures judge
-        fallback = worst_output(outputs, reference, settings.roles)
+        fallback = worst_output(outputs, reference, settings.roles, clusters)
         return replace(fallback, extras=measured.extras | fallback.extras, reference_items=0,
                        undefined=f"{measured.metric} is undefined: {why}")
     return measured
 
 
 def _task_measure(task: Task, outputs: list[np.ndarray], reference: list[np.ndarray], labels: np.ndarray | None,
-                  settings: TaskSettings, full: bool) -> tuple[Measure, str]:
+                  settings: TaskSettings, full: bool, clusters: np.ndarray | None) -> tuple[Measure, str]:
     """The task's measure, and what an empty reference means for it (said when it is empty)."""
     out, ref = outputs[0], reference[0]
     if task == "classify":
@@ -161,8 +161,8 @@ def _task_measure(task: Task, outputs: list[np.ndarray], reference: list[np.ndar
     if task == "ctc":
         return _ctc(out, ref, settings.blank), "every string the original reads is blank"
     if task == "embed":
-        return _embed(out, ref), ""
-    return worst_output(outputs, reference, settings.roles), ""
+        return _embed(out, ref, clusters), ""
+    return worst_output(outputs, reference, settings.roles, clusters), ""
 
 
 def output_roles(outputs: list[np.ndarray], roles: tuple[OutputRole, ...]) -> tuple[OutputRole, ...]:
@@ -172,22 +172,24 @@ def output_roles(outputs: list[np.ndarray], roles: tuple[OutputRole, ...]) -> tu
     return tuple(OutputRole(f"output {k}", "regression", "no graph to tell") for k in range(len(outputs)))
 
 
-def output_figures(outputs: list[np.ndarray], reference: list[np.ndarray], roles: tuple[OutputRole, ...]
-                   ) -> list[dict[str, object]]:
+def output_figures(outputs: list[np.ndarray], reference: list[np.ndarray], roles: tuple[OutputRole, ...],
+                   clusters: np.ndarray | None = None) -> list[dict[str, object]]:
     """Each output's role, measure and figure on all items (for the report)."""
     rows = []
     for role, out, ref in zip(output_roles(outputs, roles), outputs, reference):
-        figure = role_measure(role, out, ref)
+        figure = role_measure(role, out, ref, clusters)
         rows.append({"name": role.name, "role": role.role, "why": role.why, "metric": figure.metric,
                      "figure": figure.value(np.arange(len(out))),  # type: ignore[operator]
                      "reference_items": figure.reference_items})
     return rows
 
 
-def worst_output(outputs: list[np.ndarray], reference: list[np.ndarray], roles: tuple[OutputRole, ...]) -> Measure:
+def worst_output(outputs: list[np.ndarray], reference: list[np.ndarray], roles: tuple[OutputRole, ...],
+                 clusters: np.ndarray | None = None) -> Measure:
     """Each output judged by its role's measure; the worst of them is the figure (each is 1.0 for
     the original against itself, so the lowest is the largest loss). One output keeps its own name."""
-    figures = [role_measure(role, out, ref) for role, out, ref in zip(output_roles(outputs, roles), outputs, reference)]
+    figures = [role_measure(role, out, ref, clusters)
+               for role, out, ref in zip(output_roles(outputs, roles), outputs, reference)]
     items = len(outputs[0])
     if len(figures) == 1:
         only = figures[0]
@@ -311,10 +313,10 @@ def _ctc(out: np.ndarray, ref: np.ndarray, blank: int | None) -> Measure:
     return replace(measured, reference_items=sum(1 for b in theirs if b))
 
 
-# embeddings: cosine to the original's vector, and the same nearest neighbour
+# embeddings: cosine to the original's vector, and a nearest neighbour the original also puts near
 
-def _embed(out: np.ndarray, ref: np.ndarray) -> Measure:
-    found = neighbours(out, ref)
+def _embed(out: np.ndarray, ref: np.ndarray, clusters: np.ndarray | None) -> Measure:
+    found = neighbours(out, ref, clusters)
     a, b = (x.reshape(len(x), -1).astype(np.float64) for x in (out, ref))
     cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
     assert found.hits is not None

@@ -286,7 +286,7 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
         after_m, after = before_m, dict(before)
     else:
         outputs = run_batched(model, run.loaded.image.name, val)
-        after_m = measure(run.task, outputs, reference, labels, run.task_settings, full=intervals)
+        after_m = measure(run.task, outputs, reference, labels, run.task_settings, full=intervals, clusters=clusters)
         after = compare_outputs(outputs, reference, labels) | after_m.extras
         after[after_m.metric] = after_m.figure()
     points = 100 * (before[before_m.metric] - after[after_m.metric])
@@ -300,7 +300,8 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
         bounds = {"before": interval(before_m, run.options.seed, clusters),
                   "after": interval(after_m, run.options.seed, clusters)}
         mine = reference if model is None else outputs
-        figures = [{**row, "after": row.pop("figure")} for row in output_figures(mine, reference, run.task_settings.roles)]
+        figures = [{**row, "after": row.pop("figure")}
+                   for row in output_figures(mine, reference, run.task_settings.roles, clusters)]
     return Quality(before, after, len(val), drop, run.task, bounds, tuple(figures))
 
 

@@ -94,8 +94,9 @@ class Run:
         """The original's measure and figures on the held-out items (``held.part``), computed once
         per run and kept: every judgement of a pruned model compares with them."""
         if (judging, intervals) not in self.original_quality:
-            val, reference, _ = self.held.part(judging)
-            measured = measure(self.task, reference, reference, val.labels, self.task_settings, full=intervals)
+            val, reference, clusters = self.held.part(judging)
+            measured = measure(self.task, reference, reference, val.labels, self.task_settings, full=intervals,
+                               clusters=clusters)
             figures = compare_outputs(reference, reference, val.labels) | measured.extras
             figures[measured.metric] = measured.figure()
             if measured.undefined and not self.original_quality:  # said once, when first measured

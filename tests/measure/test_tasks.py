@@ -54,6 +54,39 @@ def test_an_embedding_ends_by_normalizing_and_is_judged_by_its_neighbours() -> N
     assert measure("embed", [ref[::-1].copy()], [ref], None, TaskSettings()).figure() < 0.5
 
 
+def _nearest(x: np.ndarray) -> np.ndarray:
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    s = u @ u.T
+    np.fill_diagonal(s, -np.inf)
+    return s.argmax(1)
+
+
+def test_an_embedding_neighbour_agrees_within_the_originals_nearest_not_only_its_exact_nearest() -> None:
+    """Near-duplicates (five renders of each of 20 letters) swap exact neighbours under a change no
+    user would see; the measure counts a neighbour the original puts among its 5 nearest."""
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((20, 32))
+    ref = np.repeat(centres, 5, axis=0) + 0.05 * rng.standard_normal((100, 32))
+    jitter = ref + 0.05 * rng.standard_normal(ref.shape)  # swaps near-duplicates, keeps letters apart
+    assert np.mean(_nearest(jitter) == _nearest(ref)) < 0.8  # the exact neighbour flips
+    assert measure("embed", [jitter], [ref], None, TaskSettings()).figure() > 0.95
+    scrambled = rng.standard_normal(ref.shape)
+    assert measure("embed", [scrambled], [ref], None, TaskSettings()).figure() < 0.3
+
+
+def test_views_of_one_image_are_not_each_others_neighbours() -> None:
+    """Twelve shifted views of each of 30 images: a view's neighbours are the other images."""
+    rng = np.random.default_rng(5)
+    images = rng.standard_normal((30, 16))
+    clusters = np.repeat(np.arange(30), 12)
+    ref = images[clusters] + 0.01 * rng.standard_normal((360, 16))
+    same = measure("embed", [ref + 1e-4 * rng.standard_normal(ref.shape)], [ref], None, TaskSettings(), clusters=clusters)
+    assert same.figure() == 1.0
+    # a model that maps every image onto another keeps each image's views together and is still wrong
+    other = measure("embed", [images[(clusters + 7) % 30] ** 3], [ref], None, TaskSettings(), clusters=clusters)
+    assert other.figure() < 0.5
+
+
 def test_a_classifier_stays_a_classifier_and_labels_make_it_accuracy() -> None:
     g = GraphBuilder(input_shape=(1, 3, 16, 16))
     pooled = g.node("Flatten", [g.node("GlobalAveragePool", [_backbone(g)])])

@@ -35,7 +35,8 @@ def test_blocks_go_whole_before_the_channels_and_the_file_verifies(structure: st
 
 def test_a_model_without_blocks_prunes_channels_only() -> None:
     result = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", target_flops=0.5, structure="both", **QUICK)
-    assert result.report.blocks == {"offered": 0, "removed": [], "flops_removed": 0.0, "damage": {}, "ranked_by": "flops"}
+    assert result.report.blocks == {"offered": 0, "removed": [], "flops_removed": 0.0, "damage": {}, "ranked_by": "flops",
+                                    "against_channels": []}
 
 
 def test_blocks_need_a_flops_target() -> None:
@@ -92,3 +93,19 @@ def test_with_timed_tables_blocks_go_by_the_time_they_save(tmp_path: Path, monke
     blocks = result.report.blocks
     assert blocks is not None and blocks["ranked_by"] == "latency" and blocks["removed"]
     assert result.report.flops.fraction <= 0.3 + 1e-6 and result.report.verification.max_abs_error < 1e-3
+
+
+def test_blocks_that_move_the_outputs_more_than_channels_would_stay(tmp_path: Path) -> None:
+    """The MobileNet character sample's two blocks hold 42 % of its MACs: removing one moves the
+    outputs far more than removing as many FLOPs by channels (without the comparison it lost 49
+    points on fresh renders, benchmarks/results/depth-2026-12-07-ranked-only.txt)."""
+    import sys
+
+    sys.path.insert(0, str(SAMPLES))
+    from chars import write_folder
+
+    data = write_folder(tmp_path / "chars", 3, 7)
+    result = prune(SAMPLES / "chars_mobilenet.onnx", data, target_flops=0.3, structure="both", **QUICK)
+    blocks = result.report.blocks
+    assert blocks is not None and blocks["removed"] == [] and blocks["against_channels"]
+    assert all(c["loss"] > c["channels_loss"] for c in blocks["against_channels"])
