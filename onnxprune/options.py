@@ -179,9 +179,9 @@ class PruneOptions:
                "images are few (benchmarks/tasks.py --hints measures it).")
     structure: Structure = option(
         "width", "What is removed: width (channels), both (whole residual blocks first, those whose removal moves "
-                 "the outputs least per millisecond saved, up to half of what the target removes, then channels), or "
-                 "depth (blocks as far as the target allows, channels for the rest); needs --target-flops or "
-                 "--target-latency.",
+                 "the outputs least per millisecond saved, up to half of what the target removes, where they move "
+                 "them no more than as many FLOPs of channels would; then channels), or depth (blocks as far as the "
+                 "target allows, channels for the rest); needs --target-flops or --target-latency.",
         _one_of("width", "both", "depth"), metavar="width|both|depth")
     schedule: Schedule = option(
         "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
