@@ -92,7 +92,8 @@ def main() -> None:
     pruned = prune(path, data, args.target, max_drop=100).model
     seconds = time.perf_counter() - started
     table = Table("embed_measure.txt",
-                  f"# the letter embedder, {args.fresh} fresh letters of 26 ({len(set(labels))} present), figures in %;",
+                  f"# the letter embedder, {args.fresh} fresh letters of 26 ({len(set(labels))} present), "
+                  "figures in %;",
                   f"# pruned label-free to {args.target} of its FLOPs with default options from {args.images} images "
                   f"({seconds:.0f} s)",
                   f"{'model':<32}{'exact':>10}{'top-3':>8}{'top-5':>8}{'same letter':>12}{'retrieval':>11}",
@@ -101,7 +102,8 @@ def main() -> None:
     for name, x in (("original, noise of 2 grey levels", noisy), ("original, shifted by one pixel", shifted)):
         table.add(f"{name:<32}{_figures(_embed(original, x), reference, labels)}")
     table.add(f"{'pruned':<32}{_figures(_embed(pruned, images), reference, labels)}")
-    table.add("# exact: the same nearest other image; top-k: the pruned model's nearest among the original's k nearest; "
+    table.add("# exact: the same nearest other image; top-k: the pruned model's nearest among the original's k "
+              "nearest; "
               "same letter: its letter is that of the original's nearest; retrieval: its letter is the image's own")
     table.save()
 

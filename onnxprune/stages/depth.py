@@ -116,8 +116,8 @@ def remove_blocks_first(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> D
         saved, flops = saved + saves[block.add], flops + 2 * block.macs
     per = "ms of predicted latency" if unit == "latency" else "FLOP"
     if not chosen:
-        log.info("blocks: none of the %d removable fits within %.0f%% of what the target removes; pruning channels only",
-                 len(blocks), 100 * DEPTH_SHARE[o.structure])
+        log.info("blocks: none of the %d removable fits within %.0f%% of what the target removes; "
+                 "pruning channels only", len(blocks), 100 * DEPTH_SHARE[o.structure])
         return DepthResult(work, analysis, (), len(blocks), tuple(damage.items()), unit)
     chosen, compared = _better_than_channels(run, plan, analysis, chosen, images, teacher)
     if not chosen:

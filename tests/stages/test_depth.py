@@ -35,8 +35,8 @@ def test_blocks_go_whole_before_the_channels_and_the_file_verifies(structure: st
 
 def test_a_model_without_blocks_prunes_channels_only() -> None:
     result = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", target_flops=0.5, structure="both", **QUICK)
-    assert result.report.blocks == {"offered": 0, "removed": [], "flops_removed": 0.0, "damage": {}, "ranked_by": "flops",
-                                    "against_channels": []}
+    assert result.report.blocks == {"offered": 0, "removed": [], "flops_removed": 0.0, "damage": {},
+                                    "ranked_by": "flops", "against_channels": []}
 
 
 def test_blocks_need_a_flops_target() -> None:
@@ -56,7 +56,8 @@ def test_blocks_are_ranked_by_the_time_they_save_where_the_run_has_latency_table
     base = analysis.cost
     by_flops = SimpleNamespace(latency=None, base_ms=None, base=base, target_flops=int(0.3 * base.flops))
     saves, to_remove, unit = block_savings(blocks, by_flops, analysis, None)
-    assert unit == "flops" and saves == {b.add: 2 * b.macs for b in blocks} and to_remove == base.flops - by_flops.target_flops
+    assert unit == "flops" and saves == {b.add: 2 * b.macs for b in blocks}
+    assert to_remove == base.flops - by_flops.target_flops
     # every conv 1 ms per MMAC, except the first conv of the last block's branch: 20 (memory-bound)
     convs = {n.name: n for n in loaded.model.graph.node if n.op_type == "Conv"}
     slow = next(name for name in blocks[-1].nodes if name in convs)
