@@ -119,7 +119,7 @@ def remove_blocks_first(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> D
         log.info("blocks: none of the %d removable fits within %.0f%% of what the target removes; "
                  "pruning channels only", len(blocks), 100 * DEPTH_SHARE[o.structure])
         return DepthResult(work, analysis, (), len(blocks), tuple(damage.items()), unit)
-    chosen, compared = _better_than_channels(run, plan, analysis, chosen, images, teacher)
+    chosen, compared = _better_than_channels(run, plan, analysis, chosen, damage, images, teacher)
     if not chosen:
         log.info("blocks: removing any of them moves the outputs more than removing as many FLOPs by channels; "
                  "pruning channels only")
@@ -132,10 +132,12 @@ def remove_blocks_first(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> D
                        tuple(damage.items()), unit, compared)
 
 
-def _better_than_channels(run: Run, plan: WidthPlan, analysis: GroupAnalysis, chosen: list[Block], images,
-                          teacher) -> tuple[list[Block], tuple[tuple[int, float, float, float], ...]]:
+def _better_than_channels(run: Run, plan: WidthPlan, analysis: GroupAnalysis, chosen: list[Block],
+                          damage: dict[str, float], images, teacher
+                          ) -> tuple[list[Block], tuple[tuple[int, float, float, float], ...]]:
     """The longest head of ``chosen`` (ranked best first) whose removal moves the outputs no more
-    than removing as many FLOPs by channels; each head tried, with both losses."""
+    than removing as many FLOPs by channels; each head tried, with both losses (a single block's
+    is its ``damage``, measured already)."""
     o, work, image = run.options, run.work.model, run.work.image
     view = TorchView.of(work, image, analysis=analysis)
     scores = view.scores(analysis, get(o.criterion), run.calib, run.settings.at_once, run.calib_targets, o.seed)
@@ -144,7 +146,8 @@ def _better_than_channels(run: Run, plan: WidthPlan, analysis: GroupAnalysis, ch
         run.progress("blocks against channels", len(chosen) - count, len(chosen))
         head = chosen[:count]
         flops = sum(2 * b.macs for b in head)
-        loss = selection_loss(remove_blocks(work, head), image.name, images, teacher, run.settings.output_kinds)
+        loss = damage[head[0].add] if count == 1 else selection_loss(remove_blocks(work, head), image.name, images,
+                                                                     teacher, run.settings.output_kinds)
         cut = select(work, analysis, scores, analysis.cost.flops - flops, plan.floors(analysis), plan.steps(analysis),
                      o.flops_weight, None, None)
         sliced, _ = slice_groups(work, image, analysis, cut.keep)
