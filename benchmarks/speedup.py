@@ -9,10 +9,11 @@ and highest efficiency of the repeats. ``--all`` adds onnxprune with plain FLOPs
 (--round-to 1), with --round-to 16, with --target-latency equal to the MAC share the default
 reached, and Torch-Pruning with its default widths; ``--batches 1 8`` adds batch 8.
 Efficiency = speed-up ÷ MAC reduction. Pruning quality is not the point here (random weights,
-one fine-tuning step per round); widths are. ``--structures width both depth`` adds onnxprune with
-whole residual blocks removed first (--structure both, depth), the same target and step.
+one fine-tuning step per round); widths are. ``--structures auto width both depth`` runs onnxprune
+with each --structure (auto, the default: blocks then channels under a target; width: channels
+only; depth: blocks as far as they go), the same target and step.
 
-    python benchmarks/speedup.py [--models resnet18 mobilenet_v2 resnet50] [--all] [--structures width both depth]
+    python benchmarks/speedup.py [--models resnet18 mobilenet_v2 resnet50] [--all] [--structures auto width both depth]
                                  [--output FILE]
 """
 
@@ -75,8 +76,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--all", action="store_true", help="every variant, not the three-way comparison")
     parser.add_argument("--batches", type=int, nargs="+", default=[1])
-    parser.add_argument("--structures", nargs="+", default=["width"], choices=["width", "both", "depth"],
-                        help="onnxprune's default (auto) for each --structure: width only, blocks then channels, "
+    parser.add_argument("--structures", nargs="+", default=["auto"], choices=["auto", "width", "both", "depth"],
+                        help="onnxprune for each --structure: the default (auto), width only, blocks then channels, "
                              "blocks as far as they go")
     parser.add_argument("--output", type=Path, help="where the table is saved "
                         "(default benchmarks/results/speedup-<date>.txt)")
@@ -103,9 +104,11 @@ def main() -> None:
         original = load(exported)
         x = random_images(args.images, args.size)
         variants = {"original": original.model}
-        ours_variants = (("onnxprune --round-to 1", {"round_to": 1}), ("onnxprune --round-to 16", {"round_to": 16}),
-                         ("onnxprune (auto)", {})) if args.all else (("onnxprune (auto)", {}),)
-        ours_variants += tuple((f"onnxprune (auto) {s}", {"structure": s}) for s in args.structures if s != "width")
+        ours_variants = (("onnxprune --round-to 1", {"round_to": 1}), ("onnxprune --round-to 16", {"round_to": 16})
+                         ) if args.all else ()
+        # "(auto)": the width step chosen by timing; the structure the defaults' (auto) unless named
+        ours_variants += tuple(("onnxprune (auto)" + ("" if s == "auto" else f" {s}"), {} if s == "auto" else
+                                {"structure": s}) for s in args.structures)
         for label, extra in ours_variants:
             result = prune(exported, x, args.target_flops, **FAST, **extra)
             variants[label] = result.model

@@ -389,14 +389,22 @@ def main() -> None:
             ref_here = str(judged.reference_items)
         table.add(f"{model.name:<20}{chose[:33]:<34}{str(drop.get('reference_items', '')):>6}{reported:>24}"
                   f"{measured:>24}{ref_here:>6}{report['flops']['fraction']:>7.3f}{seconds:>6.0f}  "
-                  f"{'yes' if written else 'no: ' + (done.stderr.strip().splitlines() or ['?'])[-1][-60:]}")
+                  f"{'yes' if written else 'no: ' + (done.stderr.strip().splitlines() or ['?'])[-1][-60:]}"
+                  f"{_blocks(report)}")
         table.save()  # each row as it comes: the large models take long
     table.add(FOOTER)
     table.save()
 
 
+def _blocks(report: dict) -> str:
+    """The residual blocks the run removed of those it found, where it looked for any."""
+    blocks = report.get("blocks")
+    return f"  blocks {len(blocks['removed'])}/{blocks['offered']}" if blocks else ""
+
+
 FOOTER = ("# reported: the run's own figure on its held-out share; measured here: this script's decoding "
-          "(each package's way) of the original and the written model on fresh images, 100 × (1 − figure)")
+          "(each package's way) of the original and the written model on fresh images, 100 × (1 − figure); "
+          "blocks: residual blocks removed of those found")
 
 
 def _commit() -> str:

@@ -8,7 +8,7 @@ Python API run. A new option is one field here and the code that reads it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,7 +94,7 @@ def option(default: Any, help: str, check: Check | None = None, *, cli: str | No
 
 # the closed sets of values that drive branches, checked by ``validate`` and by the type checker
 Schedule = Literal["iterative", "sfp", "cucb"]
-Structure = Literal["width", "both", "depth"]
+Structure = Literal["auto", "width", "both", "depth"]
 Recover = Literal["plain", "dsd"]
 Augment = Literal["auto", "none", "shift", "crop", "crop-flip", "mix"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -178,11 +178,12 @@ class PruneOptions:
                "through 1×1 projections dropped before writing (FitNets hints): more signal per image when "
                "images are few (benchmarks/tasks.py --hints measures it).")
     structure: Structure = option(
-        "width", "What is removed: width (channels), both (whole residual blocks first, those whose removal moves "
-                 "the outputs least per millisecond saved, up to half of what the target removes, where they move "
-                 "them no more than as many FLOPs of channels would; then channels), or depth (blocks as far as the "
-                 "target allows, channels for the rest); needs --target-flops or --target-latency.",
-        _one_of("width", "both", "depth"), metavar="width|both|depth")
+        "auto", "What is removed: width (channels), both (whole residual blocks first, those whose removal moves "
+                "the outputs least per millisecond saved, up to half of what the target removes, where they move "
+                "them no more than as many FLOPs of channels would; then channels), depth (blocks as far as the "
+                "target allows, channels for the rest; both and depth need --target-flops or --target-latency), "
+                "or auto: both under a FLOPs or latency target, width with --max-drop alone as the goal.",
+        _one_of("auto", "width", "both", "depth"), metavar="auto|width|both|depth")
     schedule: Schedule = option(
         "iterative", "iterative: slice every round; sfp: zero the dropped channels and keep training them, "
                      "slice once at the end (Soft Filter Pruning); cucb: each round's fine-tuning runs only the "
@@ -310,6 +311,9 @@ def resolve(target_flops: float | None, options: dict[str, Any]) -> PruneOptions
     if o.max_drop is None:
         settled["max_drop"] = 3.0
     o = PruneOptions(**{**asdict(o), **settled})
+    if o.structure == "auto":  # blocks need a target to take their share of; the budget as the goal has none
+        has_target = (o.target_flops or 1.0) < 1 or (o.target_latency or 1.0) < 1
+        o = replace(o, structure="both" if has_target and not o.budget_goal else "width")
     if o.structure != "width" and (o.budget_goal or ((o.target_flops or 1.0) >= 1 and (o.target_latency or 1.0) >= 1)):
         raise InvalidOption("structure", f"{o.structure} removes blocks towards a target: give --target-flops or "
                                          "--target-latency below 1")

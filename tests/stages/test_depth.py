@@ -86,6 +86,17 @@ def test_a_latency_target_is_a_target_for_blocks_too() -> None:
         resolve(None, {"target_latency": 1.0, "structure": "depth"})
 
 
+def test_auto_removes_blocks_under_a_target_and_only_channels_with_the_budget_as_the_goal() -> None:
+    from onnxprune.options import resolve
+
+    assert resolve(None, {}).structure == "both"  # the default target, 0.3 of the FLOPs
+    assert resolve(0.5, {"structure": "auto"}).structure == "both"
+    assert resolve(None, {"target_latency": 0.6}).structure == "both"
+    assert resolve(None, {"max_drop": 2}).structure == "width"  # no target for blocks to take a share of
+    assert resolve(1.0, {}).structure == "width"
+    assert resolve(0.5, {"structure": "width"}).structure == "width"
+
+
 @pytest.mark.slow  # the layer latency tables are timed
 def test_with_timed_tables_blocks_go_by_the_time_they_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONNXPRUNE_CACHE_DIR", str(tmp_path))
