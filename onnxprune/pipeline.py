@@ -329,7 +329,7 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
         flops=Flops(base.flops, after.flops, after.flops / base.flops, plan.target_flops),
         macs=Macs(base.macs, after.macs),
         params=Params(base.params, after.params, after.params / max(base.params, 1)),
-        widths=Widths(_widths(original), _widths(final)),
+        widths=Widths(_widths(original), _widths(final, original)),
         lossless=LosslessCounts(freed.dead, freed.folded, freed.constant_kept),
         quality=quality,
         batchnorm_inserted=sum(is_inserted(n) for n in run.work.model.graph.node),
@@ -351,5 +351,13 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
     )
 
 
-def _widths(analysis: GroupAnalysis) -> dict[str, int]:
-    return {" + ".join(g.producers) or f"group {g.id}": g.channels for g in analysis.groups if g.producers}
+def _widths(analysis: GroupAnalysis, named_as: GroupAnalysis | None = None) -> dict[str, int]:
+    """Channels per group, named by its producers; with ``named_as``, by the name of the group there
+    that shares a producer (a removed block takes its last conv out of the skip's group, and the
+    skip is still the group it was)."""
+    def name(producers) -> str:
+        return " + ".join(producers)
+
+    earlier = {p: name(g.producers) for g in named_as.groups for p in g.producers} if named_as else {}
+    return {next((earlier[p] for p in g.producers if p in earlier), name(g.producers)): g.channels
+            for g in analysis.groups if g.producers}

@@ -31,6 +31,8 @@ def test_blocks_go_whole_before_the_channels_and_the_file_verifies(structure: st
     share = 0.5 if structure == "both" else 1.0
     assert 0 < blocks["flops_removed"] <= share * 0.7 + 1e-9
     assert result.report.flops.fraction <= 0.3 + 1e-6 and result.report.verification.max_abs_error < 1e-3
+    # the skip's group keeps its name though the removed block's last conv left it (widths.png pairs them)
+    assert set(result.report.widths.after) <= set(result.report.widths.before)
 
 
 def test_a_model_without_blocks_prunes_channels_only() -> None:

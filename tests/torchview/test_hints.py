@@ -43,5 +43,6 @@ def test_a_run_with_feature_hints_writes_a_model_without_the_projections(tmp_pat
                    round_steps=2, epochs=0.1, calibration_images=32, round_to=1, bench=False, max_drop=100,
                    feature_hints=True)
     normalized = load(SAMPLES / "digits_resnet.onnx").model
-    assert len(result.model.graph.node) == len(normalized.graph.node)  # nothing of the projections written
+    # nothing of the projections written: every node is one of the original's (a removed block's are gone)
+    assert {n.name for n in result.model.graph.node} <= {n.name for n in normalized.graph.node}
     assert result.report.settings["feature_hints"] is True and result.report.flops.fraction <= 0.5
