@@ -4,7 +4,9 @@ block (tests/test_docs.py checks that the two are equal).
 
     python benchmarks/readme_sample.py
 
-Prints the summary and saves benchmarks/results/readme_sample.txt; a header line says where it ran.
+Prints the summary and saves benchmarks/results/readme_sample.txt; a header line says where it ran
+and how busy the machine was (the one-minute load average: above the core count, other work
+shared the cores and the times are longer than a quiet machine's).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def cpu_name() -> str:
 
 def main() -> None:
     args = readme_command()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")  # a busy machine inflates the times
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "sample_models").mkdir()
         for name in ("digits_resnet.onnx", "digits"):
@@ -52,7 +55,7 @@ def main() -> None:
     if done.returncode != 0:
         sys.exit(f"the README's command failed with exit code {done.returncode}")
     table = Table("readme_sample.txt", f"# onnxprune {' '.join(args)}  ({cpu_name()}, {os.cpu_count()} cores, "
-                                       "fresh latency cache)")
+                                       f"load average {load:.1f} at the start, fresh latency cache)")
     for line in done.stdout.rstrip("\n").splitlines():
         table.add(line)
     table.save()

