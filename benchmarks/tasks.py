@@ -60,6 +60,7 @@ METHODS = {
     "shift": {"augment": "shift"},  # fine-tuning views: rolled by up to 1/16
     "crop": {"augment": "crop"},  # random resized crops of 25-100 % of the area
     "none": {"augment": "none"},  # the centred view only
+    "budget-600": {"time_budget": 600},  # the final fine-tuning may run 10 minutes before it must stop
 }
 
 
