@@ -143,7 +143,7 @@ class PruneOptions:
         metavar="EPOCHS", default_text="until it stops improving")
     time_budget: float | None = option(
         None, "Seconds the final fine-tuning may take when it runs until it stops improving.", _positive,
-        metavar="SECONDS", default_text="25 epochs' time, 60 s to 30 min")
+        metavar="SECONDS", default_text="50 epochs, within 30 min")
     recover: Recover = option(
         "plain", "How the final fine-tuning trains: plain, or dsd: dense, then sparse (each weight tensor's "
                  "smallest --dsd-sparsity held at zero), then dense again at a tenth of --lr (Han et al.); the "

@@ -62,6 +62,23 @@ def test_training_stops_within_the_time_budget(scripted, monkeypatch) -> None:
     assert record.stopped == "the time budget of 35 s" and record.epochs == 3  # the budget wins over the minimum
 
 
+def test_by_default_training_stops_after_a_count_of_epochs_however_long_they_take(scripted, monkeypatch) -> None:
+    improving = lambda model: 1.0 / (1 + int(model.split()[1]))  # noqa: E731
+    stops = []
+    for seconds in (1, 7, 30):  # a quiet machine, a busy one: the same epochs
+        clock = iter(range(0, 10 ** 6, seconds))
+        monkeypatch.setattr(recover.time, "perf_counter", lambda: float(next(clock)))
+        _, record = recover.train_until_stalled(_ScriptedView(), None, None, 10, TrainSettings(), (0,), improving, 0,
+                                                budget_s=None)
+        stops.append((record.epochs, record.stopped))
+    assert stops == [(recover.BUDGET_EPOCHS, "50 epochs, the default budget (--time-budget sets seconds)")] * 3
+    clock = iter(range(0, 10 ** 6, 600))  # ten minutes an epoch: the half hour comes before the 50 epochs
+    monkeypatch.setattr(recover.time, "perf_counter", lambda: float(next(clock)))
+    _, record = recover.train_until_stalled(_ScriptedView(), None, None, 10, TrainSettings(), (0,), improving, 0,
+                                            budget_s=None)
+    assert record.epochs == 3 and record.stopped == "the time budget of 1800 s"  # a fourth would overrun it
+
+
 def test_a_run_reports_its_recovery_and_judges_on_images_that_did_not_choose() -> None:
     result = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.6, labels="imagefolder", rounds=1,
                    round_steps=1, calibration_images=32, round_to=1, bench=False, max_drop=100, time_budget=5)
