@@ -88,10 +88,11 @@ MIN_GAIN = 0.005  # a loss this share below the best so far counts as better
 MIN_EPOCHS = 10  # the fixed schedule's length: training only ever goes on longer
 MAX_EPOCHS = 500
 # the default budget: 50 epochs, and 30 minutes whatever they take. Counted in epochs, not in the
-# time the first one took, so that the same run trains the same model on a busy machine as on a
+# time the first one took, so that the final fine-tuning trains as long on a busy machine as on a
 # quiet one (with 25 first epochs' time, the tasks reader lost 14.5 and 18.5 points in two runs of
 # one command: results/tasks-2026-12-07.txt, tasks-budget-600.txt). 50, not 25: the reader stopped
-# at that budget still improving, and ten minutes took it from 18.5 to 14.5 (tasks-budget-600.txt)
+# at that budget still improving, and ten minutes took it from 18.5 to 14.5, intervals overlapping
+# (tasks-budget-600.txt)
 BUDGET_EPOCHS, MAX_BUDGET_S = 50, 1800.0
 SELECTION_BATCH = 64  # held-out items per loss term: per-feature scales need a batch to be read on
 
