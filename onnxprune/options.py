@@ -311,10 +311,11 @@ def resolve(target_flops: float | None, options: dict[str, Any]) -> PruneOptions
     if o.max_drop is None:
         settled["max_drop"] = 3.0
     o = PruneOptions(**{**asdict(o), **settled})
-    if o.structure == "auto":  # blocks need a target to take their share of; the budget as the goal has none
-        has_target = (o.target_flops or 1.0) < 1 or (o.target_latency or 1.0) < 1
-        o = replace(o, structure="both" if has_target and not o.budget_goal else "width")
-    if o.structure != "width" and (o.budget_goal or ((o.target_flops or 1.0) >= 1 and (o.target_latency or 1.0) >= 1)):
+    # blocks need a target to take their share of; the budget as the goal has none
+    blocks_can_go = not o.budget_goal and ((o.target_flops or 1.0) < 1 or (o.target_latency or 1.0) < 1)
+    if o.structure == "auto":
+        o = replace(o, structure="both" if blocks_can_go else "width")
+    if o.structure != "width" and not blocks_can_go:
         raise InvalidOption("structure", f"{o.structure} removes blocks towards a target: give --target-flops or "
                                          "--target-latency below 1")
     if o.budget_goal and o.schedule == "sfp":
