@@ -193,7 +193,8 @@ class PruneOptions:
         "auto", "Fine-tuning views, the original model as teacher on the same view: shift (rolled by up to 1/16 of "
                 "H and W), crop (random resized crop of 25-100 % of the area), crop-flip (that, mirrored half the "
                 "time), mix (shift, then contrast, brightness and noise jittered and each input mixed with another "
-                "of the batch), none, or auto: shift for classifiers, none for detectors and other maps.",
+                "of the batch), none, or auto: mix without labels (the original is the only teacher), shift for a "
+                "classifier with labels, none for other labelled runs (labels do not follow a moved or mixed input).",
         _one_of("auto", "none", "shift", "crop", "crop-flip", "mix"), metavar="auto|none|shift|crop|crop-flip|mix")
     workers: int | None = option(None, "DataLoader processes that decode and augment images.", _at_least(0),
                                  metavar="N", default_text="half the cores, ≤8")

@@ -15,10 +15,12 @@ no interval is narrower than what that many images that all agree allow.
 from __future__ import annotations
 
 from math import ceil, sqrt
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .tasks import Measure
+if TYPE_CHECKING:  # annotations only: tasks.py judges with these intervals' callers, not with them
+    from .tasks import Measure
 
 __all__ = ["wilson", "bootstrap", "interval", "paired_share_interval", "drop_interval", "agreement_floor",
            "items_to_resolve", "independent", "RESAMPLES"]

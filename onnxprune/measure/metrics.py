@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.sources import UNLABELLED
 from ..graph.output_axes import feature_axis, is_classifier_output
+from . import intervals
 
 __all__ = ["compare_outputs", "explained_variance", "QualityDrop"]
 
@@ -82,11 +83,9 @@ class QualityDrop:
         return self.low is None or self.high is None or self.high - self.low <= self.max_points + 1e-9
 
     def items_to_resolve(self) -> int:
-        from .intervals import items_to_resolve
-
         if self.low is None or self.high is None:
             return self.items
-        return items_to_resolve(self.high - self.low, self.items, self.max_points)
+        return intervals.items_to_resolve(self.high - self.low, self.items, self.max_points)
 
     def as_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"metric": self.metric, "points": self.points, "max": self.max_points,
