@@ -329,7 +329,7 @@ def measure_with_trials(model: onnx.ModelProto, analysis: GroupAnalysis, image: 
     None where the store's device is not this one."""
     raw = _layer_tables(model, analysis, store, granularity, progress)
     variants = trials(raw)
-    key = {"model": structure_digest(model), "widths": [sorted(w.items()) for w in variants]}
+    key = {"model": structure_digest(model), "widths": [sorted(w.items()) for w in variants], "repeats": repeats}
     return _calibrated(raw, model, analysis, image, store, variants, "steps", key, repeats)
 
 

@@ -5,10 +5,15 @@ alignment, not what a whole model gains: on ResNet-18 the probe's 8 lost to a fi
 ÷ MAC reduction 0.85 against 0.89). So each candidate step — the probe's, and those of 8, 16 and
 32 no finer than it — prunes the model once to the run's FLOPs target with the selector the
 rounds use (the filters' L1 norms standing in for saliency, which is not known yet), and the
-pruned models are timed side by side with the original on this device. The candidate with the
-best efficiency (speed-up ÷ FLOPs reduction, so a step that lands a little lower on FLOPs gains
-nothing by it) wins; a coarser one within the timing noise of it wins instead. The timings also
-calibrate the latency tables, and are cached like them.
+pruned models are timed side by side with the original on this device, five times round-robin.
+The candidate with the best efficiency (speed-up ÷ FLOPs reduction, so a step that lands a little
+lower on FLOPs gains nothing by it) wins, unless a coarser step ties with it: a finer step must be
+the more efficient in every one of the repeats, each a side-by-side timing, and by more than
+``NOISE_FLOOR`` at the median. A machine that slows for one repeat slows all its models alike, so
+the comparison within a repeat is what the timings can tell; the spread of raw timings across
+repeats is not (on a busy machine it put ResNet-50's noise at 16 %, and the coarser step 32 won
+over a 16 that was faster in all three repeats, by 1.5 to 3.1 %). The timings also calibrate the
+latency tables, and are cached like them.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ __all__ = ["CANDIDATE_STEPS", "StepCandidate", "StepChoice", "choose_step"]
 log = logging.getLogger(__name__)
 
 CANDIDATE_STEPS = (8, 16, 32)  # with the probe's step
-NOISE_FLOOR = 0.03  # a finer step must beat a coarser one by more than this share (or the timing spread)
-_REPEATS = 3
+NOISE_FLOOR = 0.01  # and a finer step must beat a coarser one by more than this share at the median
+_REPEATS = 5  # all five won by the finer step: 1 chance in 32 where the two are alike
 
 
 @dataclass(frozen=True)
@@ -43,14 +48,14 @@ class StepCandidate:
     flops_fraction: float  # of the original, where the trial selection landed
     predicted_ms: float
     measured_ms: float | None  # None where the device is not this one (--latency-table)
-    efficiency: float  # speed-up ÷ FLOPs reduction, measured (else predicted)
+    efficiency: float  # speed-up ÷ FLOPs reduction, measured (else predicted): the median of ``per_repeat``
+    per_repeat: tuple[float, ...] = ()  # the efficiency in each side-by-side repeat (none where predicted)
 
 
 @dataclass(frozen=True)
 class StepChoice:
     step: int
     candidates: tuple[StepCandidate, ...]
-    noise: float  # the share within which a coarser step wins
     reason: str
 
 
@@ -116,41 +121,50 @@ def choose_step(model: onnx.ModelProto, analysis: GroupAnalysis, image: ImageInp
     base_raw = latency.predict(analysis.cost, analysis.shapes)
     # the layers' sums calibrated, as the rounds will predict them
     predicted = [(step, fraction, latency.rest_ms + latency.scale * total) for step, fraction, total in trials]
-    candidates, noise = _candidates(predicted, base_raw, runs)
-    return latency, _decide(candidates, noise, probe_step)
+    return latency, _decide(_candidates(predicted, base_raw, runs), probe_step)
 
 
 def _candidates(trials: list[tuple[int, float, float]], base_ms: float, measured: list[list[float]] | None
-                ) -> tuple[tuple[StepCandidate, ...], float]:
-    """Each (step, FLOPs fraction, predicted ms) with its timing, and the timing noise: half the
-    widest spread of any model's repeats around its median, at least ``NOISE_FLOOR``."""
+                ) -> tuple[StepCandidate, ...]:
+    """Each (step, FLOPs fraction, predicted ms) with its timings: the efficiency within each
+    repeat (the original's time in that repeat over the candidate's), and their median."""
     # (repeats, original + candidates + the half-width calibration model): the last is not a candidate
-    runs = np.asarray(measured) if measured else None
-    noise = NOISE_FLOOR
-    if runs is not None:
-        relative = runs / np.median(runs, axis=0)
-        noise = max(NOISE_FLOOR, float(np.max(np.ptp(relative, axis=0))) / 2)
+    runs = np.asarray(measured, dtype=np.float64) if measured else None
     out = []
     for k, (step, fraction, predicted) in enumerate(trials):
         if runs is None:
             out.append(StepCandidate(step, fraction, predicted, None, base_ms / predicted * fraction))
             continue
-        ms = float(np.median(runs[:, k + 1]))
-        out.append(StepCandidate(step, fraction, predicted, ms, float(np.median(runs[:, 0])) / ms * fraction))
-    return tuple(out), noise
+        per_repeat = runs[:, 0] / runs[:, k + 1] * fraction
+        out.append(StepCandidate(step, fraction, predicted, float(np.median(runs[:, k + 1])),
+                                 float(np.median(per_repeat)), tuple(float(e) for e in per_repeat)))
+    return tuple(out)
 
 
-def _decide(candidates: tuple[StepCandidate, ...], noise: float, probe_step: int) -> StepChoice:
+def _beats(finer: StepCandidate, coarser: StepCandidate) -> bool:
+    """Whether ``finer`` is the more efficient beyond doubt: in every repeat (each a side-by-side
+    timing of both) and by more than ``NOISE_FLOOR`` at the median; by the margin alone where the
+    efficiencies are predicted."""
+    margin = finer.efficiency > coarser.efficiency * (1 + NOISE_FLOOR)
+    if not finer.per_repeat or len(finer.per_repeat) != len(coarser.per_repeat):
+        return margin
+    return margin and all(f > c for f, c in zip(finer.per_repeat, coarser.per_repeat))
+
+
+def _decide(candidates: tuple[StepCandidate, ...], probe_step: int) -> StepChoice:
     best = max(candidates, key=lambda c: c.efficiency)
-    close = [c for c in candidates if c.efficiency >= best.efficiency * (1 - noise)]
-    chosen = max(close, key=lambda c: c.step)
+    chosen = max((c for c in candidates if c is best or (c.step > best.step and not _beats(best, c))),
+                 key=lambda c: c.step)
     by = "measured" if best.measured_ms is not None else "predicted"
     if chosen is best:
         reason = f"best {by} efficiency"
+        if best.per_repeat:
+            reason += ", in every repeat, over each coarser step"
     else:
-        reason = (f"within {noise:.0%} of step {best.step}'s {by} efficiency (the timing noise): the coarser "
-                  "step wins")
+        reason = (f"ties with step {best.step}'s {by} efficiency ({chosen.efficiency:.2f} against "
+                  f"{best.efficiency:.2f}{', not lower in every repeat' if best.per_repeat else ''}): "
+                  "the coarser step wins")
     table = ", ".join(f"{c.step}: {c.efficiency:.2f}" for c in candidates)
     log.info("width step %d (%s; %s efficiency by step: %s; the per-layer probe said %d)", chosen.step, reason, by,
              table, probe_step)
-    return StepChoice(chosen.step, candidates, noise, reason)
+    return StepChoice(chosen.step, candidates, reason)
