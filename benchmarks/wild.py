@@ -385,7 +385,7 @@ def main() -> None:
         reported = f"{drop['points']:+.1f} [{drop['interval'][0]:+.1f}, {drop['interval'][1]:+.1f}]" \
             if "interval" in drop else f"{drop['points']:+.1f}"
         written = done.returncode == 0 and out.exists()
-        measured, ref_here = "not written", ""
+        measured, ref_here, agrees = "not written", "", ""
         if written:
             layout_nhwc = model.judge in ("onet", "rnet")
             x = inputs(fresh, model, layout_nhwc)
@@ -394,10 +394,12 @@ def main() -> None:
             points, low, high = drop_interval(judged)
             measured = f"{points:+.1f} [{low:+.1f}, {high:+.1f}]"
             ref_here = str(judged.reference_items)
+            if "interval" in drop:  # the fresh figure inside the interval the run reported
+                agrees = "  agrees" if drop["interval"][0] <= points <= drop["interval"][1] else "  DISAGREES"
         table.add(f"{model.name:<20}{chose[:33]:<34}{str(drop.get('reference_items', '')):>6}{reported:>24}"
                   f"{measured:>24}{ref_here:>6}{report['flops']['fraction']:>7.3f}{seconds:>6.0f}  "
                   f"{'yes' if written else 'no: ' + (done.stderr.strip().splitlines() or ['?'])[-1][-60:]}"
-                  f"{_blocks(report)}")
+                  f"{_blocks(report)}{agrees}")
         table.save()  # each row as it comes: the large models take long
     table.add(FOOTER)
     table.save()
@@ -411,7 +413,8 @@ def _blocks(report: dict) -> str:
 
 FOOTER = ("# reported: the run's own figure on its held-out share; measured here: this script's decoding "
           "(each package's way) of the original and the written model on fresh images, 100 × (1 − figure); "
-          "blocks: residual blocks removed of those found")
+          "blocks: residual blocks removed of those found; agrees: the figure measured here lies inside the "
+          "interval the run reported")
 
 
 def _commit() -> str:

@@ -158,8 +158,8 @@ def _decide(candidates: tuple[StepCandidate, ...], probe_step: int) -> StepChoic
     by = "measured" if best.measured_ms is not None else "predicted"
     if chosen is best:
         reason = f"best {by} efficiency"
-        if best.per_repeat:
-            reason += ", in every repeat, over each coarser step"
+        if best.per_repeat and any(c.step > best.step for c in candidates):
+            reason += ", ahead of each coarser step in every repeat"
     else:
         reason = (f"ties with step {best.step}'s {by} efficiency ({chosen.efficiency:.2f} against "
                   f"{best.efficiency:.2f}{', not lower in every repeat' if best.per_repeat else ''}): "
