@@ -39,7 +39,7 @@ from onnxprune.graph.runtime import run_batched  # noqa: E402
 from onnxprune.torchview.finetune import Targets, TrainSettings, finetune  # noqa: E402
 from onnxprune.torchview.importer import import_model  # noqa: E402
 from onnxprune.torchview.loader import default_workers  # noqa: E402
-from onnxprune.torchview.session import _scoring_loss  # noqa: E402
+from onnxprune.torchview.view import _scoring_loss  # noqa: E402
 
 
 def _torch_pruning(name: str, mac_fraction: float, labels: bool, seed: int) -> dict:

@@ -46,7 +46,7 @@ from onnxprune.graph.runtime import run_batched  # noqa: E402
 from onnxprune.graph.slice import slice_model  # noqa: E402
 from onnxprune.stages.select import floor_for, select  # noqa: E402
 from onnxprune.torchview.finetune import Targets  # noqa: E402
-from onnxprune.torchview.session import TorchView  # noqa: E402
+from onnxprune.torchview.view import TorchView  # noqa: E402
 
 CURVE = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 

@@ -41,7 +41,7 @@ from onnxprune.data.sources import IMAGENET_MEAN, IMAGENET_STD, load_data  # noq
 from onnxprune.graph.load import load  # noqa: E402
 from onnxprune.torchview.finetune import TrainSettings, finetune  # noqa: E402
 from onnxprune.torchview.loader import default_workers  # noqa: E402
-from onnxprune.torchview.session import TorchView  # noqa: E402
+from onnxprune.torchview.view import TorchView  # noqa: E402
 from onnxprune.torchview.teacher import Teacher  # noqa: E402
 
 

@@ -34,21 +34,20 @@ from .report import (
     Runtime, Stage, Verification, Widths,
 )
 from .stages.budget import prune_within_budget
-from .stages.depth import remove_blocks_first
 from .stages.checkpoint import Checkpoint, Checkpoints
-from .stages.lossless import LosslessResult
+from .stages.context import Progress, Run, StageClock
+from .stages.depth import remove_blocks_first
+from .stages.lossless import LosslessResult, remove_lossless
 from .stages.prepare import DEFAULT_EPOCHS, open_ended, prepare
 from .stages.quantize import quantize_int8
 from .stages.recover import recover, selection_loss, train_until_stalled
 from .stages.rounds import (
     RoundsHopeless, WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, prune_in_rounds,
-    remove_lossless,
 )
-from .stages.run import Progress, Run, StageClock
 from .stages.verify import verify, verify_quantized
 from .torchview.distributed import on_main
 from .torchview.finetune import epoch_steps
-from .torchview.session import TorchView
+from .torchview.view import TorchView
 
 __all__ = ["PruneOptions", "PruneResult", "prune"]
 
@@ -107,7 +106,7 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     if resumed is None and run.checkpoints.exists():
         log.warning("starting over: the checkpoint of an earlier run in %s will be replaced (--resume continues it)",
                     run.checkpoints.folder)
-    analysis = run.work_groups
+    analysis = run.model.work_groups
     with clock("plan widths"):
         plan = on_main(lambda: plan_widths(run, analysis))
     stopped: RoundsHopeless | None = None
@@ -122,10 +121,10 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
 
     with clock("verify"):
         final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
-        written = restore_signature(final, run.loaded.signature)  # the user's signature
-        max_err = verify(written, view.imported.module, run.loaded.image.name, run.val, run.loaded.fixed_batch,
-                         run.loaded.output_axes, batch=run.settings.at_once, torch_model=final)
-        final_groups = analyze_groups(LoadedModel(final, run.loaded.image, None))
+        written = restore_signature(final, run.model.original.signature)  # the user's signature
+        max_err = verify(written, view.imported.module, run.model.original.image.name, run.data.val, run.model.original.fixed_batch,
+                         run.model.original.output_axes, batch=run.training.settings.at_once, torch_model=final)
+        final_groups = analyze_groups(LoadedModel(final, run.model.original.image, None))
         if not o.budget_goal and stopped is None:
             _check_reached(o, plan, final_groups)
     with clock("measure quality"):
@@ -135,19 +134,19 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     int8 = int8_quality = None
     if o.quantize:
         with clock("quantize"):
-            int8 = on_main(lambda: quantize_int8(final, run.loaded.image.name, run.calib))
+            int8 = on_main(lambda: quantize_int8(final, run.model.original.image.name, run.data.calibration))
             # the same contract as the float model's before it is judged or written
-            verify_quantized(restore_signature(int8, run.loaded.signature), written, run.loaded.image.name, run.val,
-                             run.loaded.fixed_batch)
+            verify_quantized(restore_signature(int8, run.model.original.signature), written, run.model.original.image.name, run.data.val,
+                             run.model.original.fixed_batch)
             int8_quality = held_out_quality(run, int8, intervals=True)
     pruned_anything = final_groups.cost.flops < plan.base.flops
-    candidates = [("original", run.loaded.model)]
+    candidates = [("original", run.model.original.model)]
     if pruned_anything or int8 is None:
         candidates.append(("pruned", final))
     if int8 is not None:
         candidates.append(("pruned + INT8" if pruned_anything else "INT8", int8))
     with clock("measure latency"):
-        timing = on_main(lambda: measure_latency(run, plan, candidates, final_groups))
+        timing = on_main(lambda: time_side_by_side(run, plan, candidates, final_groups))
     stages = _stages(run, plan, final_groups, candidates, {"pruned": quality, "pruned + INT8": int8_quality,
                                              "INT8": int8_quality}, timing)
     delivered = int8_quality or quality
@@ -163,7 +162,7 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
             f"{int8_quality.drop.metric.replace('_', ' ')} on the held-out data (the float pruned model "
             f"{quality.drop.points:.1f}), more than --max-drop {o.max_drop:g}; no model was written (the report was) "
             "— leave out --quantize, prune less, or allow more with --max-drop", report)
-    return PruneResult(restore_signature(int8, run.loaded.signature) if int8 is not None else written, report)
+    return PruneResult(restore_signature(int8, run.model.original.signature) if int8 is not None else written, report)
 
 
 def _stages(run: Run, plan: WidthPlan, final: GroupAnalysis, candidates: list[tuple[str, onnx.ModelProto]],
@@ -190,7 +189,7 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
     holds; and what the blocks removed (None: width only)."""
     o, saves = run.options, run.checkpoints
     if resumed is not None:
-        view, freed, records = TorchView.of(resumed.model, run.work.image), resumed.freed, list(resumed.records)
+        view, freed, records = TorchView.of(resumed.model, run.model.work.image), resumed.freed, list(resumed.records)
         blocks = resumed.blocks
     else:
         start, blocks = None, None
@@ -199,7 +198,7 @@ def _resume_or_start(run: Run, plan: WidthPlan, analysis: GroupAnalysis, resumed
                 depth = on_main(lambda: remove_blocks_first(run, plan, analysis))
             start, analysis, blocks = depth.model, depth.analysis, depth.as_dict(plan.base.flops)
         with clock("lossless pass"):
-            view, freed = remove_lossless(run, plan, analysis, start)
+            view, freed = remove_lossless(run, plan.steps(analysis), analysis, start)
         records = []
         saves.save(0, "lossless pass", view.model, records, freed, blocks=blocks)
     reached = resumed.reached if resumed is not None else True
@@ -240,15 +239,15 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
         run.checkpoints.save(Checkpoints.FINAL, "final fine-tuning", view.model, records, freed, budget=budget, blocks=blocks)
         return view, None
     before, recovery = view.model, None
-    epoch = epoch_steps(len(run.train), o.batch_size)
+    epoch = epoch_steps(len(run.data.train), o.batch_size)
     with clock("final fine-tuning"):
         if open_ended(o):
-            selection, reference, _ = run.held.part(judging=True)
-            judge = lambda model: selection_loss(model, run.work.image.name, selection, reference,  # noqa: E731
-                                                 run.settings.output_kinds)
+            selection, reference, _ = run.judge.held.part(judging=True)
+            judge = lambda model: selection_loss(model, run.model.work.image.name, selection, reference,  # noqa: E731
+                                                 run.training.settings.output_kinds)
             log.info("final fine-tuning: epochs of %d steps of %d images until the loss against the original on %d "
                      "held-out images stops improving", epoch, o.batch_size, len(selection))
-            view, recovery = train_until_stalled(view, run.train, run.teacher, epoch, run.settings, (o.seed, 0), judge,
+            view, recovery = train_until_stalled(view, run.data.train, run.teacher, epoch, run.training.settings, (o.seed, 0), judge,
                                                  len(selection), o.time_budget, run.progress)
             log.info("final fine-tuning: stopped after %d epochs (%s, %.0f s); kept epoch %d", recovery.epochs,
                      recovery.stopped, recovery.seconds, recovery.kept_epoch)
@@ -257,7 +256,7 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
             final_steps = ceil((DEFAULT_EPOCHS if o.epochs is None else o.epochs) * epoch)
             log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
             total = final_steps * o.batch_size
-            recover(view, run.train, run.teacher, final_steps, run.settings, (o.seed, 0), o.recover, o.dsd_sparsity,
+            recover(view, run.data.train, run.teacher, final_steps, run.training.settings, (o.seed, 0), o.recover, o.dsd_sparsity,
                     lambda images: run.progress("final fine-tuning", images, total))
     if budget is not None and final_steps:
         drop = held_out_quality(run, view.model, judging=True).drop
@@ -287,7 +286,7 @@ def _check_reached(o: PruneOptions, plan: WidthPlan, final: GroupAnalysis) -> No
         )
 
 
-def measure_latency(run: Run, plan: WidthPlan, candidates: list[tuple[str, onnx.ModelProto]],
+def time_side_by_side(run: Run, plan: WidthPlan, candidates: list[tuple[str, onnx.ModelProto]],
                     final_groups: GroupAnalysis) -> dict[str, Any] | None:
     """The original and what the run made (pruned, INT8) timed side by side in onnxruntime (a
     latency target is always confirmed by measuring), with the target's verdict."""
@@ -295,7 +294,7 @@ def measure_latency(run: Run, plan: WidthPlan, candidates: list[tuple[str, onnx.
     if not o.bench and o.target_latency is None:
         return None
     log.info("timing %s in onnxruntime (%d interleaved runs)", ", ".join(n for n, _ in candidates), o.bench_runs)
-    result = benchmark(candidates, run.loaded.image, device=run.ort_device, threads=run.threads, runs=o.bench_runs)
+    result = benchmark(candidates, run.model.original.image, device=run.hardware.ort_device, threads=run.hardware.threads, runs=o.bench_runs)
     timing = result.as_dict()
     if o.target_latency is not None:
         measured, timing["target_met"] = latency_met(result, o.target_latency)
@@ -313,7 +312,7 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
                  stages: tuple[Stage, ...] = ()) -> Report:
     o, base, after = run.options, plan.base, final.cost
     first = RoundRecord(0, base.flops, base.params, 1.0, None,
-                        1.0 if is_classifier_output(run.held.reference[0].shape) else None,
+                        1.0 if is_classifier_output(run.judge.held.reference[0].shape) else None,
                         1.0 if plan.latency else None, 0.0)
     hardware = None
     if plan.latency:
@@ -323,8 +322,8 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
                                  tuple(asdict(c) for c in choice.candidates) if choice else (),
                                  choice.reason if choice else None)
     return Report(
-        model=str(run.loaded.source) if run.loaded.source else None,
-        settings=o.as_dict() | {"device": run.device},
+        model=str(run.model.original.source) if run.model.original.source else None,
+        settings=o.as_dict() | {"device": run.hardware.device},
         criterion=o.criterion,
         flops=Flops(base.flops, after.flops, after.flops / base.flops, plan.target_flops),
         macs=Macs(base.macs, after.macs),
@@ -332,18 +331,18 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
         widths=Widths(_widths(original), _widths(final, original)),
         lossless=LosslessCounts(freed.dead, freed.folded, freed.constant_kept),
         quality=quality,
-        batchnorm_inserted=sum(is_inserted(n) for n in run.work.model.graph.node),
-        fixed_batch=run.loaded.fixed_batch,
-        verification=Verification(max_err, len(run.val)),
+        batchnorm_inserted=sum(is_inserted(n) for n in run.model.work.model.graph.node),
+        fixed_batch=run.model.original.fixed_batch,
+        verification=Verification(max_err, len(run.data.val)),
         latency=timing,
         hardware_aware=hardware,
         trajectory=(first, *records),
-        data=DataSizes(len(run.train), len(run.val), o.labels, len(run.calib), run.train.kind, run.settings.augment,
-                       small_data_note(len(run.train), len(run.val), o.drop_limit), _labelled(run.train)),
-        external_data=run.loaded.external_data,
+        data=DataSizes(len(run.data.train), len(run.data.val), o.labels, len(run.data.calibration), run.data.train.kind, run.training.settings.augment,
+                       small_data_note(len(run.data.train), len(run.data.val), o.drop_limit), _labelled(run.data.train)),
+        external_data=run.model.original.external_data,
         time_s=round(clock.total(), 2),
-        runtime=Runtime(run.device, run.ort_device, run.settings.precision, run.settings.channels_last,
-                        run.ranks.world, run.settings.workers),
+        runtime=Runtime(run.hardware.device, run.hardware.ort_device, run.training.settings.precision, run.training.settings.channels_last,
+                        run.hardware.ranks.world, run.training.settings.workers),
         stage_times_s=clock.as_dict(),
         resumed_after=None if resumed is None else resumed.name,
         budget=budget,

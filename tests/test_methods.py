@@ -21,7 +21,7 @@ from onnxprune.graph.slice import zero_channels
 from onnxprune.stages.bandit import ChannelBandit
 from onnxprune.stages.recover import MagnitudeMask
 from onnxprune.torchview.finetune import labelled_nll
-from onnxprune.torchview.session import TorchView
+from onnxprune.torchview.view import TorchView
 
 
 def test_cross_entropy_skips_unlabelled_images_and_weighs_by_their_share() -> None:

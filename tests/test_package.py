@@ -25,7 +25,7 @@ def _loaded_heavy_modules(code: str) -> list[str]:
 
 def test_the_onnx_side_imports_without_torch() -> None:
     code = ("import onnxprune, onnxprune.graph.load, onnxprune.graph.flops, onnxprune.graph.groups, onnxprune.graph.flow, onnxprune.graph.slice, "
-            "onnxprune.graph.analysis, onnxprune.criteria, onnxprune.options, onnxprune.graph.ops, onnxprune.graph.batch, "
+            "onnxprune.graph.analysis, onnxprune.criteria, onnxprune.options, onnxprune.graph.ops, onnxprune.graph.free_batch, "
             "onnxprune.graph.runtime")
     assert _loaded_heavy_modules(code) == []
 

@@ -1,12 +1,12 @@
-"""Which device torch and onnxruntime run on. onnxruntime-gpu lists its CUDA provider whether or
-not there is a GPU, so whether one exists is asked of torch, lazily: nothing else on the ONNX
-side imports it."""
+"""Which device onnxruntime runs on. onnxruntime-gpu lists its CUDA provider whether or not there
+is a GPU, so whether one exists is asked of torch, lazily: nothing else on the ONNX side imports
+it. Where torch itself trains is the torch view's choice (``torchview/devices.py``)."""
 
 from __future__ import annotations
 
 from ..errors import OnnxpruneError
 
-__all__ = ["cuda_available", "onnxruntime_device", "torch_device", "run_devices"]
+__all__ = ["cuda_available", "onnxruntime_device"]
 
 
 def cuda_available() -> bool:
@@ -20,17 +20,6 @@ def cuda_available() -> bool:
         return False
 
 
-def torch_device(requested: str) -> str:
-    """Where torch fine-tunes: ``auto`` is CUDA when torch sees a GPU."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise OnnxpruneError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
-    return requested
-
-
 def onnxruntime_device(requested: str) -> str:
     """Where onnxruntime runs: ``auto`` is CUDA when its CUDA provider and a GPU are both there."""
     if requested == "auto":
@@ -39,10 +28,3 @@ def onnxruntime_device(requested: str) -> str:
         raise OnnxpruneError("--device cuda was asked for but no CUDA GPU is available to onnxruntime "
                              "(is onnxruntime-gpu installed?); use --device cpu")
     return requested
-
-
-def run_devices(requested: str) -> tuple[str, str]:
-    """(torch's, onnxruntime's) device for a pruning run: fine-tuning on ``requested``, latency
-    measured there too when onnxruntime can use it, else on the CPU."""
-    trainer = torch_device(requested)
-    return trainer, "cuda" if trainer == "cuda" and cuda_available() else "cpu"

@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto
 
 from ..errors import OnnxpruneError, first_line
-from .batch import BATCH_NAME, free_batch
+from .free_batch import BATCH_NAME, free_batch
 from .files import check_model_file
 from .image_input import ImageInput
 from .output_axes import BatchAxis, put_batch_first
@@ -51,7 +51,7 @@ class LoadedModel:
     image: ImageInput
     source: Path | None
     external_data: bool = False  # the file kept its weights in external data files
-    fixed_batch: int | None = None  # the batch the file fixed (freed in ``model``; see batch.py)
+    fixed_batch: int | None = None  # the batch the file fixed (freed in ``model``; see free_batch.py)
     signature: tuple[onnx.ValueInfoProto, ...] = ()  # the file's inputs and outputs, as written
     output_axes: tuple[BatchAxis, ...] = ()  # where each output had its batch (first in ``model``)
 

@@ -18,9 +18,9 @@ from dataclasses import replace
 
 from ..report import Budget, RoundRecord
 from ..torchview.finetune import epoch_steps
-from ..torchview.session import TorchView
+from ..torchview.view import TorchView
+from .context import Run
 from .rounds import BUDGET_STEP, WidthPlan, held_out_quality, prune_round
-from .run import Run
 
 __all__ = ["prune_within_budget", "retry_steps", "MAX_ROUNDS"]
 
@@ -31,8 +31,8 @@ MAX_ROUNDS = 40  # unless --rounds caps them; 0.85⁴⁰ ≈ 0.15 %: the floors 
 
 def retry_steps(run: Run) -> int:
     """More fine-tuning for a round beyond the budget: an epoch, between 2 and 5 rounds' worth."""
-    epoch = epoch_steps(len(run.train), run.settings.batch_size)
-    return max(2 * run.round_steps, min(epoch, 5 * run.round_steps), 1)
+    epoch = epoch_steps(len(run.data.train), run.training.settings.batch_size)
+    return max(2 * run.training.round_steps, min(epoch, 5 * run.training.round_steps), 1)
 
 
 def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: list[RoundRecord] | None = None,
@@ -68,15 +68,15 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             extra = retry_steps(run)
             log.info("%s: %.1f points lost, beyond --max-drop %g: fine-tuning %d more steps before judging it",
                      label, record.quality_drop, o.max_drop, extra)
-            total = extra * run.settings.batch_size
-            candidate.finetune(run.train, run.teacher, extra, run.settings, (o.seed, r, 1),
+            total = extra * run.training.settings.batch_size
+            candidate.finetune(run.data.train, run.teacher, extra, run.training.settings, (o.seed, r, 1),
                                lambda images: run.progress(f"{label}: more fine-tuning", images, total))
             quality = held_out_quality(run, candidate.model, judging=True)
             record = replace(record, agreement=quality.after.get("top1_agreement"), quality_drop=quality.drop.points,
                              extra_steps=extra)
         if (record.quality_drop or 0.0) > o.drop_limit:
             records.append(replace(record, kept=False))
-            reason = (f"round {r} lost {record.quality_drop:.1f} points of {run.metric.replace('_', ' ')}, beyond --max-drop "
+            reason = (f"round {r} lost {record.quality_drop:.1f} points of {run.judge.metric.replace('_', ' ')}, beyond --max-drop "
                       f"{o.max_drop:g}, even after {record.extra_steps} more fine-tuning steps")
             break
         view, kept = candidate, r
@@ -88,6 +88,6 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             break
     kept_text = f"round {kept}" if kept else "the original (no round stayed within the budget)"
     log.info("budget: stopped after round %d, keeping %s: %s", records[-1].round if records else 0, kept_text, reason)
-    budget = Budget(run.metric.replace("_", " "), o.drop_limit, minimize, kept, records[-1].round if records else 0,
+    budget = Budget(run.judge.metric.replace("_", " "), o.drop_limit, minimize, kept, records[-1].round if records else 0,
                     reason)
     return view, records, budget

@@ -30,10 +30,10 @@ from ..graph.flops import ModelCost
 from ..graph.groups import GroupAnalysis, analyze_groups
 from ..graph.load import LoadedModel
 from ..graph.slice import slice_groups
-from ..torchview.session import TorchView
+from ..torchview.view import TorchView
+from .context import Run
 from .recover import selection_loss
 from .rounds import WidthPlan
-from .run import Run
 from .select import select
 
 __all__ = ["DepthResult", "remove_blocks_first", "DEPTH_SHARE", "SCORE_IMAGES"]
@@ -89,18 +89,18 @@ def block_savings(blocks: list[Block], plan: WidthPlan, analysis: GroupAnalysis,
 def remove_blocks_first(run: Run, plan: WidthPlan, analysis: GroupAnalysis) -> DepthResult:
     """The work model with the blocks removed that cost least per millisecond (or FLOP) saved, up
     to ``DEPTH_SHARE`` of what the target removes; the work model as it is where no block can go."""
-    o, work, image = run.options, run.work.model, run.work.image
+    o, work, image = run.options, run.model.work.model, run.model.work.image
     blocks = find_blocks(work, analysis.shapes)
     if not blocks:
         log.info("blocks: none removable (no residual branch read by nothing else); pruning channels only")
         return DepthResult(work, analysis)
-    images = run.calib[:SCORE_IMAGES]
-    teacher = [t[: len(images)] for t in run.calib_targets.teacher]
+    images = run.data.calibration[:SCORE_IMAGES]
+    teacher = [t[: len(images)] for t in run.data.calibration_targets.teacher]
     damage = {}
     for k, block in enumerate(blocks):
         run.progress("scoring blocks", k, len(blocks))
         damage[block.add] = selection_loss(remove_blocks(work, [block]), image.name, images, teacher,
-                                           run.settings.output_kinds)
+                                           run.training.settings.output_kinds)
     run.progress("scoring blocks", len(blocks), len(blocks))
     saves, to_remove, unit = block_savings(blocks, plan, analysis, o.target_latency)
     allowed = DEPTH_SHARE[o.structure] * to_remove
@@ -138,20 +138,20 @@ def _better_than_channels(run: Run, plan: WidthPlan, analysis: GroupAnalysis, ch
     """The longest head of ``chosen`` (ranked best first) whose removal moves the outputs no more
     than removing as many FLOPs by channels; each head tried, with both losses (a single block's
     is its ``damage``, measured already)."""
-    o, work, image = run.options, run.work.model, run.work.image
+    o, work, image = run.options, run.model.work.model, run.model.work.image
     view = TorchView.of(work, image, analysis=analysis)
-    scores = view.scores(analysis, get(o.criterion), run.calib, run.settings.at_once, run.calib_targets, o.seed)
+    scores = view.scores(analysis, get(o.criterion), run.data.calibration, run.training.settings.at_once, run.data.calibration_targets, o.seed)
     compared = []
     for count in range(len(chosen), 0, -1):
         run.progress("blocks against channels", len(chosen) - count, len(chosen))
         head = chosen[:count]
         flops = sum(2 * b.macs for b in head)
         loss = damage[head[0].add] if count == 1 else selection_loss(remove_blocks(work, head), image.name, images,
-                                                                     teacher, run.settings.output_kinds)
+                                                                     teacher, run.training.settings.output_kinds)
         cut = select(work, analysis, scores, analysis.cost.flops - flops, plan.floors(analysis), plan.steps(analysis),
                      o.flops_weight, None, None)
         sliced, _ = slice_groups(work, image, analysis, cut.keep)
-        instead = selection_loss(sliced, image.name, images, teacher, run.settings.output_kinds)
+        instead = selection_loss(sliced, image.name, images, teacher, run.training.settings.output_kinds)
         compared.append((count, flops / plan.base.flops, loss, instead))
         log.info("blocks: %d block(s), %.1f%% of the FLOPs: loss %.4g against %.4g for channels instead", count,
                  100 * flops / plan.base.flops, loss, instead)

@@ -5,12 +5,15 @@ that is one constant wherever it is read (a BatchNorm whose scale went to zero, 
 ReLU6 or Sigmoid) is removed and its contribution added to the bias of every consumer, where
 that is exact: a Conv without padding (zero padding would make its border rows differ) and one
 group, or a Gemm. Constant channels with any other consumer stay. Both are observed on the
-calibration data; the caller checks the outputs are unchanged.
+calibration data; ``remove_lossless`` is the stage: the pass on the run's work model, checked on a few calibration
+images to change no output, and the torch view the rounds start from.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -22,11 +25,19 @@ from ..graph.image_input import ImageInput
 from ..graph.load import LoadedModel
 from ..graph.nodes import attribute
 from ..graph.ops import rule
+from ..graph.runtime import run_batched
 from ..graph.slice import slice_groups
+from ..graph.tolerance import max_difference
+from ..torchview.view import TorchView
 from .calibration import calibrate
 from .select import round_up
 
-__all__ = ["LosslessResult", "lossless_pass"]
+if TYPE_CHECKING:
+    from .context import Run
+
+__all__ = ["LosslessResult", "lossless_pass", "remove_lossless"]
+
+log = logging.getLogger(__name__)
 
 # a channel is constant when max − min over all data and positions is within float32 rounding
 _CONSTANT_RTOL = 1e-6
@@ -175,3 +186,42 @@ def lossless_pass(model: onnx.ModelProto, image: ImageInput, analysis: GroupAnal
         keep = {new: keep[old] for new, old in renamed.items() if old in keep}
     sliced, groups = slice_groups(model, image, analysis, keep)
     return LosslessResult(sliced, dead_count, folded_count, kept_count, groups)
+
+
+LOSSLESS_CHECK_IMAGES = 8
+
+
+def remove_lossless(run: Run, steps: dict[int, int], analysis: GroupAnalysis, start: onnx.ModelProto | None = None
+                    ) -> tuple[TorchView, LosslessResult]:
+    """The lossless pass (dead and constant channels), checked to change no output, and the torch
+    view the rounds start from (imported once, after it, and checked against onnxruntime).
+    ``start``: the work model with blocks removed (``analysis`` its groups), whose channels'
+    extremes are measured again (removing a block changes every tensor after it). ``steps``: each
+    group's width step, which the removals keep widths multiples of."""
+    work, image = run.model.work.model if start is None else start, run.model.work.image
+    freed = LosslessResult(work, 0, 0, 0, analysis)
+    if run.options.lossless:
+        extremes = run.data.calibration_extremes if start is None else calibrate(
+            work, image.name, run.data.calibration, (), watched_tensors(work, analysis), shapes=analysis.shapes).extremes
+        freed = lossless_pass(work, image, analysis, run.data.calibration, steps, extremes)
+    if freed.dead or freed.folded:
+        # the channels are dead or constant on every calibration image, so what can go wrong is
+        # the removal itself (slicing, biases folded), and a few images show that: the same
+        # tolerance as verification, against the model before the removal run the same way (the
+        # teacher's outputs came in other batches: a deep attention reader's float32 noise
+        # between those alone is above the tolerance)
+        n = min(LOSSLESS_CHECK_IMAGES, len(run.data.calibration))
+        check = run_batched(freed.model, image.name, run.data.calibration[:n], batch=n)
+        diff, scale, same = max_difference(check, run_batched(work, image.name, run.data.calibration[:n], batch=n))
+        if same:
+            log.info("lossless pass: removed %d channels that are zero and folded %d that are constant on all "
+                     "calibration data", freed.dead, freed.folded)
+        else:  # a channel read somewhere the pass did not watch: prune by saliency alone, as with --no-lossless
+            log.warning("lossless pass skipped: removing the %d dead and %d constant channels it found would change "
+                        "the outputs by %.2g (of %.2g); the rounds prune by saliency alone", freed.dead, freed.folded,
+                        diff, scale)
+            freed = LosslessResult(work, 0, 0, 0, analysis)
+    if freed.constant_kept:
+        log.info("lossless pass: kept %d constant channels whose consumers cannot absorb them (padding)",
+                 freed.constant_kept)
+    return TorchView.of(freed.model, image, analysis=freed.groups), freed

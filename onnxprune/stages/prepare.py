@@ -15,7 +15,6 @@ from ..data.augment import judging_views, resolve_mode
 from ..data.sources import CENTRE, Dataset, bounded, check_labels, load_data, small_data_note, split
 from ..errors import OnnxpruneError
 from ..graph.batchnorm import needs_batchnorm, shapes_with_inserted, with_batchnorm
-from ..graph.devices import run_devices
 from ..graph.flops import count
 from ..graph.groups import analyze_groups
 from ..graph.load import LoadedModel
@@ -24,6 +23,7 @@ from ..measure.heads import find_head
 from ..measure.roles import OutputRole, find_roles
 from ..measure.tasks import MEASURED_BY, Task, TaskSettings, infer_task, load_metric
 from ..options import PruneOptions
+from ..torchview.devices import run_devices
 from ..torchview.distributed import join
 from ..torchview.finetune import OutputKind, Targets, TrainSettings, epoch_steps, precision_for
 from ..torchview.loader import default_workers
@@ -31,9 +31,9 @@ from ..torchview.memory import plan_memory
 from ..torchview.teacher import Teacher, worth_caching
 from .calibration import calibrate
 from .checkpoint import Checkpoints, fingerprint
+from .context import Data, Hardware, HeldOut, Judge, Models, Progress, Run, Training
 from .lossless import watched_tensors
 from .rounds import planned_rounds
-from .run import HeldOut, Progress, Run
 
 __all__ = ["prepare", "MIN_JUDGED"]
 
@@ -113,14 +113,15 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
                                              where.world):
         teacher.build_cache(loaded, train, o.checkpoint_dir)
     return Run(
-        options=o, loaded=loaded, work=work, work_groups=work_groups,
-        train=train, val=val, held=held, teacher=teacher,
-        calib=calib, calib_targets=Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib],
-                                           settings.output_kinds),
-        settings=settings,
-        round_steps=round_steps, device=device, ort_device=ort_device, threads=o.bench_threads or os.cpu_count() or 1,
-        progress=progress, ranks=where, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
-        task=task, task_settings=task_settings, calib_extremes=calibration.extremes,
+        options=o,
+        model=Models(loaded, work, work_groups),
+        data=Data(train, val, calib, Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib],
+                                             settings.output_kinds), calibration.extremes),
+        judge=Judge(held, task, task_settings),
+        teacher=teacher,
+        training=Training(settings, round_steps),
+        hardware=Hardware(device, ort_device, o.bench_threads or os.cpu_count() or 1, where),
+        progress=progress, checkpoints=Checkpoints(o.checkpoint_dir, key, writer=where.main),
     )
 
 

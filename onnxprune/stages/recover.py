@@ -25,7 +25,7 @@ from ..graph.runtime import run_batched
 from ..report import Recovery
 from ..torchview.distributed import on_main
 from ..torchview.finetune import OutputKind, TeacherFn, TrainSettings, loss_for
-from ..torchview.session import TorchView
+from ..torchview.view import TorchView
 
 __all__ = ["MagnitudeMask", "recover", "train_until_stalled", "selection_loss"]
 

@@ -23,7 +23,6 @@ from ..graph.groups import GroupAnalysis, predict_shapes
 from ..graph.reconstruct import cut_consumers, reconstruct
 from ..graph.runtime import run_batched
 from ..graph.slice import slice_groups, zero_channels
-from ..graph.tolerance import max_difference
 from ..measure.bench import BenchResult, benchmark
 from ..measure.device_table import TableFile
 from ..measure.intervals import drop_interval, independent, interval
@@ -33,15 +32,13 @@ from ..measure.tasks import measure, output_figures
 from ..options import PruneOptions
 from ..report import Quality, RoundRecord
 from ..torchview.distributed import on_main
-from ..torchview.session import TorchView
+from ..torchview.view import TorchView
 from .bandit import ChannelBandit
-from .calibration import calibrate
-from .lossless import LosslessResult, lossless_pass, watched_tensors
-from .run import Run
+from .context import Run
 from .select import floor_for, group_step, select
 from .width_step import StepChoice, choose_step
 
-__all__ = ["WidthPlan", "plan_widths", "remove_lossless", "prune_round", "prune_in_rounds", "correct_latency",
+__all__ = ["WidthPlan", "plan_widths", "prune_round", "prune_in_rounds", "correct_latency",
            "RoundsHopeless", "hopeless",
            "corrected_goal", "latency_met", "planned_rounds", "measured_share", "held_out_quality",
            "latency_store", "BUDGET_STEP"]
@@ -100,7 +97,7 @@ class WidthPlan:
 def latency_store(run: Run) -> Store:
     """Measurements from --latency-table, or measured here (and cached)."""
     o = run.options
-    return TableFile(o.latency_table) if o.latency_table else LocalCache(run.ort_device, run.threads)
+    return TableFile(o.latency_table) if o.latency_table else LocalCache(run.hardware.ort_device, run.hardware.threads)
 
 
 def plan_widths(run: Run, analysis: GroupAnalysis) -> WidthPlan:
@@ -124,11 +121,11 @@ def plan_widths(run: Run, analysis: GroupAnalysis) -> WidthPlan:
             round_to = grid_step if o.round_to == "auto" else round_to
         tick = lambda d, t: run.progress("measuring layer latency", d, t)  # noqa: E731
         if o.round_to == "auto" and analysis.prunable:
-            latency, choice = choose_step(run.work.model, analysis, run.work.image, store, grid_step,
+            latency, choice = choose_step(run.model.work.model, analysis, run.model.work.image, store, grid_step,
                                           _reference_target(o), o.min_channels, o.flops_weight, o.seed, tick)
             round_to = choice.step
         else:
-            latency = measure_latency(run.work.model, analysis, run.work.image, store, granularity=grid_step,
+            latency = measure_latency(run.model.work.model, analysis, run.model.work.image, store, granularity=grid_step,
                                       progress=tick)
     plan = WidthPlan(base, int(target * base.flops), {frozenset(g.producers): g.channels for g in analysis.groups},
                      round_to, o.round_to == "auto", o.min_channels, latency,
@@ -136,7 +133,7 @@ def plan_widths(run: Run, analysis: GroupAnalysis) -> WidthPlan:
     if o.budget_goal:
         return plan
     floor_shapes = predict_shapes(analysis, plan.floors(analysis))
-    best = count(run.loaded.model, floor_shapes)
+    best = count(run.model.original.model, floor_shapes)
     if best.flops > plan.target_flops:
         raise OnnxpruneError(
             f"the target of {100 * o.flops_share:g}% FLOPs cannot be reached: with every prunable group at its "
@@ -161,55 +158,17 @@ def _reference_target(o: PruneOptions) -> float:
     return strictest if strictest < 1 else 0.5
 
 
-LOSSLESS_CHECK_IMAGES = 8
-
-
-def remove_lossless(run: Run, plan: WidthPlan, analysis: GroupAnalysis, start: onnx.ModelProto | None = None
-                    ) -> tuple[TorchView, LosslessResult]:
-    """The lossless pass (dead and constant channels), checked to change no output, and the torch
-    view the rounds start from (imported once, after it, and checked against onnxruntime).
-    ``start``: the work model with blocks removed (``analysis`` its groups), whose channels'
-    extremes are measured again (removing a block changes every tensor after it)."""
-    work, image = run.work.model if start is None else start, run.work.image
-    freed = LosslessResult(work, 0, 0, 0, analysis)
-    if run.options.lossless:
-        extremes = run.calib_extremes if start is None else calibrate(
-            work, image.name, run.calib, (), watched_tensors(work, analysis), shapes=analysis.shapes).extremes
-        freed = lossless_pass(work, image, analysis, run.calib, plan.steps(analysis), extremes)
-    if freed.dead or freed.folded:
-        # the channels are dead or constant on every calibration image, so what can go wrong is
-        # the removal itself (slicing, biases folded), and a few images show that: the same
-        # tolerance as verification, against the model before the removal run the same way (the
-        # teacher's outputs came in other batches: a deep attention reader's float32 noise
-        # between those alone is above the tolerance)
-        n = min(LOSSLESS_CHECK_IMAGES, len(run.calib))
-        check = run_batched(freed.model, image.name, run.calib[:n], batch=n)
-        diff, scale, same = max_difference(check, run_batched(work, image.name, run.calib[:n], batch=n))
-        if same:
-            log.info("lossless pass: removed %d channels that are zero and folded %d that are constant on all "
-                     "calibration data", freed.dead, freed.folded)
-        else:  # a channel read somewhere the pass did not watch: prune by saliency alone, as with --no-lossless
-            log.warning("lossless pass skipped: removing the %d dead and %d constant channels it found would change "
-                        "the outputs by %.2g (of %.2g); the rounds prune by saliency alone", freed.dead, freed.folded,
-                        diff, scale)
-            freed = LosslessResult(work, 0, 0, 0, analysis)
-    if freed.constant_kept:
-        log.info("lossless pass: kept %d constant channels whose consumers cannot absorb them (padding)",
-                 freed.constant_kept)
-    return TorchView.of(freed.model, image, analysis=freed.groups), freed
-
-
 def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnalysis, r: int, label: str, goal: int,
                 goal_ms: float | None, soft: bool, per_flop: bool | None = None) -> tuple[TorchView, RoundRecord, bool]:
     """Score, choose, slice (or zero, ``soft``) and fine-tune: one round (``analysis`` is the
     view's groups). Returns the new view, the round's record and whether the goal was reached."""
     o, tick = run.options, run.progress
     tick(f"{label}: scoring", 0, 1)
-    scores = view.scores(analysis, get(o.criterion), run.calib, run.settings.at_once, run.calib_targets, o.seed + r)
+    scores = view.scores(analysis, get(o.criterion), run.data.calibration, run.training.settings.at_once, run.data.calibration_targets, o.seed + r)
     tick(f"{label}: scoring", 1, 1)
     chosen = select(view.model, analysis, scores, goal, plan.floors(analysis), plan.steps(analysis),
                     o.flops_weight, plan.latency, goal_ms, per_flop)
-    steps, batch = run.round_steps, run.settings.batch_size
+    steps, batch = run.training.round_steps, run.training.settings.batch_size
     progress = lambda images: tick(f"{label}: fine-tuning", images, steps * batch)  # noqa: E731
     if o.schedule == "cucb":
         view, losses = _bandit_round(run, view, analysis, {gid: len(k) for gid, k in chosen.keep.items()}, r,
@@ -222,7 +181,7 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
             if o.reconstruct:
                 sliced = reconstructed(run, view.model, sliced, analysis, chosen.keep, label)
             view = TorchView.of(sliced, view.image, analysis=groups)
-        losses = view.finetune(run.train, run.teacher, steps, run.settings, (o.seed, r), progress)
+        losses = view.finetune(run.data.train, run.teacher, steps, run.training.settings, (o.seed, r), progress)
     quality = held_out_quality(run, view.model, judging=True)
     drop = quality.drop
     record = RoundRecord(
@@ -244,7 +203,7 @@ def reconstructed(run: Run, before: onnx.ModelProto, sliced: onnx.ModelProto, an
     if not consumers:
         return sliced
     tick = lambda done, total: run.progress(f"{label}: reconstructing", done, total)  # noqa: E731
-    refitted, refits = reconstruct(before, sliced, consumers, run.work.image.name, run.calib, run.options.seed,
+    refitted, refits = reconstruct(before, sliced, consumers, run.model.work.image.name, run.data.calibration, run.options.seed,
                                    analysis.cost.macs, progress=tick)
     kept = [r.error_share for r in refits if r.kept]
     log.info("%s: refitted %d of %d layers that read removed channels (on calibration images the fit did not see, "
@@ -257,12 +216,12 @@ def _bandit_round(run: Run, view: TorchView, analysis: GroupAnalysis, widths: di
                   progress) -> tuple[TorchView, list[float]]:
     """``--schedule cucb``: the round's fine-tuning steps, each running the channels a bandit
     picks (``bandit.py``) at the widths the selector chose; the channels that earned most are kept."""
-    if run.ranks.world > 1:
+    if run.hardware.ranks.world > 1:
         raise OnnxpruneError("--schedule cucb learns from each step's loss in one process; run it without torchrun")
     bandit = ChannelBandit(view.imported.module, view.model, analysis, view.imported.module_of, widths,
                            (run.options.seed, r))
     try:
-        losses = view.finetune(run.train, run.teacher, run.round_steps, run.settings, (run.options.seed, r),
+        losses = view.finetune(run.data.train, run.teacher, run.training.round_steps, run.training.settings, (run.options.seed, r),
                                progress, after_step=bandit)
     finally:
         bandit.close()
@@ -278,20 +237,20 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
     of held-out items allows (a bootstrap: the final figures, not every round's). Where the
     budget chooses among rounds, ``judging`` takes the items decisions are made on, and the
     figure reported for the kept model comes from the others, which no decision saw."""
-    val, reference, clusters = run.held.part(judging)
+    val, reference, clusters = run.judge.held.part(judging)
     labels = val.labels
-    before_m, before = run.original(judging, intervals)
+    before_m, before = run.judge.original(judging, intervals)
     before = dict(before)
     if model is None:
         after_m, after = before_m, dict(before)
     else:
-        outputs = run_batched(model, run.loaded.image.name, val)
-        after_m = measure(run.task, outputs, reference, labels, run.task_settings, full=intervals, clusters=clusters)
+        outputs = run_batched(model, run.model.original.image.name, val)
+        after_m = measure(run.judge.task, outputs, reference, labels, run.judge.task_settings, full=intervals, clusters=clusters)
         after = compare_outputs(outputs, reference, labels) | after_m.extras
         after[after_m.metric] = after_m.figure()
     points = 100 * (before[before_m.metric] - after[after_m.metric])
     drop = QualityDrop(after_m.metric, points, run.options.drop_limit, items=independent(after_m.items, clusters),
-                       views=run.held.views, reference_items=before_m.reference_items, undefined=before_m.undefined)
+                       views=run.judge.held.views, reference_items=before_m.reference_items, undefined=before_m.undefined)
     bounds: dict[str, tuple[float, float]] = {}
     figures: list[dict] = []
     if intervals:
@@ -301,8 +260,8 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
                   "after": interval(after_m, run.options.seed, clusters)}
         mine = reference if model is None else outputs
         figures = [{**row, "after": row.pop("figure")}
-                   for row in output_figures(mine, reference, run.task_settings.roles, clusters)]
-    return Quality(before, after, len(val), drop, run.task, bounds, tuple(figures))
+                   for row in output_figures(mine, reference, run.judge.task_settings.roles, clusters)]
+    return Quality(before, after, len(val), drop, run.judge.task, bounds, tuple(figures))
 
 
 class RoundsHopeless(Exception):
@@ -384,8 +343,8 @@ def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView, records: list[Ro
 
 def measured_share(run: Run, model: onnx.ModelProto) -> float:
     """The model's median latency over the original's, timed side by side on the run's device."""
-    check = benchmark([("original", run.loaded.model), ("pruned", model)], run.loaded.image,
-                      device=run.ort_device, threads=run.threads, runs=run.options.bench_runs)
+    check = benchmark([("original", run.model.original.model), ("pruned", model)], run.model.original.image,
+                      device=run.hardware.ort_device, threads=run.hardware.threads, runs=run.options.bench_runs)
     return check.timings[1].median_ms / check.timings[0].median_ms
 
 

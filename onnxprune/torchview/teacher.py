@@ -23,7 +23,7 @@ import torch
 from ..data.sources import Dataset
 from ..graph.load import LoadedModel
 from ..graph.runtime import batch_for, make_session
-from .session import TorchView
+from .view import TorchView
 
 __all__ = ["Teacher", "CACHE_LIMIT", "worth_caching"]
 

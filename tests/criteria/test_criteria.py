@@ -13,7 +13,7 @@ from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
 from onnxprune.graph.runtime import run_batched
 from onnxprune.torchview.finetune import Targets
-from onnxprune.torchview.session import TorchView
+from onnxprune.torchview.view import TorchView
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from onnxprune.graph.load import load
 from onnxprune.graph.runtime import run_model
 from onnxprune.graph.shapes import random_feed
 from onnxprune.stages.verify import verify
-from onnxprune.torchview.session import TorchView
+from onnxprune.torchview.view import TorchView
 
 
 def _blocks(path) -> tuple[object, list[Block]]:

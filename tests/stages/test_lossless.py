@@ -118,7 +118,7 @@ def test_the_report_counts_what_the_lossless_pass_removed() -> None:
 def test_a_removal_that_would_change_the_outputs_is_skipped_not_fatal(monkeypatch, caplog) -> None:
     """Should the pass ever find a channel dead where it is read but live where it did not look,
     the check catches it: the run goes on pruning by saliency alone, and says so."""
-    import onnxprune.stages.rounds as rounds
+    import onnxprune.stages.lossless as lossless
     from onnxprune.stages.lossless import LosslessResult
 
     def wrong(model, *args, **kwargs):
@@ -128,7 +128,7 @@ def test_a_removal_that_would_change_the_outputs_is_skipped_not_fatal(monkeypatc
         weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.5, weight.name))
         return LosslessResult(changed, 1, 0, 0, None)
 
-    monkeypatch.setattr(rounds, "lossless_pass", wrong)
+    monkeypatch.setattr(lossless, "lossless_pass", wrong)
     data = np.random.default_rng(2).standard_normal((40, 3, 8, 8)).astype(np.float32)
     with caplog.at_level("WARNING", logger="onnxprune"):
         # random weights on random inputs: quality is not what this test is about

@@ -10,7 +10,7 @@ from onnxprune.graph.load import load
 from onnxprune.options import resolve
 from onnxprune.stages.prepare import prepare
 from onnxprune.stages.rounds import correct_latency, corrected_goal, plan_widths, planned_rounds, prune_in_rounds
-from onnxprune.torchview.session import TorchView
+from onnxprune.torchview.view import TorchView
 
 
 def test_each_planned_round_removes_at_most_a_tenth_of_the_flops() -> None:
@@ -26,15 +26,15 @@ def test_a_target_below_every_floor_is_refused_before_any_round() -> None:
     o = resolve(0.01, {"round_to": 1, "bench": False})
     run = prepare(load(SAMPLES / "digits_vgg.onnx"), SAMPLES / "digits", o, lambda *a: None)
     with pytest.raises(OnnxpruneError, match="cannot be reached: with every prunable group at its floor"):
-        plan_widths(run, run.work_groups)
+        plan_widths(run, run.model.work_groups)
 
 
 def test_a_latency_target_the_device_misses_gets_correction_rounds() -> None:
     o = resolve(None, dict(target_latency=0.7, rounds=2, round_steps=1, epochs=0, calibration_images=32,
                            bench=False, max_drop=100))
     run = prepare(load(SAMPLES / "digits_resnet.onnx"), SAMPLES / "digits", o, lambda *a: None)
-    plan = plan_widths(run, run.work_groups)
-    view, records, reached = prune_in_rounds(run, plan, TorchView.of(run.work.model, run.work.image))
+    plan = plan_widths(run, run.model.work_groups)
+    view, records, reached = prune_in_rounds(run, plan, TorchView.of(run.model.work.model, run.model.work.image))
     original_flops = plan.base.flops
     measured = []
 

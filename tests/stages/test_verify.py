@@ -15,7 +15,7 @@ from onnxprune.graph.runtime import run_model
 from onnxprune.graph.runtime import run_batched
 from onnxprune.graph.shapes import random_input
 from onnxprune.stages.verify import verify
-from onnxprune.torchview.session import TorchView
+from onnxprune.torchview.view import TorchView
 
 
 @pytest.fixture(scope="module")

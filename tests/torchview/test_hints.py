@@ -11,7 +11,7 @@ from onnxprune import prune
 from onnxprune.graph.load import load
 from onnxprune.graph.shapes import probe_shapes
 from onnxprune.torchview.hints import FeatureHints, hint_nodes
-from onnxprune.torchview.session import TorchView
+from onnxprune.torchview.view import TorchView
 
 
 def test_stage_ends_are_matched_by_name_deepest_first() -> None:

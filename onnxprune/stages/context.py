@@ -24,7 +24,7 @@ from .checkpoint import Checkpoints
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Run", "HeldOut", "Progress", "StageClock"]
+__all__ = ["Run", "Models", "Data", "Judge", "Training", "Hardware", "HeldOut", "Progress", "StageClock"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); "… fine-tuning" stages count images
 
@@ -62,54 +62,86 @@ class HeldOut:
 
 
 @dataclass(frozen=True)
-class Run:
-    """What every stage reads: the options, the models, the data and where things run. Settled
-    by ``prepare`` before the first round and never changed."""
+class Models:
+    """The user's model and the one the stages prune."""
 
-    options: PruneOptions
-    loaded: LoadedModel  # the user's model, normalized, its batch freed
-    work: LoadedModel  # what the rounds prune: ``loaded``, plus BatchNorm where it was folded
-    work_groups: GroupAnalysis
-    train: Dataset  # read lazily, batch by batch
-    val: Dataset  # the held-out images: bounded (--val-images), read lazily
-    held: HeldOut  # what judges: ``val`` as views, and the original's outputs on them
-    teacher: Teacher  # the original's outputs for each fine-tuning batch
-    calib: np.ndarray  # the inputs channels are scored on, every round (--calibration-images)
-    calib_targets: Targets
-    settings: TrainSettings
-    round_steps: int  # fine-tuning steps after each round
-    device: str  # where torch runs
-    ort_device: str  # where onnxruntime measures latency
-    threads: int
-    progress: Progress
-    ranks: Ranks  # this process's place under torchrun
-    checkpoints: Checkpoints
-    task: Task = "regress"  # what the held-out quality is measured by
+    original: LoadedModel  # the user's model, normalized, its batch freed
+    work: LoadedModel  # what the rounds prune: ``original``, plus BatchNorm where it was folded
+    work_groups: GroupAnalysis  # the channel groups of ``work``
+
+
+@dataclass(frozen=True)
+class Data:
+    """The images: read lazily batch by batch, but for the calibration set held in memory."""
+
+    train: Dataset
+    val: Dataset  # the held-out images: bounded (--val-images)
+    calibration: np.ndarray  # the inputs channels are scored on, every round (--calibration-images)
+    calibration_targets: Targets  # the original's outputs on them (and labels where there are)
+    calibration_extremes: dict[str, np.ndarray] | None = None  # per tensor, [max, −min] per channel
+
+
+@dataclass(frozen=True)
+class Judge:
+    """What judges a pruned model: the held-out items and the task's measure, with the
+    original's figures on them computed once and kept (a cache, not state)."""
+
+    held: HeldOut  # ``val`` as views, and the original's outputs on them
+    task: Task = "regress"
     task_settings: TaskSettings = TaskSettings()
-    calib_extremes: dict[str, np.ndarray] | None = None  # per tensor, [max, −min] per channel on ``calib``
-    # the original's held-out measures, computed once (``original``): a cache, not state
-    original_quality: dict = field(default_factory=dict, repr=False, compare=False)
+    _original: dict = field(default_factory=dict, repr=False, compare=False)
 
     def original(self, judging: bool = False, intervals: bool = False) -> tuple[Measure, dict[str, float]]:
         """The original's measure and figures on the held-out items (``held.part``), computed once
         per run and kept: every judgement of a pruned model compares with them."""
-        if (judging, intervals) not in self.original_quality:
+        if (judging, intervals) not in self._original:
             val, reference, clusters = self.held.part(judging)
             measured = measure(self.task, reference, reference, val.labels, self.task_settings, full=intervals,
                                clusters=clusters)
             figures = compare_outputs(reference, reference, val.labels) | measured.extras
             figures[measured.metric] = measured.figure()
-            if measured.undefined and not self.original_quality:  # said once, when first measured
+            if measured.undefined and not self._original:  # said once, when first measured
                 log.warning("%s on the %d held-out inputs; judging by %s instead", measured.undefined, len(val),
                             measured.metric.replace("_", " "))
-            self.original_quality[judging, intervals] = (measured, figures)
-        return self.original_quality[judging, intervals]
+            self._original[judging, intervals] = (measured, figures)
+        return self._original[judging, intervals]
 
     @property
     def metric(self) -> str:
         """The measure --max-drop limits for this model and data (the task's, or accuracy or
         agreement as the labels allow)."""
         return self.original()[0].metric
+
+
+@dataclass(frozen=True)
+class Training:
+    settings: TrainSettings
+    round_steps: int  # fine-tuning steps after each round
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: str  # where torch runs
+    ort_device: str  # where onnxruntime measures latency
+    threads: int  # onnxruntime's threads when timing
+    ranks: Ranks  # this process's place under torchrun
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every stage reads, in a few parts: the options, the models, the data, the judge, the
+    teacher, how fine-tuning runs and on what hardware. Settled by ``prepare`` before the first
+    round and never changed."""
+
+    options: PruneOptions
+    model: Models
+    data: Data
+    judge: Judge
+    teacher: Teacher  # the original's outputs for each fine-tuning batch
+    training: Training
+    hardware: Hardware
+    progress: Progress
+    checkpoints: Checkpoints
 
 
 class StageClock:

@@ -10,7 +10,7 @@ from graphs import GraphBuilder
 
 from onnxprune import prune
 from onnxprune.errors import OnnxpruneError
-from onnxprune.graph.batch import BATCH_NAME
+from onnxprune.graph.free_batch import BATCH_NAME
 from onnxprune.graph.load import load
 from onnxprune.graph.output_axes import BatchAxis, restore_signature
 from onnxprune.graph.runtime import run_model
