@@ -122,8 +122,9 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
     with clock("verify"):
         final = fold_inserted(view.model)  # BatchNorm added for fine-tuning goes back into the convs
         written = restore_signature(final, run.model.original.signature)  # the user's signature
-        max_err = verify(written, view.imported.module, run.model.original.image.name, run.data.val, run.model.original.fixed_batch,
-                         run.model.original.output_axes, batch=run.training.settings.at_once, torch_model=final)
+        user = run.model.original
+        max_err = verify(written, view.imported.module, user.image.name, run.data.val, user.fixed_batch,
+                         user.output_axes, batch=run.training.settings.at_once, torch_model=final)
         final_groups = analyze_groups(LoadedModel(final, run.model.original.image, None))
         if not o.budget_goal and stopped is None:
             _check_reached(o, plan, final_groups)
@@ -136,8 +137,9 @@ def _prune_prepared(run: Run, clock: StageClock) -> PruneResult:
         with clock("quantize"):
             int8 = on_main(lambda: quantize_int8(final, run.model.original.image.name, run.data.calibration))
             # the same contract as the float model's before it is judged or written
-            verify_quantized(restore_signature(int8, run.model.original.signature), written, run.model.original.image.name, run.data.val,
-                             run.model.original.fixed_batch)
+            user = run.model.original
+            verify_quantized(restore_signature(int8, user.signature), written, user.image.name, run.data.val,
+                             user.fixed_batch)
             int8_quality = held_out_quality(run, int8, intervals=True)
     pruned_anything = final_groups.cost.flops < plan.base.flops
     candidates = [("original", run.model.original.model)]
@@ -247,8 +249,8 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
                                                  run.training.settings.output_kinds)
             log.info("final fine-tuning: epochs of %d steps of %d images until the loss against the original on %d "
                      "held-out images stops improving", epoch, o.batch_size, len(selection))
-            view, recovery = train_until_stalled(view, run.data.train, run.teacher, epoch, run.training.settings, (o.seed, 0), judge,
-                                                 len(selection), o.time_budget, run.progress)
+            view, recovery = train_until_stalled(view, run.data.train, run.teacher, epoch, run.training.settings,
+                                                 (o.seed, 0), judge, len(selection), o.time_budget, run.progress)
             log.info("final fine-tuning: stopped after %d epochs (%s, %.0f s); kept epoch %d", recovery.epochs,
                      recovery.stopped, recovery.seconds, recovery.kept_epoch)
             final_steps = recovery.steps
@@ -256,8 +258,8 @@ def _final_finetune(run: Run, view: TorchView, records: list[RoundRecord], freed
             final_steps = ceil((DEFAULT_EPOCHS if o.epochs is None else o.epochs) * epoch)
             log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
             total = final_steps * o.batch_size
-            recover(view, run.data.train, run.teacher, final_steps, run.training.settings, (o.seed, 0), o.recover, o.dsd_sparsity,
-                    lambda images: run.progress("final fine-tuning", images, total))
+            recover(view, run.data.train, run.teacher, final_steps, run.training.settings, (o.seed, 0), o.recover,
+                    o.dsd_sparsity, lambda images: run.progress("final fine-tuning", images, total))
     if budget is not None and final_steps:
         drop = held_out_quality(run, view.model, judging=True).drop
         if not drop.within:
@@ -294,7 +296,8 @@ def time_side_by_side(run: Run, plan: WidthPlan, candidates: list[tuple[str, onn
     if not o.bench and o.target_latency is None:
         return None
     log.info("timing %s in onnxruntime (%d interleaved runs)", ", ".join(n for n, _ in candidates), o.bench_runs)
-    result = benchmark(candidates, run.model.original.image, device=run.hardware.ort_device, threads=run.hardware.threads, runs=o.bench_runs)
+    result = benchmark(candidates, run.model.original.image, device=run.hardware.ort_device,
+                       threads=run.hardware.threads, runs=o.bench_runs)
     timing = result.as_dict()
     if o.target_latency is not None:
         measured, timing["target_met"] = latency_met(result, o.target_latency)
@@ -311,6 +314,7 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
                  clock: StageClock, resumed: Checkpoint | None = None, budget: Budget | None = None,
                  stages: tuple[Stage, ...] = ()) -> Report:
     o, base, after = run.options, plan.base, final.cost
+    train, val, settings = run.data.train, run.data.val, run.training.settings
     first = RoundRecord(0, base.flops, base.params, 1.0, None,
                         1.0 if is_classifier_output(run.judge.held.reference[0].shape) else None,
                         1.0 if plan.latency else None, 0.0)
@@ -337,12 +341,12 @@ def build_report(run: Run, plan: WidthPlan, original: GroupAnalysis, final: Grou
         latency=timing,
         hardware_aware=hardware,
         trajectory=(first, *records),
-        data=DataSizes(len(run.data.train), len(run.data.val), o.labels, len(run.data.calibration), run.data.train.kind, run.training.settings.augment,
-                       small_data_note(len(run.data.train), len(run.data.val), o.drop_limit), _labelled(run.data.train)),
+        data=DataSizes(len(train), len(val), o.labels, len(run.data.calibration), train.kind, settings.augment,
+                       small_data_note(len(train), len(val), o.drop_limit), _labelled(train)),
         external_data=run.model.original.external_data,
         time_s=round(clock.total(), 2),
-        runtime=Runtime(run.hardware.device, run.hardware.ort_device, run.training.settings.precision, run.training.settings.channels_last,
-                        run.hardware.ranks.world, run.training.settings.workers),
+        runtime=Runtime(run.hardware.device, run.hardware.ort_device, settings.precision, settings.channels_last,
+                        run.hardware.ranks.world, settings.workers),
         stage_times_s=clock.as_dict(),
         resumed_after=None if resumed is None else resumed.name,
         budget=budget,

@@ -76,8 +76,8 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
                              extra_steps=extra)
         if (record.quality_drop or 0.0) > o.drop_limit:
             records.append(replace(record, kept=False))
-            reason = (f"round {r} lost {record.quality_drop:.1f} points of {run.judge.metric.replace('_', ' ')}, beyond --max-drop "
-                      f"{o.max_drop:g}, even after {record.extra_steps} more fine-tuning steps")
+            reason = (f"round {r} lost {record.quality_drop:.1f} points of {run.judge.metric.replace('_', ' ')}, "
+                      f"beyond --max-drop {o.max_drop:g}, even after {record.extra_steps} more fine-tuning steps")
             break
         view, kept = candidate, r
         records.append(record)
@@ -88,6 +88,6 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             break
     kept_text = f"round {kept}" if kept else "the original (no round stayed within the budget)"
     log.info("budget: stopped after round %d, keeping %s: %s", records[-1].round if records else 0, kept_text, reason)
-    budget = Budget(run.judge.metric.replace("_", " "), o.drop_limit, minimize, kept, records[-1].round if records else 0,
-                    reason)
+    budget = Budget(run.judge.metric.replace("_", " "), o.drop_limit, minimize, kept,
+                    records[-1].round if records else 0, reason)
     return view, records, budget

@@ -140,7 +140,8 @@ def _better_than_channels(run: Run, plan: WidthPlan, analysis: GroupAnalysis, ch
     is its ``damage``, measured already)."""
     o, work, image = run.options, run.model.work.model, run.model.work.image
     view = TorchView.of(work, image, analysis=analysis)
-    scores = view.scores(analysis, get(o.criterion), run.data.calibration, run.training.settings.at_once, run.data.calibration_targets, o.seed)
+    scores = view.scores(analysis, get(o.criterion), run.data.calibration, run.training.settings.at_once,
+                         run.data.calibration_targets, o.seed)
     compared = []
     for count in range(len(chosen), 0, -1):
         run.progress("blocks against channels", len(chosen) - count, len(chosen))

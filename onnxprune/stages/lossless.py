@@ -202,7 +202,8 @@ def remove_lossless(run: Run, steps: dict[int, int], analysis: GroupAnalysis, st
     freed = LosslessResult(work, 0, 0, 0, analysis)
     if run.options.lossless:
         extremes = run.data.calibration_extremes if start is None else calibrate(
-            work, image.name, run.data.calibration, (), watched_tensors(work, analysis), shapes=analysis.shapes).extremes
+            work, image.name, run.data.calibration, (), watched_tensors(work, analysis),
+            shapes=analysis.shapes).extremes
         freed = lossless_pass(work, image, analysis, run.data.calibration, steps, extremes)
     if freed.dead or freed.folded:
         # the channels are dead or constant on every calibration image, so what can go wrong is

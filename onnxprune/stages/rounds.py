@@ -125,7 +125,8 @@ def plan_widths(run: Run, analysis: GroupAnalysis) -> WidthPlan:
                                           _reference_target(o), o.min_channels, o.flops_weight, o.seed, tick)
             round_to = choice.step
         else:
-            latency = measure_latency(run.model.work.model, analysis, run.model.work.image, store, granularity=grid_step,
+            latency = measure_latency(run.model.work.model, analysis, run.model.work.image, store,
+                                      granularity=grid_step,
                                       progress=tick)
     plan = WidthPlan(base, int(target * base.flops), {frozenset(g.producers): g.channels for g in analysis.groups},
                      round_to, o.round_to == "auto", o.min_channels, latency,
@@ -164,7 +165,8 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
     view's groups). Returns the new view, the round's record and whether the goal was reached."""
     o, tick = run.options, run.progress
     tick(f"{label}: scoring", 0, 1)
-    scores = view.scores(analysis, get(o.criterion), run.data.calibration, run.training.settings.at_once, run.data.calibration_targets, o.seed + r)
+    scores = view.scores(analysis, get(o.criterion), run.data.calibration, run.training.settings.at_once,
+                         run.data.calibration_targets, o.seed + r)
     tick(f"{label}: scoring", 1, 1)
     chosen = select(view.model, analysis, scores, goal, plan.floors(analysis), plan.steps(analysis),
                     o.flops_weight, plan.latency, goal_ms, per_flop)
@@ -203,7 +205,8 @@ def reconstructed(run: Run, before: onnx.ModelProto, sliced: onnx.ModelProto, an
     if not consumers:
         return sliced
     tick = lambda done, total: run.progress(f"{label}: reconstructing", done, total)  # noqa: E731
-    refitted, refits = reconstruct(before, sliced, consumers, run.model.work.image.name, run.data.calibration, run.options.seed,
+    refitted, refits = reconstruct(before, sliced, consumers, run.model.work.image.name, run.data.calibration,
+                                   run.options.seed,
                                    analysis.cost.macs, progress=tick)
     kept = [r.error_share for r in refits if r.kept]
     log.info("%s: refitted %d of %d layers that read removed channels (on calibration images the fit did not see, "
@@ -221,7 +224,8 @@ def _bandit_round(run: Run, view: TorchView, analysis: GroupAnalysis, widths: di
     bandit = ChannelBandit(view.imported.module, view.model, analysis, view.imported.module_of, widths,
                            (run.options.seed, r))
     try:
-        losses = view.finetune(run.data.train, run.teacher, run.training.round_steps, run.training.settings, (run.options.seed, r),
+        losses = view.finetune(run.data.train, run.teacher, run.training.round_steps, run.training.settings,
+                               (run.options.seed, r),
                                progress, after_step=bandit)
     finally:
         bandit.close()
@@ -245,12 +249,14 @@ def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = 
         after_m, after = before_m, dict(before)
     else:
         outputs = run_batched(model, run.model.original.image.name, val)
-        after_m = measure(run.judge.task, outputs, reference, labels, run.judge.task_settings, full=intervals, clusters=clusters)
+        after_m = measure(run.judge.task, outputs, reference, labels, run.judge.task_settings, full=intervals,
+                          clusters=clusters)
         after = compare_outputs(outputs, reference, labels) | after_m.extras
         after[after_m.metric] = after_m.figure()
     points = 100 * (before[before_m.metric] - after[after_m.metric])
     drop = QualityDrop(after_m.metric, points, run.options.drop_limit, items=independent(after_m.items, clusters),
-                       views=run.judge.held.views, reference_items=before_m.reference_items, undefined=before_m.undefined)
+                       views=run.judge.held.views, reference_items=before_m.reference_items,
+                       undefined=before_m.undefined)
     bounds: dict[str, tuple[float, float]] = {}
     figures: list[dict] = []
     if intervals:
