@@ -41,9 +41,9 @@ from .stages.lossless import LosslessResult, remove_lossless
 from .stages.prepare import DEFAULT_EPOCHS, open_ended, prepare
 from .stages.quantize import quantize_int8
 from .stages.recover import recover, selection_loss, train_until_stalled
-from .stages.rounds import (
-    RoundsHopeless, WidthPlan, correct_latency, held_out_quality, latency_met, plan_widths, prune_in_rounds,
-)
+from .stages.judging import held_out_quality
+from .stages.latency_correction import correct_latency, latency_met
+from .stages.rounds import RoundsHopeless, WidthPlan, plan_widths, prune_in_rounds
 from .stages.verify import verify, verify_quantized
 from .torchview.distributed import on_main
 from .torchview.finetune import epoch_steps

@@ -20,7 +20,8 @@ from ..report import Budget, RoundRecord
 from ..torchview.finetune import epoch_steps
 from ..torchview.view import TorchView
 from .context import Run
-from .rounds import BUDGET_STEP, WidthPlan, held_out_quality, prune_round
+from .judging import held_out_quality
+from .rounds import BUDGET_STEP, WidthPlan, prune_round
 
 __all__ = ["prune_within_budget", "retry_steps", "MAX_ROUNDS"]
 

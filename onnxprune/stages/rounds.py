@@ -1,7 +1,8 @@
 """The rounds: what widths are possible, then {score → select → slice → fine-tune} until the
-target, and more rounds while the measured latency misses a latency target.
+target. Each round is judged by ``judging.held_out_quality``; the rounds a latency target adds
+when the device disagrees with the prediction are ``latency_correction``'s.
 
-Each stage takes the run's frozen context (``run.Run``) and the ``WidthPlan`` and returns
+Each stage takes the run's frozen context (``context.Run``) and the ``WidthPlan`` and returns
 new values; nothing is rebound behind the caller's back.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import ceil, log as ln
 from typing import Any
 
@@ -21,27 +22,20 @@ from ..errors import OnnxpruneError
 from ..graph.flops import ModelCost, count
 from ..graph.groups import GroupAnalysis, predict_shapes
 from ..graph.reconstruct import cut_consumers, reconstruct
-from ..graph.runtime import run_batched
 from ..graph.slice import slice_groups, zero_channels
-from ..measure.bench import BenchResult, benchmark
 from ..measure.device_table import TableFile
-from ..measure.intervals import drop_interval, independent, interval
 from ..measure.latency import LatencyModel, LocalCache, Store, measure_granularity, measure_latency
-from ..measure.metrics import QualityDrop, compare_outputs
-from ..measure.tasks import measure, output_figures
 from ..options import PruneOptions
-from ..report import Quality, RoundRecord
-from ..torchview.distributed import on_main
+from ..report import RoundRecord
 from ..torchview.view import TorchView
 from .bandit import ChannelBandit
 from .context import Run
+from .judging import held_out_quality
 from .select import floor_for, group_step, select
 from .width_step import StepChoice, choose_step
 
-__all__ = ["WidthPlan", "plan_widths", "prune_round", "prune_in_rounds", "correct_latency",
-           "RoundsHopeless", "hopeless",
-           "corrected_goal", "latency_met", "planned_rounds", "measured_share", "held_out_quality",
-           "latency_store", "BUDGET_STEP"]
+__all__ = ["WidthPlan", "plan_widths", "prune_round", "prune_in_rounds", "RoundsHopeless", "hopeless",
+           "planned_rounds", "latency_store", "BUDGET_STEP"]
 
 log = logging.getLogger(__name__)
 
@@ -233,43 +227,6 @@ def _bandit_round(run: Run, view: TorchView, analysis: GroupAnalysis, widths: di
     return TorchView.of(sliced, view.image, analysis=groups), losses
 
 
-def held_out_quality(run: Run, model: onnx.ModelProto | None, intervals: bool = False,
-                     judging: bool = False) -> Quality:
-    """The original's and ``model``'s quality on the held-out data (``None``: the original
-    itself), and what was lost by the task's measure --max-drop limits: the one judge of the
-    rounds, the budget and the written model. With ``intervals``, the 95 % intervals the number
-    of held-out items allows (a bootstrap: the final figures, not every round's). Where the
-    budget chooses among rounds, ``judging`` takes the items decisions are made on, and the
-    figure reported for the kept model comes from the others, which no decision saw."""
-    val, reference, clusters = run.judge.held.part(judging)
-    labels = val.labels
-    before_m, before = run.judge.original(judging, intervals)
-    before = dict(before)
-    if model is None:
-        after_m, after = before_m, dict(before)
-    else:
-        outputs = run_batched(model, run.model.original.image.name, val)
-        after_m = measure(run.judge.task, outputs, reference, labels, run.judge.task_settings, full=intervals,
-                          clusters=clusters)
-        after = compare_outputs(outputs, reference, labels) | after_m.extras
-        after[after_m.metric] = after_m.figure()
-    points = 100 * (before[before_m.metric] - after[after_m.metric])
-    drop = QualityDrop(after_m.metric, points, run.options.drop_limit, items=independent(after_m.items, clusters),
-                       views=run.judge.held.views, reference_items=before_m.reference_items,
-                       undefined=before_m.undefined)
-    bounds: dict[str, tuple[float, float]] = {}
-    figures: list[dict] = []
-    if intervals:
-        low, high = drop_interval(before_m, after_m, run.options.seed, clusters)
-        drop = replace(drop, low=low, high=high)
-        bounds = {"before": interval(before_m, run.options.seed, clusters),
-                  "after": interval(after_m, run.options.seed, clusters)}
-        mine = reference if model is None else outputs
-        figures = [{**row, "after": row.pop("figure")}
-                   for row in output_figures(mine, reference, run.judge.task_settings.roles, clusters)]
-    return Quality(before, after, len(val), drop, run.judge.task, bounds, tuple(figures))
-
-
 class RoundsHopeless(Exception):
     """A round lost so far beyond --max-drop that recovery cannot bring it back: the rounds stop
     (``view``, ``records`` as they are), and the run says what the user can ask for instead."""
@@ -345,63 +302,3 @@ def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView, records: list[Ro
         if not reached:
             return view, records, False
     return view, records, True
-
-
-def measured_share(run: Run, model: onnx.ModelProto) -> float:
-    """The model's median latency over the original's, timed side by side on the run's device."""
-    check = benchmark([("original", run.model.original.model), ("pruned", model)], run.model.original.image,
-                      device=run.hardware.ort_device, threads=run.hardware.threads, runs=run.options.bench_runs)
-    return check.timings[1].median_ms / check.timings[0].median_ms
-
-
-def correct_latency(run: Run, plan: WidthPlan, view: TorchView, records: list[RoundRecord],
-                    measure: Callable[..., float] = measured_share) -> TorchView:
-    """The prediction chose; the device decides. Where the measured latency (``measure(run,
-    model)``) is above the target, a new predicted goal is taken from how measured followed
-    predicted so far and one more round runs (twice at most; appended to ``records``). The median
-    decides here, not median + noise: a noisy check must not let a miss through."""
-    o, target = run.options, run.options.target_latency
-    if target is None:
-        return view
-    tables, base_ms = plan.timed()
-    points = [(1.0, 1.0)]  # (predicted, measured) shares of the original; the original is exact
-    for attempt in range(1, 3):
-        measured = on_main(lambda: measure(run, view.model))
-        if measured <= target:
-            break
-        analysis = view.groups()
-        predicted = tables.predict(analysis.cost, analysis.shapes) / base_ms
-        points.append((predicted, measured))
-        log.info("measured latency %.1f%% of the original against %.1f%% predicted: pruning once more",
-                 100 * measured, 100 * predicted)
-        goal_ms = base_ms * corrected_goal(points, target)
-        view, record, reached = prune_round(run, plan, view, analysis, planned_rounds(o) + attempt,
-                                            f"latency correction {attempt}", plan.target_flops, goal_ms, soft=False)
-        records.append(record)
-        if not reached:
-            break
-    return view
-
-
-def corrected_goal(points: list[tuple[float, float]], target: float) -> float:
-    """The predicted latency share to aim for so that the measured share lands on ``target``.
-
-    On the line through the last two (predicted, measured) points: where fixed per-node costs
-    remain (MobileNetV2 on a CPU), measured latency falls more slowly than predicted, which
-    scaling by measured ÷ predicted (a line through the origin) ignores — it took two
-    corrections to come within 8 % of the target. Where the points do not slope down together
-    (noise), that scaling is used; a nearly flat line (noise too) may not go below half of it.
-    """
-    (p0, m0), (p1, m1) = points[-2:]
-    proportional = p1 * target / m1
-    if p0 > p1 and m0 > m1:
-        return max(p1 - (m1 - target) * (p0 - p1) / (m0 - m1), proportional / 2)
-    return proportional
-
-
-def latency_met(result: BenchResult, target: float) -> tuple[float, bool]:
-    """The pruned model's measured share of the original's latency, and whether it is within the
-    target give or take the timing noise (the report's verdict)."""
-    original, pruned = result.timings[:2]
-    measured = pruned.median_ms / original.median_ms
-    return measured, measured <= target * (1 + max(original.spread, pruned.spread))

@@ -9,7 +9,8 @@ from onnxprune.graph.groups import analyze_groups
 from onnxprune.graph.load import load
 from onnxprune.options import resolve
 from onnxprune.stages.prepare import prepare
-from onnxprune.stages.rounds import correct_latency, corrected_goal, plan_widths, planned_rounds, prune_in_rounds
+from onnxprune.stages.latency_correction import correct_latency, corrected_goal
+from onnxprune.stages.rounds import plan_widths, planned_rounds, prune_in_rounds
 from onnxprune.torchview.view import TorchView
 
 
