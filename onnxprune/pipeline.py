@@ -43,7 +43,8 @@ from .stages.quantize import quantize_int8
 from .stages.recover import recover, selection_loss, train_until_stalled
 from .stages.judging import held_out_quality
 from .stages.latency_correction import correct_latency, latency_met
-from .stages.rounds import RoundsHopeless, WidthPlan, plan_widths, prune_in_rounds
+from .stages.planner import WidthPlan, plan_widths
+from .stages.rounds import RoundsHopeless, prune_in_rounds
 from .stages.verify import verify, verify_quantized
 from .torchview.distributed import on_main
 from .torchview.finetune import epoch_steps

@@ -1,7 +1,7 @@
 """--max-drop as the goal: prune round by round while the held-out quality stays within the
 budget, and keep the last model that did — the smallest by FLOPs, or by predicted latency.
 
-Each round removes ``BUDGET_STEP`` of what is left (FLOPs, or predicted latency with
+Each round removes ``planner.BUDGET_STEP`` of what is left (FLOPs, or predicted latency with
 ``--minimize latency``; channels ranked as a FLOPs target ranks them, by saliency and their FLOPs
 weighted by how slow they are), fine-tunes as a target run's rounds do, and measures the held-out
 quality by the measure --max-drop limits. A round beyond the budget is not judged on its few
@@ -21,7 +21,8 @@ from ..torchview.finetune import epoch_steps
 from ..torchview.view import TorchView
 from .context import Run
 from .judging import held_out_quality
-from .rounds import BUDGET_STEP, WidthPlan, prune_round
+from .planner import WidthPlan
+from .rounds import prune_round
 
 __all__ = ["prune_within_budget", "retry_steps", "MAX_ROUNDS"]
 
@@ -51,18 +52,14 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
     reason = f"the round limit ({limit}, --rounds) was reached"
     for r in range(after + 1, limit + 1):
         analysis = view.groups()
-        flops = analysis.cost.flops
-        if minimize == "latency":
-            goal, goal_ms = flops, plan.timed()[0].predict(analysis.cost, analysis.shapes) * (1 - BUDGET_STEP)
-        else:
-            goal, goal_ms = int(flops * (1 - BUDGET_STEP)), None
+        goal, goal_ms = plan.next_budget_goal(analysis, minimize)
         label = f"round {r}"
         # ranked by FLOPs weighted by their slowness in both modes: ranked by milliseconds alone,
         # the latency rounds broke the budget sooner and kept slower models on all three samples
         # (benchmarks/results/budget-2026-11-30-ranked-by-ms.txt against budget.txt)
         candidate, record, reached = prune_round(run, plan, view, analysis, r, label, goal, goal_ms, soft=False,
                                                  per_flop=True)
-        if record.flops >= flops:
+        if record.flops >= analysis.cost.flops:
             reason = f"every prunable group was at its floor after round {r - 1}"
             break
         if (record.quality_drop or 0.0) > o.drop_limit:

@@ -33,8 +33,7 @@ from ..graph.slice import slice_groups
 from ..torchview.view import TorchView
 from .context import Run
 from .recover import selection_loss
-from .rounds import WidthPlan
-from .select import select
+from .planner import WidthPlan
 
 __all__ = ["DepthResult", "remove_blocks_first", "DEPTH_SHARE", "SCORE_IMAGES"]
 
@@ -149,8 +148,7 @@ def _better_than_channels(run: Run, plan: WidthPlan, analysis: GroupAnalysis, ch
         flops = sum(2 * b.macs for b in head)
         loss = damage[head[0].add] if count == 1 else selection_loss(remove_blocks(work, head), image.name, images,
                                                                      teacher, run.training.settings.output_kinds)
-        cut = select(work, analysis, scores, analysis.cost.flops - flops, plan.floors(analysis), plan.steps(analysis),
-                     o.flops_weight, None, None)
+        cut = plan.choose(work, analysis, scores, analysis.cost.flops - flops, o.flops_weight, hardware_aware=False)
         sliced, _ = slice_groups(work, image, analysis, cut.keep)
         instead = selection_loss(sliced, image.name, images, teacher, run.training.settings.output_kinds)
         compared.append((count, flops / plan.base.flops, loss, instead))

@@ -13,7 +13,8 @@ from ..report import RoundRecord
 from ..torchview.distributed import on_main
 from ..torchview.view import TorchView
 from .context import Run
-from .rounds import WidthPlan, planned_rounds, prune_round
+from .planner import WidthPlan, planned_rounds
+from .rounds import prune_round
 
 __all__ = ["correct_latency", "corrected_goal", "latency_met", "measured_share"]
 

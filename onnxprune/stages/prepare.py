@@ -33,7 +33,7 @@ from .calibration import calibrate
 from .checkpoint import Checkpoints, fingerprint
 from .context import Data, Hardware, HeldOut, Judge, Models, Progress, Run, Training
 from .lossless import watched_tensors
-from .rounds import planned_rounds
+from .planner import planned_rounds
 
 __all__ = ["prepare", "MIN_JUDGED"]
 

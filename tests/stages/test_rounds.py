@@ -10,7 +10,8 @@ from onnxprune.graph.load import load
 from onnxprune.options import resolve
 from onnxprune.stages.prepare import prepare
 from onnxprune.stages.latency_correction import correct_latency, corrected_goal
-from onnxprune.stages.rounds import plan_widths, planned_rounds, prune_in_rounds
+from onnxprune.stages.planner import plan_widths, planned_rounds
+from onnxprune.stages.rounds import prune_in_rounds
 from onnxprune.torchview.view import TorchView
 
 
