@@ -231,11 +231,10 @@ def _prune_and_write(model: str, data: str, options: PruneOptions, out: Path, as
 
     from onnxprune.errors import QualityBudgetExceeded
     from onnxprune.pipeline import prune as run_prune
-    from onnxprune.report import render_markdown, render_plots
+    from onnxprune.render import render_markdown, render_plots, render_summary
     from onnxprune.graph.files import report_folder
     from onnxprune.graph.write import write_model, write_report
 
-    from .render import render_summary
 
     from onnxprune.torchview.distributed import leave, ranks
 

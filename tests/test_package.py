@@ -116,6 +116,7 @@ READS = {
     "torchview": {"graph", "data", "measure", "criteria", "errors"},
     "options": {"graph", "criteria", "data", "measure", "errors"},
     "report": {"measure", "root"},
+    "render": set(),  # the report's dict in, text and pictures out
     "stages": {"graph", "data", "measure", "criteria", "torchview", "options", "report", "errors", "root"},
     "pipeline": {"graph", "data", "measure", "criteria", "torchview", "stages", "options", "report", "errors"},
     "root": {"errors"},

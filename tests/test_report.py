@@ -10,8 +10,8 @@ import pytest
 from conftest import SAMPLES
 
 from onnxprune import prune
-from onnxprune.report import Report, render_markdown, render_plots
-from onnxprune_cli.render import render_summary
+from onnxprune.render import render_markdown, render_plots, render_summary
+from onnxprune.report import Report
 
 SCHEMA = json.loads((SAMPLES.parent / "docs" / "report.schema.json").read_text())
 

@@ -179,7 +179,7 @@ def test_a_held_out_share_that_cannot_resolve_the_budget_says_so(tmp_path) -> No
                   round_steps=1, epochs=0.1, calibration_images=32, round_to=1, bench=False, max_drop=1,
                   val_images=12)
     assert tight.report.quality.drop.resolved is False
-    from onnxprune_cli.render import render_summary
+    from onnxprune.render import render_summary
 
     assert "the interval is wider than --max-drop 1: 12 held-out images cannot resolve it" in render_summary(
         tight.report.written_to("out.onnx", "out.report").as_dict())
@@ -222,7 +222,7 @@ def test_a_few_alike_items_do_not_make_a_bootstrap_interval_collapse() -> None:
 
 
 def test_the_report_page_shows_the_tasks_measure_with_its_interval(tmp_path) -> None:
-    from onnxprune.report import render_markdown
+    from onnxprune.render import render_markdown
 
     g = GraphBuilder(input_shape=("n", 3, 16, 16))
     text = g.node("Sigmoid", [g.conv(_backbone(g), 8, 1)])

@@ -15,7 +15,8 @@ from onnxprune.graph.load import load
 from onnxprune.graph.shapes import probe_shapes
 from onnxprune.measure.metrics import QualityDrop
 from onnxprune.options import InvalidOption, resolve
-from onnxprune.report import Quality, render_markdown
+from onnxprune.render import render_markdown
+from onnxprune.report import Quality
 
 QUICK = dict(round_steps=1, epochs=0.1, calibration_images=32, round_to=1, bench=False)
 
