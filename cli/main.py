@@ -217,7 +217,7 @@ def prune(ctx: click.Context, model: str, data: str, output: str | None, as_json
     from onnxprune.options import check_paths
 
     # the paths first, before onnx and torch are imported: a wrong one answers at once
-    check_paths(model, data, params["labels"], params["val_data"])
+    check_paths(model, data, params["labels"], params["val_data"], params["unlabeled"])
     out = Path(output) if output else default_output(Path(model))
     check_output_path(out, Path(model))
     options = options_from(params)

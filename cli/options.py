@@ -26,7 +26,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("The job (most runs need only these)",
      ("data", "target_flops", "target_latency", "max_drop", "labels", "quantize")),
     ("Data and labels",
-     ("val_split", "val_data", "val_images", "judge_views", "calibration_images", "input_size", "mean", "std", "bgr")),
+     ("val_split", "val_data", "unlabeled", "val_images", "judge_views", "calibration_images", "input_size", "mean", "std", "bgr")),
     ("Quality", ("task", "box_layout", "mask_threshold", "blank", "metric", "minimize")),
     ("Hardware and latency", ("round_to", "latency_table", "bench", "device", "precision", "workers")),
     ("Training", ("structure", "criterion", "flops_weight", "min_channels", "rounds", "round_steps", "epochs", "time_budget", "lr",

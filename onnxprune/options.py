@@ -121,6 +121,10 @@ class PruneOptions:
                               _between(0, 0.95), metavar="SHARE")
     val_data: str | None = option(None, "A separate validation folder or .npy instead of --val-split.",
                                   metavar="DIR|FILE.npy")
+    unlabeled: str | None = option(
+        None, "More images, without labels, that fine-tuning learns from the original on (distillation needs no "
+              "label): a folder (recursive) or an .npy/.npz; never held out, judged or scored on.",
+        metavar="DIR|FILE.npy")
     input_size: tuple[int, int] | None = option(
         None, "Input height and width for models with symbolic spatial dims.", _size, metavar="H W")
     mean: tuple[float, ...] | None = option(
@@ -329,12 +333,16 @@ def resolve(target_flops: float | None, options: dict[str, Any]) -> PruneOptions
 
 
 
-def check_paths(model: Any, data: Any, labels: str | None = None, val_data: str | None = None) -> None:
-    """Refuse a missing model, data folder, labels CSV or --val-data before any work (the CLI runs
-    this before torch or onnx is imported); a model or data given as objects is not a path."""
+def check_paths(model: Any, data: Any, labels: str | None = None, val_data: str | None = None,
+                unlabeled: str | None = None) -> None:
+    """Refuse a missing model, data folder, labels CSV, --val-data or --unlabeled before any work
+    (the CLI runs this before torch or onnx is imported); a model or data given as objects is not
+    a path."""
     if isinstance(model, (str, Path)):
         check_model_file(model)
     if isinstance(data, (str, Path)):
         check_source(data, labels)
     if val_data:
         check_source(val_data, labels, flag="--val-data")
+    if unlabeled:
+        check_source(unlabeled, None, flag="--unlabeled")

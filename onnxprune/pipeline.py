@@ -82,7 +82,7 @@ def prune(
     Under torchrun every process calls this; each returns the same model.
     """
     o = _settle(target_flops, options, overrides)
-    check_paths(model, data, o.labels, o.val_data)
+    check_paths(model, data, o.labels, o.val_data, o.unlabeled)
     clock = StageClock()
     torch.manual_seed(o.seed)
     with clock("prepare"):

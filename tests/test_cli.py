@@ -116,6 +116,7 @@ def test_the_options_page_lists_every_option_of_the_help() -> None:
     ([str(SAMPLE), "--data", "missing/"], "--data missing: no such file or folder"),
     ([str(SAMPLE), "--data", str(SAMPLES / "digits"), "--labels", "missing.csv"], "--labels missing.csv: no such"),
     ([str(SAMPLE), "--data", str(SAMPLES / "digits"), "--val-data", "missing/"], "--val-data missing: no such"),
+    ([str(SAMPLE), "--data", str(SAMPLES / "digits"), "--unlabeled", "missing/"], "--unlabeled missing: no such"),
     ([str(SAMPLE), "--data", str(SAMPLES / "digits"), "-o", "missing/out.onnx"], "folder missing does not exist"),
     ([str(SAMPLE), "--data", str(SAMPLE)], "give a folder of images or an .npy/.npz file"),
 ])

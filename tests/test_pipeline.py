@@ -73,3 +73,21 @@ def test_without_views_the_teacher_is_read_from_a_cache_that_is_removed_after(tm
                    epochs=2, round_to=1, bench=False, max_drop=100, checkpoint_dir=str(checkpoints))
     assert built and result.report.data.augment == "none"
     assert not list(checkpoints.glob("onnxprune-teacher-*"))
+
+
+def test_unlabeled_images_are_learnt_from_and_never_judged(tmp_path) -> None:
+    extra = np.random.default_rng(1).standard_normal((20, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "extra.npy", extra)
+    plain = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.6, labels="imagefolder", **FAST).report
+    more = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.6, labels="imagefolder",
+                 unlabeled=str(tmp_path / "extra.npy"), **FAST).report
+    assert more.data.train == plain.data.train + 20 and more.data.validation == plain.data.validation
+    assert plain.data.labelled is None and more.data.labelled == plain.data.train  # the extra carry no label
+    assert more.verification.max_abs_error <= 1e-3 and more.flops.fraction <= 0.6
+
+
+def test_a_missing_unlabeled_folder_is_refused_before_any_work(tmp_path) -> None:
+    from onnxprune.errors import OnnxpruneError
+
+    with pytest.raises(OnnxpruneError, match="--unlabeled .*missing: no such file or folder"):
+        prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.6, unlabeled=str(tmp_path / "missing"), **FAST)

@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import OnnxpruneError
 from ..graph.image_input import ImageInput
 
-__all__ = ["Preprocess", "View", "Dataset", "UnreadableImage", "ImageFiles", "Tensors", "Views", "load_data", "split", "bounded",
+__all__ = ["Preprocess", "View", "Dataset", "UnreadableImage", "ImageFiles", "Tensors", "Views", "Joined", "joined",
+           "load_data", "split", "bounded",
            "IMAGE_SUFFIXES", "UNLABELLED", "check_labels", "check_source", "small_data_note"]
 
 log = logging.getLogger(__name__)
@@ -193,12 +194,36 @@ class Views:
         return self.source.read(int(self.index[i]), self.views[i])
 
 
-Source = ImageFiles | Tensors | Views
+class Joined:
+    """Two data sets read as one: the items of ``first``, then those of ``extra`` (--unlabeled
+    images after --data's training share)."""
+
+    def __init__(self, first: Dataset, extra: Dataset) -> None:
+        self.first, self.extra = first, extra
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.extra)
+
+    def _part(self, i: int) -> tuple[Dataset, int]:
+        return (self.first, i) if i < len(self.first) else (self.extra, i - len(self.first))
+
+    def name(self, i: int) -> str:
+        part, k = self._part(i)
+        return part.source.name(int(part.index[k]))
+
+    def read(self, i: int, view: View = CENTRE) -> np.ndarray:
+        part, k = self._part(i)
+        return part.read(k, view)
+
+
+Source = ImageFiles | Tensors | Views | Joined
 
 
 def _item_shape(source: Source) -> tuple[int, ...]:
     if isinstance(source, Views):
         return _item_shape(source.source)
+    if isinstance(source, Joined):
+        return _item_shape(source.first.source)
     return source.image.shape(1)[1:] if isinstance(source, ImageFiles) else source.array.shape[1:]
 
 
@@ -234,6 +259,8 @@ class Dataset:
 
     @property
     def kind(self) -> str:
+        if isinstance(self.source, Joined):
+            return self.source.first.kind
         source = self.source.source if isinstance(self.source, Views) else self.source
         return "images" if isinstance(source, ImageFiles) else "tensors"
 
@@ -255,8 +282,8 @@ class Dataset:
 
     def seen_as(self, positions, views: list[View]) -> Dataset:
         """Items ``positions`` each as its ``views`` entry shows it, as a data set of their own."""
-        if isinstance(self.source, Views):
-            raise ValueError("the views of views are not defined: take them of the images")
+        if isinstance(self.source, (Views, Joined)):
+            raise ValueError("views are taken of the images of one source")
         positions = np.asarray(positions, dtype=np.int64)
         labels = None if self.labels is None else self.labels[positions]
         return Dataset(Views(self.source, self.index[positions], views), np.arange(len(positions)), labels, self.classes)
@@ -265,6 +292,16 @@ class Dataset:
         positions = np.asarray(positions, dtype=np.int64)
         labels = None if self.labels is None else self.labels[positions]
         return Dataset(self.source, self.index[positions], labels, self.classes)
+
+
+def joined(train: Dataset, unlabeled: Dataset) -> Dataset:
+    """``train`` and then the ``unlabeled`` images as one training set: the original teaches both
+    (distillation needs no label), and where ``train`` has labels those images are UNLABELLED."""
+    if unlabeled.item_bytes != train.item_bytes:
+        raise OnnxpruneError(f"--unlabeled holds inputs of {unlabeled.item_bytes // 4} values, --data of "
+                             f"{train.item_bytes // 4}: give images (or tensors shaped) as the model takes them")
+    labels = None if train.labels is None else np.r_[train.labels, np.full(len(unlabeled), UNLABELLED)]
+    return Dataset(Joined(train, unlabeled), np.arange(len(train) + len(unlabeled)), labels, train.classes)
 
 
 def _per_channel(values: tuple[float, ...], channels: int, what: str) -> np.ndarray:

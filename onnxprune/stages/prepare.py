@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.augment import judging_views, resolve_mode
-from ..data.sources import CENTRE, Dataset, bounded, check_labels, load_data, small_data_note, split
+from ..data.sources import CENTRE, Dataset, bounded, check_labels, joined, load_data, small_data_note, split
 from ..errors import OnnxpruneError
 from ..graph.batchnorm import needs_batchnorm, shapes_with_inserted, with_batchnorm
 from ..graph.flops import count
@@ -70,6 +70,10 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         train, val = split(dataset, o.val_split, o.seed, o.val_images)
     for what, part in (("--labels " + str(o.labels), dataset), ("--val-data", val)):
         check_labels(part, loaded.output_axes[0].rest if loaded.output_axes else (), what)
+    if o.unlabeled:  # after the split: these images are learnt from, never judged on
+        extra = load_data(o.unlabeled, image, o.preprocess, None, flag="--unlabeled")
+        log.info("--unlabeled: %d more images to learn from the original on", len(extra))
+        train = joined(train, extra)
     n_calib = min(len(train), o.calibration_images)
     log.info("data: %d training and %d validation %s, %d calibrate", len(train), len(val), dataset.kind, n_calib)
     note = small_data_note(len(train), len(val), o.drop_limit)

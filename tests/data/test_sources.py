@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxprune.data.sources import CENTRE, UNLABELLED, Dataset, Preprocess, View, bounded, check_labels, load_data, split
+from onnxprune.data.sources import (
+    CENTRE, UNLABELLED, Dataset, Preprocess, View, bounded, check_labels, joined, load_data, split,
+)
 from onnxprune.errors import OnnxpruneError
 from onnxprune.graph.load import ImageInput
 
@@ -170,3 +172,27 @@ def test_a_small_held_out_share_is_told_what_it_can_resolve() -> None:
     assert "36 held-out images" in note and "2.8 points" in note and "±10 points" in note
     assert "wider than --max-drop 3; about 385 would resolve it" in note
     assert small_data_note(2000, 500, 3.0) is None
+
+
+def test_unlabeled_images_join_the_training_set_unlabelled(tmp_path: Path) -> None:
+    for k in range(3):
+        _image(tmp_path / "folder" / str(k % 2) / f"{k}.png", color=(50 * k, 0, 0))
+    train = load_data(tmp_path / "folder", NCHW, labels="imagefolder")
+    extra_inputs = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "extra.npy", extra_inputs)
+    both = joined(train, load_data(tmp_path / "extra.npy", NCHW))
+    assert len(both) == 7 and both.kind == "images" and both.classes == train.classes
+    assert list(both.labels[:3]) == list(train.labels) and (both.labels[3:] == UNLABELLED).all()
+    assert np.array_equal(both.inputs[:3], train.inputs) and np.array_equal(both.inputs[3:], extra_inputs)
+    assert both.names[3] == "extra.npy[0]"
+    picked = both.subset([4, 0])  # as the loader and the calibration set take them
+    assert np.array_equal(picked.inputs, np.stack([extra_inputs[1], train.inputs[0]]))
+    # without labels the joined set has none either
+    assert joined(load_data(tmp_path / "folder", NCHW), load_data(tmp_path / "extra.npy", NCHW)).labels is None
+
+
+def test_unlabeled_inputs_of_another_shape_are_refused(tmp_path: Path) -> None:
+    _image(tmp_path / "folder" / "a.png")
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 3, 4, 4), np.float32))
+    with pytest.raises(OnnxpruneError, match="--unlabeled holds inputs of 48 values"):
+        joined(load_data(tmp_path / "folder", NCHW), Dataset.of_array(np.zeros((2, 3, 4, 4), np.float32)))
