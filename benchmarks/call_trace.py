@@ -2,10 +2,8 @@
 
 Runs ``onnxprune.prune`` on a sample (to 50 % of the FLOPs, one epoch, width step 8 and no
 timing, so nothing varies) under ``sys.setprofile`` and prints, for calls between onnxprune's
-own modules: the modules entered, the distinct caller → callee module pairs, the trip itself
-(the module control is in, call by call and return by return, in order: its stays, the moves
-between them, and the moves back into a module already left), and how often the graph is traced,
-its shapes probed and a quality measured. It reads the package wherever it is,
+own modules: the modules entered, the distinct caller → callee module pairs, and how often the
+graph is traced, its shapes probed and a quality measured. It reads the package wherever it is,
 so two commits compare:
 
     python benchmarks/call_trace.py [--model digits_resnet.onnx] [--list]
@@ -33,26 +31,14 @@ def main() -> None:
     edges: dict[tuple[str, str], int] = {}
     entered: set[str] = set()
     repeated = {"find_groups": 0, "probe_shapes": 0, "measure": 0}  # tracing, shape probes, quality measures
-    trip: list[str] = []  # the onnxprune module control is in, each time it changes
-
-    def now_in(module: str) -> None:
-        if module and (module.startswith("onnxprune.") or module == "onnxprune") and (not trip or trip[-1] != module):
-            trip.append(module)
 
     def profile(frame, event, arg):  # noqa: ARG001
-        if frame.f_code.co_name == "<module>":  # calls, not imports
-            return
-        if event == "return":  # control goes back to the caller's module
-            if frame.f_back is not None:
-                now_in(frame.f_back.f_globals.get("__name__", ""))
-            return
-        if event != "call":
+        if event != "call" or frame.f_code.co_name == "<module>":  # calls, not imports
             return
         callee = frame.f_globals.get("__name__", "")
         if not callee.startswith("onnxprune.") and callee != "onnxprune":
             return
         entered.add(callee)
-        now_in(callee)
         if frame.f_code.co_name in repeated and callee.rpartition(".")[2] in ("groups", "shapes", "tasks"):
             repeated[frame.f_code.co_name] += 1
         caller_frame = frame.f_back
@@ -72,13 +58,6 @@ def main() -> None:
     print(f"# call_trace.py: prune({args.model}, target 0.5); the package has {modules} modules")
     print(f"modules entered          {len(entered)}")
     print(f"caller → callee pairs    {len(edges)}")
-    left: set[str] = set()
-    returns = 0
-    for before, after in zip(trip, trip[1:]):
-        left.add(before)
-        returns += after in left
-    print(f"stays in modules         {len(trip)}  (in {len(set(trip))} modules)")
-    print(f"moves between them       {max(len(trip) - 1, 0)}, {returns} of them back into a module already left")
     print(f"graphs traced            {repeated['find_groups']}  (groups.find_groups)")
     print(f"shapes probed            {repeated['probe_shapes']}  (shapes.probe_shapes: an onnxruntime run)")
     print(f"quality measures         {repeated['measure']}  (tasks.measure)")
