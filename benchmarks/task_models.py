@@ -169,6 +169,12 @@ def _detector_targets(boxes: list[np.ndarray], h: int, w: int, stride: int, clas
     return cls, dist, mask
 
 
+def sample_shapes(count: int, seed: int) -> np.ndarray:
+    """``count`` rendered images of the detector task, (N, H, W, C) uint8, seeded."""
+    rng = np.random.default_rng([2, seed])
+    return np.stack([_shapes_image(rng)[0] for _ in range(count)])
+
+
 def detector(steps: int = 500, batch: int = 32) -> TaskModel:
     model = ShapeDetector()
     cache: dict[int, tuple] = {}
@@ -194,11 +200,7 @@ def detector(steps: int = 500, batch: int = 32) -> TaskModel:
     losses = _train(model, batches, loss, steps)
     model.forward = original_forward
 
-    def sample(count: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng([2, seed])
-        return np.stack([_shapes_image(rng)[0] for _ in range(count)])
-
-    return TaskModel("shape_detector", "detect", model, sample, 3, f"final loss {np.mean(losses[-20:]):.3f}")
+    return TaskModel("shape_detector", "detect", model, sample_shapes, 3, f"final loss {np.mean(losses[-20:]):.3f}")
 
 
 # -- text regions (DB-style probability map) ----------------------------------------------------
@@ -240,6 +242,12 @@ class TextMap(nn.Module):
         return F.interpolate(self.head(a2), scale_factor=2.0, mode="bilinear", align_corners=False).sigmoid()
 
 
+def sample_pages(count: int, seed: int) -> np.ndarray:
+    """``count`` rendered images of the text_map task, (N, H, W, C) uint8, seeded."""
+    rng = np.random.default_rng([4, seed])
+    return np.stack([_text_page(rng)[0] for _ in range(count)])
+
+
 def text_map(steps: int = 400, batch: int = 16) -> TaskModel:
     model = TextMap()
 
@@ -250,11 +258,7 @@ def text_map(steps: int = 400, batch: int = 16) -> TaskModel:
 
     losses = _train(model, batches, lambda out, want: F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), want), steps)
 
-    def sample(count: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng([4, seed])
-        return np.stack([_text_page(rng)[0] for _ in range(count)])
-
-    return TaskModel("text_map", "segment", model, sample, 3, f"final loss {np.mean(losses[-20:]):.3f}")
+    return TaskModel("text_map", "segment", model, sample_pages, 3, f"final loss {np.mean(losses[-20:]):.3f}")
 
 
 # -- CTC reader ----------------------------------------------------------------------------------
@@ -270,6 +274,12 @@ def _digit_line(rng: np.random.Generator, height: int = 32, width: int = 100) ->
     shade = int(rng.integers(0, 50))
     draw.text((x, y), text, fill=shade, font=font)
     return np.asarray(page)[..., None], [int(c) + 1 for c in text]  # class 0 is the blank
+
+
+def sample_lines(count: int, seed: int) -> np.ndarray:
+    """``count`` rendered images of the reader task, (N, H, W, C) uint8, seeded."""
+    rng = np.random.default_rng([6, seed])
+    return np.stack([_digit_line(rng)[0] for _ in range(count)])
 
 
 def reader(steps: int = 900, batch: int = 32) -> TaskModel:
@@ -293,11 +303,7 @@ def reader(steps: int = 900, batch: int = 32) -> TaskModel:
 
     losses = _train(model, batches, loss, steps, lr=2e-3)
 
-    def sample(count: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng([6, seed])
-        return np.stack([_digit_line(rng)[0] for _ in range(count)])
-
-    return TaskModel("digit_reader", "ctc", model, sample, 1, f"final CTC loss {np.mean(losses[-20:]):.3f}")
+    return TaskModel("digit_reader", "ctc", model, sample_lines, 1, f"final CTC loss {np.mean(losses[-20:]):.3f}")
 
 
 # -- embedding -------------------------------------------------------------------------------------
@@ -331,6 +337,12 @@ class LetterEmbedder(nn.Module):
         return self.classes(feature) if self.training_head else F.normalize(feature, dim=1)
 
 
+def sample_letters(count: int, seed: int) -> np.ndarray:
+    """``count`` rendered images of the embedder task, (N, H, W, C) uint8, seeded."""
+    rng = np.random.default_rng([8, seed])
+    return np.stack([_letter(rng)[0] for _ in range(count)])
+
+
 def embedder(steps: int = 500, batch: int = 64) -> TaskModel:
     model = LetterEmbedder()
 
@@ -342,11 +354,11 @@ def embedder(steps: int = 500, batch: int = 64) -> TaskModel:
     losses = _train(model, batches, F.cross_entropy, steps)
     model.training_head = False
 
-    def sample(count: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng([8, seed])
-        return np.stack([_letter(rng)[0] for _ in range(count)])
+    return TaskModel("letter_embedder", "embed", model, sample_letters, 3, f"final loss {np.mean(losses[-20:]):.3f}")
 
-    return TaskModel("letter_embedder", "embed", model, sample, 3, f"final loss {np.mean(losses[-20:]):.3f}")
+
+# the renderers by task model name: images of a task without training its model
+SAMPLERS = {"detector": sample_shapes, "text_map": sample_pages, "reader": sample_lines, "embedder": sample_letters}
 
 
 def export(model: TaskModel, path: Path, height: int, width: int) -> Path:

@@ -61,7 +61,18 @@ METHODS = {
     "crop": {"augment": "crop"},  # random resized crops of 25-100 % of the area
     "none": {"augment": "none"},  # the centred view only
     "budget-600": {"time_budget": 600},  # the final fine-tuning may run 10 minutes before it must stop
+    "unlabeled-1000": {},  # 1000 more rendered images of the task, given as --unlabeled (``_unlabeled``)
 }
+UNLABELED_SEED = 300  # the run's images are rendered with seed 100 and the fresh ones with 200
+
+
+def _unlabeled(name: str, work: Path, count: int) -> Path:
+    """``count`` more images of the task, rendered once with a seed of their own: what a user with
+    more unlabelled images of the kind gives as --unlabeled."""
+    folder = work / f"{name}_unlabeled{count}"
+    if not folder.exists():
+        _write_images(task_models.SAMPLERS[name](count, UNLABELED_SEED), folder)
+    return folder
 
 
 def _write_images(images: np.ndarray, folder: Path) -> Path:
@@ -125,14 +136,19 @@ def _few(data: Path, count: int, folder: Path) -> Path:
     return folder
 
 
-def _row(name: str, path: Path, data: Path, unseen: Path, task: str, target: float, method: str, images: str) -> str:
+def _row(name: str, path: Path, data: Path, unseen: Path, task: str, target: float, method: str, images: str,
+         work: Path) -> str:
     labels = name == "classifier"
-    started = time.perf_counter()
     head = f"{name:<16}{task:<9}{images:>7}{target:>7.1f}{method:>10}"
+    extra = dict(METHODS[method])
+    if method.startswith("unlabeled-"):
+        if name not in task_models.SAMPLERS:
+            return f"{head}  no renderer for more images of this task"
+        extra["unlabeled"] = str(_unlabeled(name, work, int(method.split("-")[1])))
+    started = time.perf_counter()  # rendering the extra images once is not the run's time
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            result = prune(path, data, target, max_drop=100, labels="imagefolder" if labels else None,
-                           **METHODS[method])
+            result = prune(path, data, target, max_drop=100, labels="imagefolder" if labels else None, **extra)
             pruned = Path(tmp) / "pruned.onnx"
             onnx.save(result.model, str(pruned))
             fresh, fresh_ev = _fresh_figures(path, pruned, unseen, task, labels)
@@ -176,7 +192,7 @@ def main() -> None:
         for images, folder, targets in blocks:
             for k, target in enumerate(targets):
                 for method in args.methods if k == 0 else ["default"]:  # the others at the first target
-                    table.add(_row(name, path, folder, unseen, task, target, method, images))
+                    table.add(_row(name, path, folder, unseen, task, target, method, images, work))
     table.add("# * the held-out share cannot resolve --max-drop 3 (its interval is wider); EV: explained variance of "
               "the original's outputs, the measure non-classifiers were judged by before")
     for name in args.models:
