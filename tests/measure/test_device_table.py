@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES
 
-import onnxprune.stages.rounds as rounds
 from onnxprune import prune
 from onnxprune.errors import OnnxpruneError
-from onnxprune.measure.device_table import FORMAT, VERSION, profile_device
+from onnxprune.measure.device_table import FORMAT, VERSION, TableFile, profile_device
 
 pytestmark = pytest.mark.slow  # latency tables are timed, seconds per layer: run with --all (CI does)
 
@@ -71,10 +70,10 @@ def test_a_table_that_does_not_cover_the_model_is_refused_with_one_line(tmp_path
     stale = json.loads(table.read_text()) | {"version": VERSION + 1}
     (tmp_path / "new.json").write_text(json.dumps(stale))
     with pytest.raises(OnnxpruneError, match="version 2 of the format"):
-        rounds.TableFile(tmp_path / "new.json")
+        TableFile(tmp_path / "new.json")
     (tmp_path / "junk.json").write_text("{}")
     with pytest.raises(OnnxpruneError, match="not a latency table written by onnxprune"):
-        rounds.TableFile(tmp_path / "junk.json")
+        TableFile(tmp_path / "junk.json")
 
 
 def test_profile_device_on_the_command_line(tmp_path: Path) -> None:
