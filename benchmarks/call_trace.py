@@ -2,8 +2,12 @@
 
 Runs ``onnxprune.prune`` on a sample (to 50 % of the FLOPs, one epoch, width step 8 and no
 timing, so nothing varies) under ``sys.setprofile`` and prints, for calls between onnxprune's
-own modules: the modules entered, the distinct caller → callee module pairs, and how often the
-graph is traced, its shapes probed and a quality measured. It reads the package wherever it is,
+own modules: the modules entered, the distinct caller → callee module pairs, the walk (each
+function in the order it is first called, consecutive functions of one module one stay: the
+stays, and how many of them return to a module already left), and how often the graph is
+traced, its shapes probed and a quality measured. Only code written in a module counts: the
+methods ``dataclasses`` generates (``__init__``, ``__eq__``…) are left out, so building a value of
+a module's type is not a trip to that module. It reads the package wherever it is,
 so two commits compare:
 
     python benchmarks/call_trace.py [--model digits_resnet.onnx] [--list]
@@ -30,15 +34,19 @@ def main() -> None:
     modules = sum(1 for _ in Path(onnxprune.__file__).parent.rglob("*.py"))
     edges: dict[tuple[str, str], int] = {}
     entered: set[str] = set()
+    first_calls: dict[tuple[str, str], None] = {}  # (module, function) in the order first called
     repeated = {"find_groups": 0, "probe_shapes": 0, "measure": 0}  # tracing, shape probes, quality measures
 
     def profile(frame, event, arg):  # noqa: ARG001
         if event != "call" or frame.f_code.co_name == "<module>":  # calls, not imports
             return
+        if frame.f_code.co_filename == "<string>":  # a method dataclasses wrote: building a value is no trip
+            return
         callee = frame.f_globals.get("__name__", "")
         if not callee.startswith("onnxprune.") and callee != "onnxprune":
             return
         entered.add(callee)
+        first_calls.setdefault((callee, frame.f_code.co_qualname), None)
         if frame.f_code.co_name in repeated and callee.rpartition(".")[2] in ("groups", "shapes", "tasks"):
             repeated[frame.f_code.co_name] += 1
         caller_frame = frame.f_back
@@ -58,6 +66,11 @@ def main() -> None:
     print(f"# call_trace.py: prune({args.model}, target 0.5); the package has {modules} modules")
     print(f"modules entered          {len(entered)}")
     print(f"caller → callee pairs    {len(edges)}")
+    walk = [module for module, _ in first_calls]
+    stays = [m for i, m in enumerate(walk) if i == 0 or walk[i - 1] != m]
+    returns = sum(m in stays[:i] for i, m in enumerate(stays))
+    print(f"functions called         {len(first_calls)}")
+    print(f"stays (walk)             {len(stays)}  ({returns} return to a module already left)")
     print(f"graphs traced            {repeated['find_groups']}  (groups.find_groups)")
     print(f"shapes probed            {repeated['probe_shapes']}  (shapes.probe_shapes: an onnxruntime run)")
     print(f"quality measures         {repeated['measure']}  (tasks.measure)")

@@ -20,11 +20,11 @@ from ..report import Budget, RoundRecord
 from ..torchview.finetune import epoch_steps
 from ..torchview.view import TorchView
 from .context import Run
-from .judging import held_out_quality
+from .passes import Pass, PassState, Steps
 from .planner import WidthPlan
 from .rounds import prune_round
 
-__all__ = ["prune_within_budget", "retry_steps", "MAX_ROUNDS"]
+__all__ = ["BUDGET_ROUNDS", "prune_within_budget", "retry_steps", "MAX_ROUNDS"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
             total = extra * run.training.settings.batch_size
             candidate.finetune(run.data.train, run.teacher, extra, run.training.settings, (o.seed, r, 1),
                                lambda images: run.progress(f"{label}: more fine-tuning", images, total))
-            quality = held_out_quality(run, candidate.model, judging=True)
+            quality = run.judge.quality(candidate.model, judging=True)
             record = replace(record, agreement=quality.after.get("top1_agreement"), quality_drop=quality.drop.points,
                              extra_steps=extra)
         if (record.quality_drop or 0.0) > o.drop_limit:
@@ -89,3 +89,20 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
     budget = Budget(run.judge.metric.replace("_", " "), o.drop_limit, minimize, kept,
                     records[-1].round if records else 0, reason)
     return view, records, budget
+
+
+def _budget_pass(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -> PassState:
+    def saved(r: int, label: str, view: TorchView, records: list[RoundRecord], reached: bool) -> None:
+        steps.save(r, label, replace(state, view=view, records=tuple(records), reached=reached))
+
+    assert state.view is not None  # (required)
+    view, records, budget = prune_within_budget(run, plan, state.view, list(state.records), steps.after, saved)
+    return replace(state, view=view, records=tuple(records), budget=budget)
+
+
+def _to_the_budget(run: Run, state: PassState) -> bool:
+    return run.options.budget_goal and state.reached
+
+
+BUDGET_ROUNDS = Pass("rounds within the budget", _budget_pass, requires=("view",), ensures=("view", "budget"),
+                     applies=_to_the_budget)

@@ -1,6 +1,7 @@
-"""Resume after a kill: each finished stage (the lossless pass, every round, the latency
-correction, the final fine-tuning) leaves the model so far and what the rounds recorded in a
-checkpoint folder, written atomically, and ``--resume`` starts after the last one.
+"""Resume after a kill: each finished pass (the lossless pass, every round, the latency
+correction, the final fine-tuning; ``passes.PassManager`` saves them) leaves the model so far and
+what the rounds recorded in a checkpoint folder, written atomically, and ``--resume`` starts
+after the last one.
 
 Every round draws its randomness from (seed, round) and nothing else, and the latency tables
 come from their on-disk cache, so a resumed run ends with the same model as an uninterrupted one.
@@ -23,25 +24,25 @@ from ..data.sources import Dataset
 from ..errors import OnnxpruneError
 from ..graph.write import atomic_write_bytes
 from ..options import PruneOptions
-from ..report import Budget, RoundRecord
-from .lossless import LosslessResult
+from ..report import Budget, LosslessCounts, RoundRecord
 
 __all__ = ["FORMAT", "Checkpoint", "Checkpoints", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: checkpoints name the pass (and the step within it), not a stage number
 # settings that do not change the result: how it runs, not what it computes
 _NEUTRAL = ("resume", "checkpoint_dir", "workers", "bench", "bench_runs", "bench_threads")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    stage: int  # 0: lossless pass, r: round r, then ``Checkpoints.CORRECTED``, ``Checkpoints.FINAL``
+    pass_name: str  # the pass that finished, or that was under way (``step``)
+    step: int | None  # the pass's steps done (round r), None where the pass finished
     name: str  # what finished, in words ("round 2/3")
     model: onnx.ModelProto
     records: tuple[RoundRecord, ...]
-    freed: LosslessResult  # the lossless pass's counts
+    freed: LosslessCounts  # the lossless pass's counts
     reached: bool
     budget: Budget | None = None  # where a budget-goal run's rounds stopped
     blocks: dict | None = None  # what --structure removed whole before the rounds (depth.DepthResult.as_dict)
@@ -65,9 +66,6 @@ def fingerprint(model: onnx.ModelProto, options: PruneOptions, train: Dataset, v
 class Checkpoints:
     """The checkpoint folder of one run; ``writer`` is False on every process but rank 0."""
 
-    CORRECTED = 10_000
-    FINAL = 10_001
-
     def __init__(self, folder: str | Path | None, key: str, writer: bool = True) -> None:
         self.folder = Path(folder) if folder else None
         self.key, self.writer = key, writer
@@ -84,35 +82,44 @@ class Checkpoints:
             raise OnnxpruneError(f"--resume: no checkpoint in {self.folder}; a run leaves one after its first "
                                  "finished round")
         state = json.loads(state_path.read_text())
-        if state.get("format") != FORMAT or state.get("fingerprint") != self.key:
+        if state.get("format") != FORMAT:
+            raise OnnxpruneError(f"--resume: the checkpoint in {self.folder} was written by another version of "
+                                 "onnxprune; rerun without --resume to start over")
+        if state.get("fingerprint") != self.key:
             raise OnnxpruneError(f"--resume: the checkpoint in {self.folder} is of another model, data or settings; "
                                  "rerun with those, or without --resume to start over")
         model = onnx.load(str(self.folder / state["model"]))
-        freed = LosslessResult(model, **state["lossless"])  # the report reads only its counts
+        freed = LosslessCounts(**state["lossless"])
         records = tuple(RoundRecord(**r) for r in state["records"])
         log.info("resuming after %s (checkpoint in %s)", state["stage_name"], self.folder)
         budget = Budget(**state["budget"]) if state.get("budget") else None
-        return Checkpoint(state["stage"], state["stage_name"], model, records, freed, state["reached"], budget,
+        return Checkpoint(state["pass"], state["step"], state["stage_name"], model, records, freed, state["reached"], budget,
                           state.get("blocks"))
 
-    def save(self, stage: int, name: str, model: onnx.ModelProto, records: list[RoundRecord],
-             freed: LosslessResult, reached: bool = True, budget: Budget | None = None,
+    def save(self, pass_name: str, step: int | None, name: str, model: onnx.ModelProto, records: list[RoundRecord],
+             freed: LosslessCounts | None, reached: bool = True, budget: Budget | None = None,
              blocks: dict | None = None) -> None:
-        """Record a finished stage: the model file first, then state.json naming it, each
-        renamed into place, so a kill at any instant leaves the previous checkpoint or this one."""
+        """Record a finished pass (or ``step`` of one): the model file first, then state.json
+        naming it, each renamed into place, so a kill at any instant leaves the previous
+        checkpoint or this one."""
         if self.folder is None or not self.writer:
             return
+        if freed is None:
+            raise RuntimeError("a checkpoint is saved only after the lossless pass")
         self.folder.mkdir(parents=True, exist_ok=True)
-        model_name = f"stage-{stage}.onnx"
+        # named by pass and step, so no two saves in a row share a file: the previous one stays
+        # whole until state.json names the new one
+        model_name = f"{pass_name.replace(' ', '-')}-{'done' if step is None else step}.onnx"
         atomic_write_bytes(self.folder / model_name, model.SerializeToString())
         state = {
-            "format": FORMAT, "fingerprint": self.key, "stage": stage, "stage_name": name, "model": model_name,
-            "lossless": {"dead": freed.dead, "folded": freed.folded, "constant_kept": freed.constant_kept},
+            "format": FORMAT, "fingerprint": self.key, "pass": pass_name, "step": step, "stage_name": name,
+            "model": model_name,
+            "lossless": asdict(freed),
             "records": [asdict(r) for r in records], "reached": reached,
             "budget": asdict(budget) if budget else None, "blocks": blocks,
         }
         atomic_write_bytes(self.folder / "state.json", (json.dumps(state, indent=1) + "\n").encode())
-        for old in self.folder.glob("stage-*.onnx"):
+        for old in self.folder.glob("*.onnx"):
             if old.name != model_name:
                 old.unlink(missing_ok=True)
 

@@ -20,7 +20,7 @@ sample: two blocks, 42 % of its MACs) keeps them; without the comparison it lost
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 
@@ -32,10 +32,11 @@ from ..graph.load import LoadedModel
 from ..graph.slice import slice_groups
 from ..torchview.view import TorchView
 from .context import Run
+from .passes import Pass, PassState, Steps
 from .recover import selection_loss
 from .planner import WidthPlan
 
-__all__ = ["DepthResult", "remove_blocks_first", "DEPTH_SHARE", "SCORE_IMAGES"]
+__all__ = ["BLOCKS", "DepthResult", "remove_blocks_first", "DEPTH_SHARE", "SCORE_IMAGES"]
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +158,17 @@ def _better_than_channels(run: Run, plan: WidthPlan, analysis: GroupAnalysis, ch
         if loss <= instead:
             return head, tuple(compared)
     return [], tuple(compared)
+
+
+def _blocks_pass(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -> PassState:  # noqa: ARG001
+    depth = remove_blocks_first(run, plan, run.model.work_groups)
+    return replace(state, start=depth.model, start_groups=depth.analysis, blocks=depth.as_dict(plan.base.flops))
+
+
+def _structure_asks(run: Run, state: PassState) -> bool:  # noqa: ARG001
+    return run.options.structure != "width"
+
+
+# measured on rank 0 alone (the damage of each block, the latency tables), then shared
+BLOCKS = Pass("blocks", _blocks_pass, ensures=("start", "start_groups", "blocks"), applies=_structure_asks,
+              resumable=False, on_main=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import onnx
 
@@ -13,10 +14,11 @@ from ..report import RoundRecord
 from ..torchview.distributed import on_main
 from ..torchview.view import TorchView
 from .context import Run
+from .passes import Pass, PassState, Steps
 from .planner import WidthPlan, planned_rounds
 from .rounds import prune_round
 
-__all__ = ["correct_latency", "corrected_goal", "latency_met", "measured_share"]
+__all__ = ["LATENCY_CORRECTION", "correct_latency", "corrected_goal", "latency_met", "measured_share"]
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +81,25 @@ def latency_met(result: BenchResult, target: float) -> tuple[float, bool]:
     original, pruned = result.timings[:2]
     measured = pruned.median_ms / original.median_ms
     return measured, measured <= target * (1 + max(original.spread, pruned.spread))
+
+
+def _correction_pass(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -> PassState:  # noqa: ARG001
+    assert state.view is not None  # (required)
+    records = list(state.records)
+    view = correct_latency(run, plan, state.view, records)
+    return replace(state, view=view, records=tuple(records))
+
+
+def _latency_to_check(run: Run, state: PassState) -> bool:
+    o = run.options
+    if o.target_latency is None or not state.reached or state.stopped:
+        return False
+    if o.latency_table:
+        log.info("the latency target is held by the tables given (--latency-table): the device they were measured "
+                 "on is not this one, so no correction by measuring here")
+        return False
+    return True
+
+
+LATENCY_CORRECTION = Pass("latency correction", _correction_pass, requires=("view",), ensures=("view",),
+                          applies=_latency_to_check)

@@ -12,8 +12,7 @@ images to change no output, and the torch view the rounds start from.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -28,14 +27,15 @@ from ..graph.ops import rule
 from ..graph.runtime import run_batched
 from ..graph.slice import slice_groups
 from ..graph.tolerance import max_difference
+from ..report import LosslessCounts
 from ..torchview.view import TorchView
 from .calibration import calibrate
+from .context import Run
+from .passes import Pass, PassState, Steps
+from .planner import WidthPlan
 from .select import round_up
 
-if TYPE_CHECKING:
-    from .context import Run
-
-__all__ = ["LosslessResult", "lossless_pass", "remove_lossless"]
+__all__ = ["LOSSLESS", "LosslessResult", "lossless_pass", "remove_lossless"]
 
 log = logging.getLogger(__name__)
 
@@ -226,3 +226,12 @@ def remove_lossless(run: Run, steps: dict[int, int], analysis: GroupAnalysis, st
         log.info("lossless pass: kept %d constant channels whose consumers cannot absorb them (padding)",
                  freed.constant_kept)
     return TorchView.of(freed.model, image, analysis=freed.groups), freed
+
+
+def _lossless_stage(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -> PassState:  # noqa: ARG001
+    analysis = state.start_groups or run.model.work_groups
+    view, freed = remove_lossless(run, plan.steps(analysis), analysis, state.start)
+    return replace(state, view=view, freed=LosslessCounts(freed.dead, freed.folded, freed.constant_kept))
+
+
+LOSSLESS = Pass("lossless pass", _lossless_stage, ensures=("view", "freed"))

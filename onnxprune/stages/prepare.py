@@ -31,9 +31,11 @@ from ..torchview.memory import plan_memory
 from ..torchview.teacher import Teacher, worth_caching
 from .calibration import calibrate
 from .checkpoint import Checkpoints, fingerprint
-from .context import Data, Hardware, HeldOut, Judge, Models, Progress, Run, Training
+from .context import Data, Hardware, Models, Progress, Run, Training
+from .judging import HeldOut, Judge
 from .lossless import watched_tensors
 from .planner import planned_rounds
+from .recover import DEFAULT_EPOCHS, open_ended
 
 __all__ = ["prepare", "MIN_JUDGED"]
 
@@ -47,14 +49,6 @@ JUDGED_ITEMS = 192
 MOST_VIEWS = 12
 JUDGE_MACS = 4e11
 JUDGE_BYTES = 1 << 29
-DEFAULT_EPOCHS = 10.0  # the final fine-tuning's length where it is not run until it stops improving
-
-
-def open_ended(o: PruneOptions) -> bool:
-    """The final fine-tuning runs epoch by epoch until the held-out loss stops improving."""
-    return o.epochs is None and o.recover == "plain"
-
-
 def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: PruneOptions,
             progress: Progress) -> Run:
     """List and split the data, run the original on the held-out and calibration inputs (the
@@ -121,7 +115,7 @@ def prepare(loaded: LoadedModel, data: str | Path | Dataset | np.ndarray, o: Pru
         model=Models(loaded, work, work_groups),
         data=Data(train, val, calib, Targets(teacher_calib, None if train.labels is None else train.labels[:n_calib],
                                              settings.output_kinds), calibration.extremes),
-        judge=Judge(held, task, task_settings),
+        judge=Judge(held, loaded.image.name, o.drop_limit, o.seed, task, task_settings),
         teacher=teacher,
         training=Training(settings, round_steps),
         hardware=Hardware(device, ort_device, o.bench_threads or os.cpu_count() or 1, where),

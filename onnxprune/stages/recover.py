@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from math import ceil
 
 import numpy as np
 import onnx
@@ -24,12 +25,24 @@ from ..data.sources import Dataset
 from ..graph.runtime import run_batched
 from ..report import Recovery
 from ..torchview.distributed import on_main
-from ..torchview.finetune import OutputKind, TeacherFn, TrainSettings, loss_for
+from ..options import PruneOptions
+from ..torchview.finetune import OutputKind, TeacherFn, TrainSettings, epoch_steps, loss_for
 from ..torchview.view import TorchView
+from .context import Run
+from .passes import Pass, PassState, Steps
+from .planner import WidthPlan
 
-__all__ = ["MagnitudeMask", "recover", "train_until_stalled", "selection_loss"]
+__all__ = ["FINAL_FINETUNE", "DEFAULT_EPOCHS", "MagnitudeMask", "open_ended", "recover", "train_until_stalled",
+           "selection_loss"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 10.0  # the final fine-tuning's length where it is not run until it stops improving
+
+
+def open_ended(o: PruneOptions) -> bool:
+    """The final fine-tuning runs epoch by epoch until the held-out loss stops improving."""
+    return o.epochs is None and o.recover == "plain"
 
 REDENSE_LR = 0.1  # the last dense phase's learning rate, as a share of --lr (the paper's)
 
@@ -155,3 +168,48 @@ def train_until_stalled(view: TorchView, data: Dataset, teacher: TeacherFn, epoc
         view = TorchView.of(best_model, view.image, analysis=view.analysis)
     return view, Recovery(len(losses) - 1, done, kept, stopped, tuple(losses), selection_images, float(budget),
                           time.perf_counter() - started)
+
+
+def _final_finetune(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -> PassState:  # noqa: ARG001
+    o, view = run.options, state.view
+    assert view is not None  # (required)
+    before, recovery = view.model, None
+    epoch = epoch_steps(len(run.data.train), o.batch_size)
+    if open_ended(o):
+        selection, reference, _ = run.judge.held.part(judging=True)
+        judge = lambda model: selection_loss(model, run.model.work.image.name, selection, reference,  # noqa: E731
+                                             run.training.settings.output_kinds)
+        log.info("final fine-tuning: epochs of %d steps of %d images until the loss against the original on %d "
+                 "held-out images stops improving", epoch, o.batch_size, len(selection))
+        view, recovery = train_until_stalled(view, run.data.train, run.teacher, epoch, run.training.settings,
+                                             (o.seed, 0), judge, len(selection), o.time_budget, run.progress)
+        log.info("final fine-tuning: stopped after %d epochs (%s, %.0f s); kept epoch %d", recovery.epochs,
+                 recovery.stopped, recovery.seconds, recovery.kept_epoch)
+        final_steps = recovery.steps
+    else:
+        final_steps = ceil((DEFAULT_EPOCHS if o.epochs is None else o.epochs) * epoch)
+        log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
+        total = final_steps * o.batch_size
+        recover(view, run.data.train, run.teacher, final_steps, run.training.settings, (o.seed, 0), o.recover,
+                o.dsd_sparsity, lambda images: run.progress("final fine-tuning", images, total))
+    if state.budget is not None and final_steps:
+        drop = run.judge.quality(view.model, judging=True).drop
+        if not drop.within:
+            log.warning("the final fine-tuning took the model to %.1f points lost, beyond --max-drop %g: keeping the "
+                        "model of round %d as it was", drop.points, o.max_drop, state.budget.kept_round)
+            view = TorchView.of(before, view.image)
+    return replace(state, view=view, recovery=recovery)
+
+
+def _anything_to_recover(run: Run, state: PassState) -> bool:
+    """Not where the rounds gave up (judged as they stand), nor where nothing was pruned."""
+    if state.stopped is not None:
+        return False
+    if not any(r.kept for r in state.records) and (state.budget is not None or run.options.flops_share >= 1):
+        log.info("nothing was pruned: no final fine-tuning")
+        return False
+    return True
+
+
+FINAL_FINETUNE = Pass("final fine-tuning", _final_finetune, requires=("view",), ensures=("view",),
+                      applies=_anything_to_recover)

@@ -1,6 +1,6 @@
 """The rounds: {score → choose → slice → fine-tune} until the target. What each round aims at
 and which channels it keeps, the planner says (``planner.WidthPlan``); each round is judged by
-``judging.held_out_quality``; the rounds a latency target adds when the device disagrees with
+``run.judge`` (``judging.Judge``); the rounds a latency target adds when the device disagrees with
 the prediction are ``latency_correction``'s.
 
 Each stage takes the run's frozen context (``context.Run``) and the ``WidthPlan`` and returns
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -25,10 +25,10 @@ from ..report import RoundRecord
 from ..torchview.view import TorchView
 from .bandit import ChannelBandit
 from .context import Run
-from .judging import held_out_quality
+from .passes import Pass, PassState, Steps
 from .planner import WidthPlan, planned_rounds
 
-__all__ = ["prune_round", "prune_in_rounds", "RoundsHopeless", "hopeless"]
+__all__ = ["ROUNDS", "prune_round", "prune_in_rounds", "RoundsHopeless", "hopeless"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def prune_round(run: Run, plan: WidthPlan, view: TorchView, analysis: GroupAnaly
                 sliced = reconstructed(run, view.model, sliced, analysis, chosen.keep, label)
             view = TorchView.of(sliced, view.image, analysis=groups)
         losses = view.finetune(run.data.train, run.teacher, steps, run.training.settings, (o.seed, r), progress)
-    quality = held_out_quality(run, view.model, judging=True)
+    quality = run.judge.quality(view.model, judging=True)
     drop = quality.drop
     record = RoundRecord(
         r, chosen.flops, chosen.params, chosen.flops / plan.base.flops,
@@ -113,8 +113,6 @@ class RoundsHopeless(Exception):
     def __init__(self, view: TorchView, records: list[RoundRecord], message: str) -> None:
         super().__init__(message)
         self.view, self.records, self.message = view, records, message
-        self.freed: Any = None  # the lossless pass's result (LosslessResult), set by the pipeline on the way out
-        self.blocks: dict | None = None  # what --structure removed whole, likewise
 
 
 def hopeless(run: Run, view: TorchView, records: list[RoundRecord]) -> str | None:
@@ -125,7 +123,7 @@ def hopeless(run: Run, view: TorchView, records: list[RoundRecord]) -> str | Non
     o, last = run.options, records[-1]
     if last.quality_drop is None or last.quality_drop <= max(4 * o.drop_limit, o.drop_limit + 20):
         return None
-    low = held_out_quality(run, view.model, intervals=True, judging=True).drop.low
+    low = run.judge.quality(view.model, intervals=True, judging=True).drop.low
     if low is None or low <= 2 * o.drop_limit:
         return None
     held = [r for r in records if r.quality_drop is not None and r.quality_drop <= o.drop_limit]
@@ -166,3 +164,22 @@ def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView, records: list[Ro
         if not reached:
             return view, records, False
     return view, records, True
+
+
+def _rounds_pass(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -> PassState:
+    def saved(r: int, label: str, view: TorchView, records: list[RoundRecord], reached: bool) -> None:
+        steps.save(r, label, replace(state, view=view, records=tuple(records), reached=reached))
+
+    assert state.view is not None  # (required)
+    try:
+        view, records, reached = prune_in_rounds(run, plan, state.view, list(state.records), steps.after, saved)
+    except RoundsHopeless as stop:  # judged and reported as it stands, without the final fine-tuning
+        return replace(state, view=stop.view, records=tuple(stop.records), stopped=stop.message)
+    return replace(state, view=view, records=tuple(records), reached=reached)
+
+
+def _to_a_target(run: Run, state: PassState) -> bool:
+    return not run.options.budget_goal and state.reached
+
+
+ROUNDS = Pass("rounds", _rounds_pass, requires=("view",), ensures=("view",), applies=_to_a_target)

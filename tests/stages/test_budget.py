@@ -6,9 +6,6 @@ import onnx
 import pytest
 from conftest import SAMPLES
 
-import onnxprune.stages.budget as budget
-import onnxprune.pipeline as pipeline
-import onnxprune.stages.rounds as rounds
 from onnxprune import prune
 from onnxprune.graph.flops import count
 from onnxprune.graph.load import load
@@ -17,6 +14,7 @@ from onnxprune.measure.metrics import QualityDrop
 from onnxprune.options import InvalidOption, resolve
 from onnxprune.render import render_markdown
 from onnxprune.report import Quality
+from onnxprune.stages.judging import Judge
 
 QUICK = dict(round_steps=1, epochs=0.1, calibration_images=32, round_to=1, bench=False)
 
@@ -44,16 +42,15 @@ def test_the_budget_keeps_the_last_round_within_it_after_retrying_the_one_that_b
     base = _flops(SAMPLES / "digits_vgg.onnx")
     judged: list[float] = []
 
-    def fake_quality(run, model, intervals=False, judging=False):
+    def fake_quality(judge, model, intervals=False, judging=False):
         share = 1.0 if model is None else _flops(model) / base
         judged.append(share)
         points = 0.0 if share > 0.45 else 50.0
         after = {"top1_agreement": 1 - points / 100, "cosine": 1.0}
         return Quality({"top1_agreement": 1.0, "cosine": 1.0}, after, 1,
-                       QualityDrop("top1_agreement", points, run.options.max_drop))
+                       QualityDrop("top1_agreement", points, judge.drop_limit))
 
-    for module in (rounds, budget, pipeline):
-        monkeypatch.setattr(module, "held_out_quality", fake_quality)
+    monkeypatch.setattr(Judge, "quality", fake_quality)
     result = prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", max_drop=20, **QUICK)
     report = result.report
     kept = [r for r in report.trajectory[1:] if r.kept]

@@ -37,9 +37,9 @@ def test_an_int8_model_that_fails_the_checker_is_refused(tmp_path: Path, monkeyp
     checker refuses (a weight's scale of the wrong type here) ends the run with one line, no file."""
     from onnx import TensorProto
 
-    import onnxprune.pipeline as pipeline
+    import onnxprune.stages.deliver as deliver
 
-    real = pipeline.quantize_int8
+    real = deliver.quantize_int8
 
     def broken(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -48,7 +48,7 @@ def test_an_int8_model_that_fails_the_checker_is_refused(tmp_path: Path, monkeyp
         scale.raw_data = np.asarray(np.frombuffer(scale.raw_data, np.float32), np.float64).tobytes()
         return model
 
-    monkeypatch.setattr(pipeline, "quantize_int8", broken)
+    monkeypatch.setattr(deliver, "quantize_int8", broken)
     out = tmp_path / "int8.onnx"
     done = run_cli(str(SAMPLES / "digits_vgg.onnx"), "--data", str(SAMPLES / "digits"), "--target-flops", "0.6",
                    "--quantize", "int8", "--round-steps", "1", "--epochs", "0", "--round-to", "1", "--no-bench",

@@ -49,7 +49,7 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path: Path) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         state = _state(tmp_path / "killed.report")
-        if state and state["stage"] >= 2:  # round 2 of 3 finished: kill it in the middle of round 3
+        if state and state["pass"] == "rounds" and (state["step"] or 0) >= 2:  # round 2 of 3: kill it in round 3
             break
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
@@ -67,15 +67,16 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path: Path) -> None:
-    from onnxprune.stages.checkpoint import Checkpoints
     from onnxprune.graph.load import load
-    from onnxprune.stages.lossless import LosslessResult
+    from onnxprune.report import LosslessCounts
+    from onnxprune.stages.checkpoint import Checkpoints
 
     model = load(MODEL).model
-    Checkpoints(tmp_path, "one").save(1, "round 1/3", model, [], LosslessResult(model, 0, 0, 0))
+    Checkpoints(tmp_path, "one").save("rounds", 1, "round 1/3", model, [], LosslessCounts())
     with pytest.raises(Exception, match="another model, data or settings"):
         Checkpoints(tmp_path, "other").load()
-    assert Checkpoints(tmp_path, "one").load().stage == 1
+    loaded = Checkpoints(tmp_path, "one").load()
+    assert (loaded.pass_name, loaded.step, loaded.name) == ("rounds", 1, "round 1/3")
     result = run_cli(MODEL, *ARGS, "-o", str(tmp_path / "none.onnx"), "--resume")
     last = result.stderr.splitlines()[-1]
     assert result.returncode == 1 and last.startswith("onnxprune: error: --resume: no checkpoint")
