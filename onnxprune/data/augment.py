@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from ..graph.output_axes import is_classifier_output
+from ..graph.output_shapes import is_classifier_output
 from .sources import CENTRE, View
 
 __all__ = ["MODES", "resolve_mode", "draw_view", "judging_views"]

@@ -1,5 +1,5 @@
-"""Where the batch is in each output, and the batch put first inside onnxprune; which axis holds
-an output's features and whether it is class scores.
+"""Where the batch is in each output, and the batch put first inside onnxprune (what the shape
+alone says — the features' axis, class scores — is ``output_shapes``).
 
 Not every output has the batch first: a sequence recognizer returns (T, N, C), other graphs fold
 the batch into an axis (N·A, C). Each output's batch axis is found by running two batch sizes,
@@ -23,8 +23,8 @@ from .runtime import run_model, run_model_each
 from .shapes import random_input
 from .tolerance import max_difference
 
-__all__ = ["BATCH_FIRST_MARK", "BatchAxis", "batch_axis", "batch_first", "feature_axis", "find_output_axes",
-           "is_classifier_output", "put_batch_first", "restore_signature"]
+__all__ = ["BATCH_FIRST_MARK", "BatchAxis", "batch_axis", "batch_first", "find_output_axes", "put_batch_first",
+           "restore_signature"]
 
 BATCH_FIRST_MARK = "onnxprune_batch_first"  # names the nodes put_batch_first adds, and only those
 
@@ -161,16 +161,3 @@ def restore_signature(model: onnx.ModelProto, signature: tuple[onnx.ValueInfoPro
     # before inference (a fixed batch flows through), and after: it would replace the file's
     # named dims with the sizes it found
     return put_back(onnx.shape_inference.infer_shapes(put_back(restored)))
-
-
-def is_classifier_output(shape: tuple[int, ...]) -> bool:
-    """(batch, classes) with two classes or more: scored by agreement and distilled by KL, where
-    other outputs (maps, boxes) get per-feature measures."""
-    return len(shape) == 2 and shape[1] >= 2
-
-
-def feature_axis(shape: tuple[int, ...]) -> int:
-    """The axis that holds an output's features: the channels of a map (N, C, …) and, for a
-    rank-3 output, its shorter axis (a YOLOv8 head's 4 + classes rows beside its thousands of
-    anchors; YOLOX's the other way round)."""
-    return 2 if len(shape) == 3 and shape[2] < shape[1] else 1

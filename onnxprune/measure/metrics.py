@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.sources import UNLABELLED
-from ..graph.output_axes import feature_axis, is_classifier_output
+from ..graph.output_shapes import feature_axis, is_classifier_output
 from . import intervals
 
 __all__ = ["compare_outputs", "explained_variance", "QualityDrop"]

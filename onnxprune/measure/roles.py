@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
+from .metrics import explained_variance
+
 if TYPE_CHECKING:  # annotations only: the measures themselves work on arrays
     import onnx
 
@@ -169,10 +171,6 @@ def _summing_axis(probabilities: np.ndarray) -> int | None:
 
 
 def _explained(out: np.ndarray, ref: np.ndarray, metric: str, reference_items: int | None = None) -> RoleFigure:
-    # here, not at the top: metrics reads output axes with onnx, and the options' check of
-    # --task reads this module before a wrong path has been refused (no onnx by then)
-    from .metrics import explained_variance
-
     return RoleFigure(metric, lambda idx: explained_variance(out[idx], ref[idx]) if len(idx) else 1.0, None,
                       reference_items)
 

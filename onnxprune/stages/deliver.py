@@ -17,7 +17,8 @@ from ..graph.batchnorm import fold_inserted
 from ..graph.groups import GroupAnalysis, analyze_groups
 from ..graph.load import LoadedModel
 from ..graph.nodes import is_inserted
-from ..graph.output_axes import is_classifier_output, restore_signature
+from ..graph.output_axes import restore_signature
+from ..graph.output_shapes import is_classifier_output
 from ..measure.bench import benchmark
 from ..options import PruneOptions
 from ..report import (

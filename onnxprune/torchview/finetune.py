@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..data.sources import UNLABELLED, Dataset
 from ..errors import OnnxpruneError, first_line
-from ..graph.output_axes import feature_axis, is_classifier_output
+from ..graph.output_shapes import feature_axis, is_classifier_output
 from .loader import training_loader
 
 __all__ = ["TrainSettings", "Targets", "TeacherFn", "OutputKind", "output_kind", "loss_for", "finetune", "feature_mse", "is_distribution",

@@ -19,7 +19,7 @@ from ..data.sources import UNLABELLED, Dataset
 from ..graph.groups import GroupAnalysis, analyze_groups, consumer_inputs
 from ..graph.image_input import ImageInput
 from ..graph.load import LoadedModel
-from ..graph.output_axes import feature_axis
+from ..graph.output_shapes import feature_axis
 from ..graph.shapes import probe_shapes
 from .distributed import gather_batches, ranks
 from .finetune import (Targets, TeacherFn, TrainSettings, finetune, is_distribution, log_probabilities, loss_for,
