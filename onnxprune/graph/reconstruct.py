@@ -2,7 +2,10 @@
 so that their outputs stay what they were (He et al. 2017, "Channel Pruning for Accelerating Very
 Deep Neural Networks"; Luo et al. 2017, ThiNet).
 
-Removing input channels of a Conv (group 1), Gemm or MatMul drops their share of its output. The
+Removing input channels of a Conv (group 1), Gemm or MatMul drops their share of its output; so
+does removing input features of a recurrent layer (LSTM, GRU, RNN: a CRNN reader's convolutions
+feed one), whose gates read their input through a linear map W like a MatMul's, each sequence
+step one row. The
 kept channels often carry much of the same information, and a linear refit of the consumer's
 weights on them brings most of it back, in closed form and without labels. On the calibration
 images, with P a consumer's input patches (the receptive field of sampled output positions,
@@ -34,7 +37,9 @@ from .nodes import attribute
 from .runtime import batch_for, batches, make_session
 from .shapes import up_to
 
-__all__ = ["Consumer", "Refit", "cut_consumers", "reconstruct", "images_within", "MAX_FEATURES"]
+__all__ = ["Consumer", "Refit", "cut_consumers", "reconstruct", "images_within", "MAX_FEATURES", "RECURRENT"]
+
+RECURRENT = {"LSTM": 4, "GRU": 3, "RNN": 1}  # gates per hidden unit: W is (directions, gates·hidden, input)
 
 MAX_FEATURES = 4608  # inputs per output (C·kh·kw) a refit is solved for: a 3×3 conv over 512 channels
 MIN_ROWS, MOST_ROWS = 2048, 16384  # sampled rows the fit takes: 4 per feature, within these
@@ -46,7 +51,7 @@ FORWARD_MACS = 1e12  # multiply-adds the passes of one reconstruction may take (
 
 @dataclass(frozen=True)
 class Consumer:
-    """A Conv, Gemm or MatMul that reads channels a cut removes."""
+    """A Conv, Gemm, MatMul or recurrent layer (``RECURRENT``) that reads channels a cut removes."""
 
     node: str
     op: str
@@ -61,18 +66,25 @@ class Consumer:
     strides: tuple[int, int] = (1, 1)
     dilations: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    sequence_first: bool = False  # a recurrent layer's input is (steps, batch, features) (its layout 0)
 
     def flat(self, weight: np.ndarray) -> np.ndarray:
         """The weight as (outputs, inputs per output)."""
         if self.op == "Conv":
             return weight.reshape(len(weight), -1)
+        if self.op in RECURRENT:  # every direction's gates are outputs of the input map
+            return weight.reshape(-1, weight.shape[-1])
         return weight if self.transposed else weight.T
 
     def unflat(self, flat: np.ndarray, like: np.ndarray) -> np.ndarray:
         """(outputs, inputs) back into the layout of ``like`` (the sliced weight)."""
-        if self.op == "Conv":
+        if self.op == "Conv" or self.op in RECURRENT:
             return flat.reshape(like.shape)
         return flat if self.transposed else flat.T
+
+    def images(self, shape: tuple[int, ...]) -> int:
+        """The batch of an input of ``shape``."""
+        return shape[1] if self.sequence_first else shape[0]
 
 
 @dataclass(frozen=True)
@@ -104,13 +116,16 @@ def cut_consumers(model: onnx.ModelProto, analysis: GroupAnalysis, keep: Mapping
         kept_in = axis_indices(slot.segments, slot.sizes, slot.outer, slot.inner, keep)
         if len(kept_in) == shape[slot.axis]:
             continue
-        out_axis = 0 if node.op_type == "Conv" else 1 - slot.axis
+        if node.op_type in RECURRENT and slot.axis != 2:
+            continue
+        out_axis = 0 if node.op_type == "Conv" else 1 if node.op_type in RECURRENT else 1 - slot.axis
         out = by_axis.get((slot.initializer, out_axis))
         kept_out = (axis_indices(out.segments, out.sizes, out.outer, out.inner, keep)
                     if out is not None and set(out.segments) & keep.keys() else None)
         consumer = _consumer(node, slot.initializer, shape, kept_in, kept_out)
         if consumer is not None and consumer.features <= MAX_FEATURES:
-            found[node.name] = replace(consumer, rows_per_image=_per_image(consumer, analysis.shapes[node.output[0]]))
+            per_image = _per_image(consumer, analysis.shapes[node.input[0] if node.op_type in RECURRENT else node.output[0]])
+            found[node.name] = replace(consumer, rows_per_image=per_image)
     return sorted(found.values(), key=lambda c: order[c.node])
 
 
@@ -135,6 +150,9 @@ def _consumer(node: onnx.NodeProto, weight: str, shape: tuple[int, ...], kept_in
         return Consumer(node.name, "Gemm", node.input[0], weight, kept_in, kept_out, shape[1 if trans else 0], 0, trans)
     if node.op_type == "MatMul" and len(shape) == 2:
         return Consumer(node.name, "MatMul", node.input[0], weight, kept_in, kept_out, shape[0], 0)
+    if node.op_type in RECURRENT and len(shape) == 3 and kept_out is None:  # a narrower hidden state is not a refit
+        return Consumer(node.name, node.op_type, node.input[0], weight, kept_in, None, shape[2], 0,
+                        sequence_first=attribute(node, "layout", 0) == 0)
     return None
 
 
@@ -159,22 +177,27 @@ class _Gram:
 
 def _per_image(consumer: Consumer, output: tuple[int, ...]) -> int:
     """Rows one input image gives a consumer whose output has the shape ``output`` at batch 1: a
-    Conv's output places, a MatMul's positions, a Gemm's one row."""
+    Conv's output places, a MatMul's positions, a Gemm's one row; for a recurrent layer, whose
+    input this shape is then, its sequence steps."""
     if consumer.op == "Conv":
         return int(np.prod(output[2:]))
+    if consumer.op in RECURRENT:
+        return int(output[0] if consumer.sequence_first else output[1])
     return int(np.prod(output[1:-1])) if consumer.op == "MatMul" else 1
 
 
 def _places(consumer: Consumer, shape: tuple[int, ...], most: int, rng: np.random.Generator) -> np.ndarray:
     """Up to ``most`` sampled rows (output places) of a batch whose consumer input has ``shape``."""
-    total = shape[0] * consumer.rows_per_image
+    total = consumer.images(shape) * consumer.rows_per_image
     return np.arange(total) if total <= most else np.sort(rng.choice(total, most, replace=False))
 
 
 def _rows(consumer: Consumer, x: np.ndarray, places: np.ndarray) -> np.ndarray:
     """The consumer's input patches of the batch ``x`` at ``places`` (from ``_places``), flattened."""
     if consumer.op != "Conv":
-        flat = x.reshape(-1, x.shape[-1]) if consumer.op == "MatMul" else x.reshape(len(x), -1)
+        if consumer.sequence_first:  # image by image, as the places count them
+            x = x.transpose(1, 0, 2)
+        flat = x.reshape(len(x), -1) if consumer.op == "Gemm" else x.reshape(-1, x.shape[-1])
         return flat[places]
     (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = consumer.kernel, consumer.strides, consumer.dilations, consumer.pads
     padded = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
@@ -240,9 +263,14 @@ def _statistics(now: onnx.ModelProto, image: str, inputs: np.ndarray, wave: list
 
 def _absorber(model: onnx.ModelProto, consumer: Consumer, outputs: int) -> tuple[str, int] | None:
     """Where a shift of the consumer's ``outputs`` outputs can go: its bias (+1), or the running mean
-    of the one BatchNormalization reading its output (−1); None where neither exists."""
+    of the one BatchNormalization reading its output (−1); None where neither exists. A recurrent
+    layer's bias B holds the input map's bias and the recurrence's, each direction's side by side
+    (``_shifted``)."""
     node = next(n for n in model.graph.node if n.name == consumer.node)
     sizes = {i.name: int(np.prod(i.dims)) for i in model.graph.initializer}
+    if consumer.op in RECURRENT:
+        bias = node.input[3] if len(node.input) > 3 else ""
+        return (bias, 1) if bias and sizes.get(bias) == 2 * outputs else None
     if consumer.op in ("Conv", "Gemm") and len(node.input) > 2 and sizes.get(node.input[2]) == outputs:
         return node.input[2], 1
     readers = [n for n in model.graph.node if node.output[0] in n.input]
@@ -362,7 +390,17 @@ def _refit(refitted: onnx.ModelProto, wave: list[Consumer], grams: dict[str, tup
             np.ascontiguousarray(c.unflat(flat, sliced_weight).astype(sliced_weight.dtype)), c.weight))
         if absorber is not None:
             name, sign = absorber
-            values = numpy_helper.to_array(new[name])
-            shift = best[-1].reshape(values.shape).astype(values.dtype)
-            new[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(values + sign * shift), name))
+            values = _shifted(c, numpy_helper.to_array(new[name]), sign * best[-1])
+            new[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(values), name))
     return results
+
+
+def _shifted(consumer: Consumer, values: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``values`` (a bias or running mean) with the refit's output ``shift`` added; a recurrent
+    layer's B is (directions, 2·gates·hidden), the input map's bias the first half of each row."""
+    if consumer.op in RECURRENT:
+        values = values.copy()
+        half = values.shape[-1] // 2
+        values[..., :half] += shift.reshape(values.shape[0], half).astype(values.dtype)
+        return values
+    return values + shift.reshape(values.shape).astype(values.dtype)

@@ -23,9 +23,9 @@ import torch
 
 from ..data.sources import Dataset
 from ..graph.runtime import run_batched
+from ..options import PruneOptions
 from ..report import Recovery
 from ..torchview.distributed import on_main
-from ..options import PruneOptions
 from ..torchview.finetune import OutputKind, TeacherFn, TrainSettings, epoch_steps, loss_for
 from ..torchview.view import TorchView
 from .context import Run

@@ -109,3 +109,48 @@ def test_a_costly_model_is_reconstructed_on_fewer_images() -> None:
     assert images_within(10**7, 5, 20) == 20  # never more than there are
     assert FEWEST_IMAGES < images_within(4 * 10**9, 30, 128) < MOST_IMAGES  # a detector at 800×608
     assert images_within(10**12, 30, 128) == FEWEST_IMAGES
+
+
+@pytest.mark.parametrize("rnn", ["LSTM", "GRU"])
+def test_a_recurrent_layer_fed_by_a_cut_conv_is_refitted(tmp_path, rnn: str) -> None:
+    """A CRNN's convolutions feed its recurrent layer: a removed conv channel that is a sum of two
+    kept ones (plus a constant, which the layer's bias takes) comes back exactly by a refit of the
+    recurrence's input map W, every sequence step a row."""
+    import warnings
+
+    import torch
+
+    class Reader(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.rnn = getattr(torch.nn, rnn)(4 * 4, 6, bidirectional=True)
+            with torch.no_grad():
+                self.conv.weight[3] = self.conv.weight[1] + self.conv.weight[2]
+                self.conv.bias[3] = self.conv.bias[1] + self.conv.bias[2] + 1
+
+        def forward(self, x):
+            f = self.conv(x)
+            n, c, h, w = f.shape
+            return self.rnn(f.reshape(n, c * h, w).permute(2, 0, 1))[0]
+
+    torch.manual_seed(0)
+    path = tmp_path / "reader.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Reader().eval(), (torch.randn(1, 1, 4, 10),), str(path), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    loaded, sliced, consumers = _cut(onnx.load(str(path)), lambda g: np.arange(3) if g.channels == 4 else
+                                     np.arange(g.channels))
+    assert [c.op for c in consumers] == [rnn] and len(consumers[0].kept_in) == 12
+    rng = np.random.default_rng(1)
+    calib, fresh = (rng.standard_normal((n, 1, 4, 10)).astype(np.float32) for n in (64, 16))
+    refitted, refits = reconstruct(loaded.model, sliced, consumers, loaded.image.name, calib)
+    assert refits[0].kept and refits[0].error_share < 1e-4
+    expected = run_batched(loaded.model, loaded.image.name, fresh)[0]
+    plain = run_batched(sliced, loaded.image.name, fresh)[0]
+    got = run_batched(refitted, loaded.image.name, fresh)[0]
+    assert np.abs(plain - expected).max() > 0.05  # the cut alone loses it
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert {i.name: tuple(i.dims) for i in refitted.graph.initializer} == {
+        i.name: tuple(i.dims) for i in sliced.graph.initializer}
