@@ -77,6 +77,10 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path: Path) -> None:
         Checkpoints(tmp_path, "other").load()
     loaded = Checkpoints(tmp_path, "one").load()
     assert (loaded.pass_name, loaded.step, loaded.name) == ("rounds", 1, "round 1/3")
+    state = json.loads((tmp_path / "state.json").read_text())
+    (tmp_path / "state.json").write_text(json.dumps(state | {"format": 1}))  # numbered stages, before passes
+    with pytest.raises(Exception, match="another version of onnxprune"):
+        Checkpoints(tmp_path, "one").load()
     result = run_cli(MODEL, *ARGS, "-o", str(tmp_path / "none.onnx"), "--resume")
     last = result.stderr.splitlines()[-1]
     assert result.returncode == 1 and last.startswith("onnxprune: error: --resume: no checkpoint")
