@@ -88,3 +88,17 @@ def test_a_run_reports_its_recovery_and_judges_on_images_that_did_not_choose() -
     # the held-out set is split: the stop is chosen on one half, the figure reported on the other
     assert recovery.selection_images + quality.validation_inputs == result.report.data.validation
     assert "recovery" in result.report.as_dict() and np.isfinite(recovery.seconds)
+
+
+def test_with_a_few_dozen_images_an_epoch_is_still_a_score_of_steps() -> None:
+    """40 images are two steps of 32: counted in such epochs, patience and the rate's halving
+    ended training within twenty steps; an epoch is never shorter than MIN_EPOCH_STEPS."""
+    from onnxprune.data.sources import load_data
+    from onnxprune.graph.load import load
+
+    images = np.concatenate(list(load_data(SAMPLES / "digits", load(SAMPLES / "digits_vgg.onnx").image).batches(40)))
+    result = prune(SAMPLES / "digits_vgg.onnx", images[:40], 0.6, rounds=1, round_steps=1, calibration_images=16,
+                   round_to=1, bench=False, max_drop=100, time_budget=4)
+    recovery = result.report.recovery
+    assert recovery is not None and recovery.epochs >= 1
+    assert recovery.steps == recovery.epochs * recover.MIN_EPOCH_STEPS == recovery.epochs * 20
