@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from cli_run import run_cli
 from conftest import SAMPLES
@@ -94,6 +95,7 @@ def test_the_bandit_keeps_the_channels_that_earned_most() -> None:
     assert not set(bad) & set(bandit.keep()[group.id])
 
 
+@pytest.mark.slow  # an end-to-end run of a path off by default: CI runs it (--all)
 def test_every_new_method_together_writes_a_verified_model_through_the_cli(tmp_path: Path) -> None:
     """Partial labels (one image in ten), KCP, the bandit's rounds and DSD recovery in one run;
     the written model computes what onnxruntime says it does."""

@@ -4,6 +4,7 @@ that are fitted, trained and never written."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from conftest import SAMPLES
 
@@ -38,6 +39,7 @@ def test_the_fitted_projection_reproduces_a_map_the_cut_did_not_touch() -> None:
     assert not hints.student_maps
 
 
+@pytest.mark.slow  # an end-to-end run of a path off by default: CI runs it (--all)
 def test_a_run_with_feature_hints_writes_a_model_without_the_projections(tmp_path) -> None:
     result = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", 0.5, labels="imagefolder", rounds=1,
                    round_steps=2, epochs=0.1, calibration_images=32, round_to=1, bench=False, max_drop=100,

@@ -21,6 +21,7 @@ def _conv_net(size: int = 32):
     return load(g.build([g.conv(c, 8, 4)]), (size, size))
 
 
+@pytest.mark.slow  # an end-to-end run of a path off by default: CI runs it (--all)
 def test_the_micro_batch_is_what_the_free_memory_holds() -> None:
     loaded = _conv_net()
     shapes = analyze_groups(loaded).shapes
