@@ -54,6 +54,7 @@ def test_unknown_option_is_refused() -> None:
         prune(SAMPLES / "digits_vgg.onnx", SAMPLES / "digits", 0.5, learning_rate=1)
 
 
+@pytest.mark.slow  # an end-to-end run of a path off by default: CI runs it (--all)
 def test_soft_filter_pruning_with_augmentation_reaches_the_target_and_verifies() -> None:
     result = prune(SAMPLES / "digits_resnet.onnx", SAMPLES / "digits", 0.5, schedule="sfp", rounds=2, round_steps=2,
                    epochs=0.2, calibration_images=32, bench=False, augment="shift", max_drop=100)
@@ -62,6 +63,7 @@ def test_soft_filter_pruning_with_augmentation_reaches_the_target_and_verifies()
     assert fractions[-1] <= 0.5 and fractions == sorted(fractions, reverse=True)
 
 
+@pytest.mark.slow  # an end-to-end run of a path off by default: CI runs it (--all)
 def test_without_views_the_teacher_is_read_from_a_cache_that_is_removed_after(tmp_path, monkeypatch) -> None:
     from onnxprune.torchview.teacher import Teacher
 
@@ -75,6 +77,7 @@ def test_without_views_the_teacher_is_read_from_a_cache_that_is_removed_after(tm
     assert not list(checkpoints.glob("onnxprune-teacher-*"))
 
 
+@pytest.mark.slow  # an end-to-end run of a path off by default: CI runs it (--all)
 def test_unlabeled_images_are_learnt_from_and_never_judged(tmp_path) -> None:
     extra = np.random.default_rng(1).standard_normal((20, 3, 32, 32)).astype(np.float32)
     np.save(tmp_path / "extra.npy", extra)
