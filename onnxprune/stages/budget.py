@@ -92,11 +92,9 @@ def prune_within_budget(run: Run, plan: WidthPlan, view: TorchView, records: lis
 
 
 def _budget_pass(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -> PassState:
-    def saved(r: int, label: str, view: TorchView, records: list[RoundRecord], reached: bool) -> None:
-        steps.save(r, label, replace(state, view=view, records=tuple(records), reached=reached))
-
     assert state.view is not None  # (required)
-    view, records, budget = prune_within_budget(run, plan, state.view, list(state.records), steps.after, saved)
+    view, records, budget = prune_within_budget(run, plan, state.view, list(state.records), steps.after,
+                                                steps.each_round(state))
     return replace(state, view=view, records=tuple(records), budget=budget)
 
 

@@ -93,8 +93,8 @@ class Checkpoints:
         records = tuple(RoundRecord(**r) for r in state["records"])
         log.info("resuming after %s (checkpoint in %s)", state["stage_name"], self.folder)
         budget = Budget(**state["budget"]) if state.get("budget") else None
-        return Checkpoint(state["pass"], state["step"], state["stage_name"], model, records, freed, state["reached"], budget,
-                          state.get("blocks"))
+        return Checkpoint(state["pass"], state["step"], state["stage_name"], model, records, freed, state["reached"],
+                          budget, state.get("blocks"))
 
     def save(self, pass_name: str, step: int | None, name: str, model: onnx.ModelProto, records: list[RoundRecord],
              freed: LosslessCounts | None, reached: bool = True, budget: Budget | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import onnx
@@ -71,6 +71,14 @@ class Steps:
 
     after: int
     save: Callable[[int, str, PassState], None]
+
+    def each_round(self, state: PassState) -> Callable[[int, str, TorchView, list[RoundRecord], bool], None]:
+        """The callback the rounds call after each round (``rounds.prune_in_rounds``'s ``saved``):
+        ``state`` with that round's view, records and reach, saved as step ``r``."""
+        def saved(r: int, label: str, view: TorchView, records: list[RoundRecord], reached: bool) -> None:
+            self.save(r, label, replace(state, view=view, records=tuple(records), reached=reached))
+
+        return saved
 
 
 def always(run: Run, state: PassState) -> bool:  # noqa: ARG001

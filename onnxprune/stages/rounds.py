@@ -167,12 +167,10 @@ def prune_in_rounds(run: Run, plan: WidthPlan, view: TorchView, records: list[Ro
 
 
 def _rounds_pass(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -> PassState:
-    def saved(r: int, label: str, view: TorchView, records: list[RoundRecord], reached: bool) -> None:
-        steps.save(r, label, replace(state, view=view, records=tuple(records), reached=reached))
-
     assert state.view is not None  # (required)
     try:
-        view, records, reached = prune_in_rounds(run, plan, state.view, list(state.records), steps.after, saved)
+        view, records, reached = prune_in_rounds(run, plan, state.view, list(state.records), steps.after,
+                                                 steps.each_round(state))
     except RoundsHopeless as stop:  # judged and reported as it stands, without the final fine-tuning
         return replace(state, view=stop.view, records=tuple(stop.records), stopped=stop.message)
     return replace(state, view=view, records=tuple(records), reached=reached)

@@ -44,18 +44,23 @@ def _cut(model: onnx.ModelProto, keep_of):
     return loaded, sliced, cut_consumers(loaded.model, analysis, keep)
 
 
+def _refit_on_noise(loaded, sliced, consumers, shape: tuple[int, ...]):
+    """The cut refitted on 64 random inputs of ``shape`` and each model's first output on 16 more:
+    (refitted model, refits, the original's, the plain cut's, the refit's)."""
+    rng = np.random.default_rng(1)
+    calib, fresh = (rng.standard_normal((n, *shape)).astype(np.float32) for n in (64, 16))
+    refitted, refits = reconstruct(loaded.model, sliced, consumers, loaded.image.name, calib)
+    outputs = [run_batched(m, loaded.image.name, fresh)[0] for m in (loaded.model, sliced, refitted)]
+    return refitted, refits, *outputs
+
+
 @pytest.mark.parametrize("consumer", ["conv", "conv+bn", "gemm"])
 def test_a_removed_channel_linear_in_the_kept_ones_is_reconstructed_exactly(consumer: str) -> None:
     model = _dependent_model(consumer)
     loaded, sliced, consumers = _cut(model, lambda g: np.arange(3) if g.channels == 4 else np.arange(g.channels))
     assert [c.op for c in consumers] == ["Gemm" if consumer == "gemm" else "Conv"]
-    rng = np.random.default_rng(1)
-    calib, fresh = (rng.standard_normal((n, 3, 8, 8)).astype(np.float32) for n in (64, 16))
-    refitted, refits = reconstruct(loaded.model, sliced, consumers, loaded.image.name, calib)
+    refitted, refits, expected, plain, got = _refit_on_noise(loaded, sliced, consumers, (3, 8, 8))
     assert refits[0].kept and refits[0].error_share < 1e-4
-    expected = run_batched(loaded.model, loaded.image.name, fresh)[0]
-    plain = run_batched(sliced, loaded.image.name, fresh)[0]
-    got = run_batched(refitted, loaded.image.name, fresh)[0]
     scale = np.abs(expected).max()
     assert np.abs(plain - expected).max() > 0.1 * scale  # the cut alone loses it
     np.testing.assert_allclose(got, expected, atol=1e-3 * scale)
@@ -143,13 +148,8 @@ def test_a_recurrent_layer_fed_by_a_cut_conv_is_refitted(tmp_path, rnn: str) -> 
     loaded, sliced, consumers = _cut(onnx.load(str(path)), lambda g: np.arange(3) if g.channels == 4 else
                                      np.arange(g.channels))
     assert [c.op for c in consumers] == [rnn] and len(consumers[0].kept_in) == 12
-    rng = np.random.default_rng(1)
-    calib, fresh = (rng.standard_normal((n, 1, 4, 10)).astype(np.float32) for n in (64, 16))
-    refitted, refits = reconstruct(loaded.model, sliced, consumers, loaded.image.name, calib)
+    refitted, refits, expected, plain, got = _refit_on_noise(loaded, sliced, consumers, (1, 4, 10))
     assert refits[0].kept and refits[0].error_share < 1e-4
-    expected = run_batched(loaded.model, loaded.image.name, fresh)[0]
-    plain = run_batched(sliced, loaded.image.name, fresh)[0]
-    got = run_batched(refitted, loaded.image.name, fresh)[0]
     assert np.abs(plain - expected).max() > 0.05  # the cut alone loses it
     np.testing.assert_allclose(got, expected, atol=1e-3)
     assert {i.name: tuple(i.dims) for i in refitted.graph.initializer} == {
