@@ -7,7 +7,7 @@ in the work folder): a shape detector decoded the YOLOv8 way, a DB-style text pr
 a CRNN digit reader (LSTM, CTC), a letter embedder (L2-normalized features), and the digits
 classifier sample. Each is exported with torch's defaults (batch fixed at 1, BatchNorm folded).
 
-    python benchmarks/tasks.py [--images 240] [--fresh 200] [--targets 0.5 0.3] [--work DIR]
+    python benchmarks/tasks.py [--images 240] [--fresh 200] [--targets 0.5 0.3] [--seeds 0 1 2] [--work DIR]
                                [--models detector text_map reader embedder classifier]
                                [--few 40] [--few-targets 0.5] [--methods default old none ...]
                                [--save tasks.txt]
@@ -108,8 +108,8 @@ def _prepare(name: str, work: Path, images: int, fresh: int) -> tuple[Path, Path
     return path, data, unseen, task
 
 
-def _fresh_figures(original: Path, pruned, unseen: Path, task: str, labels: bool) -> tuple[str, str]:
-    """The task measure's drop with its interval, and the explained variance, on fresh images."""
+def _fresh_figures(original: Path, pruned, unseen: Path, task: str, labels: bool) -> tuple[str, str, float]:
+    """The task measure's drop with its interval, the explained variance, and the drop, on fresh images."""
     loaded = load(original)
     data = load_data(unseen, loaded.image, Preprocess(), "imagefolder" if labels else None)
     reference = run_batched(loaded.model, loaded.image.name, data)
@@ -121,7 +121,7 @@ def _fresh_figures(original: Path, pruned, unseen: Path, task: str, labels: bool
     low, high = drop_interval(before, after)
     drop = 100 * (before.figure() - after.figure())
     ev = explained_variance(outputs[0], reference[0])
-    return f"{after.figure():.3f} ({drop:+.1f} [{low:+.1f}, {high:+.1f}])", f"{ev:.3f}"
+    return f"{after.figure():.3f} ({drop:+.1f} [{low:+.1f}, {high:+.1f}])", f"{ev:.3f}", drop
 
 
 def _few(data: Path, count: int, folder: Path) -> Path:
@@ -137,10 +137,11 @@ def _few(data: Path, count: int, folder: Path) -> Path:
 
 
 def _row(name: str, path: Path, data: Path, unseen: Path, task: str, target: float, method: str, images: str,
-         work: Path) -> str:
+         work: Path, seed: int = 0, drops: list[float] | None = None) -> str:
     labels = name == "classifier"
-    head = f"{name:<16}{task:<9}{images:>7}{target:>7.1f}{method:>10}"
-    extra = dict(METHODS[method])
+    tuning = method if not seed else f"{method} s{seed}"
+    head = f"{name:<16}{task:<9}{images:>7}{target:>7.1f}{tuning:>10}"
+    extra = dict(METHODS[method], seed=seed)
     if method.startswith("unlabeled-"):
         if name not in task_models.SAMPLERS:
             return f"{head}  no renderer for more images of this task"
@@ -151,7 +152,9 @@ def _row(name: str, path: Path, data: Path, unseen: Path, task: str, target: flo
             result = prune(path, data, target, max_drop=100, labels="imagefolder" if labels else None, **extra)
             pruned = Path(tmp) / "pruned.onnx"
             onnx.save(result.model, str(pruned))
-            fresh, fresh_ev = _fresh_figures(path, pruned, unseen, task, labels)
+            fresh, fresh_ev, fresh_drop = _fresh_figures(path, pruned, unseen, task, labels)
+            if drops is not None:
+                drops.append(fresh_drop)
     except OnnxpruneError as err:
         return f"{head}  {str(err)[:110]}"
     q = result.report.quality
@@ -173,6 +176,8 @@ def main() -> None:
     parser.add_argument("--few-targets", nargs="+", type=float, default=[0.5])
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=["default", "old", "none"],
                         help="recovery methods, each tried at the first target of each block")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="each row once per seed (--seed: the split, scoring, views and training draws)")
     parser.add_argument("--save", default="tasks.txt", help="results file name under benchmarks/results")
     args = parser.parse_args()
     work = args.work or Path(tempfile.gettempdir()) / "onnxprune-tasks"
@@ -192,7 +197,13 @@ def main() -> None:
         for images, folder, targets in blocks:
             for k, target in enumerate(targets):
                 for method in args.methods if k == 0 else ["default"]:  # the others at the first target
-                    table.add(_row(name, path, folder, unseen, task, target, method, images, work))
+                    drops: list[float] = []
+                    for seed in args.seeds:
+                        table.add(_row(name, path, folder, unseen, task, target, method, images, work, seed, drops))
+                    if len(args.seeds) > 1:
+                        table.add(f"#   {name} {images} images {method}: fresh drop over seeds "
+                                  f"{' '.join(str(s) for s in args.seeds)}: mean {np.mean(drops):+.1f} "
+                                  f"(each {' '.join(f'{d:+.1f}' for d in drops)})")
     table.add("# * the held-out share cannot resolve --max-drop 3 (its interval is wider); EV: explained variance of "
               "the original's outputs, the measure non-classifiers were judged by before")
     for name in args.models:
