@@ -139,7 +139,7 @@ def _few(data: Path, count: int, folder: Path) -> Path:
 def _row(name: str, path: Path, data: Path, unseen: Path, task: str, target: float, method: str, images: str,
          work: Path, seed: int = 0, drops: list[float] | None = None) -> str:
     labels = name == "classifier"
-    tuning = method if not seed else f"{method} s{seed}"
+    tuning = method if not seed else f"{method}/{seed}"  # the seed after the method
     head = f"{name:<16}{task:<9}{images:>7}{target:>7.1f}{tuning:>10}"
     extra = dict(METHODS[method], seed=seed)
     if method.startswith("unlabeled-"):
