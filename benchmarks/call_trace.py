@@ -11,6 +11,9 @@ a module's type is not a trip to that module. It reads the package wherever it i
 so two commits compare:
 
     python benchmarks/call_trace.py [--model digits_resnet.onnx] [--list]
+
+``--list`` prints each pair with the functions it calls, and counts the pairs that only call back
+(a progress lambda or an ``on_main`` closure, written in one module and called from another).
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ SAMPLES = ROOT / "sample_models"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits_resnet.onnx")
-    parser.add_argument("--list", action="store_true", help="print every caller → callee pair and the modules entered")
+    parser.add_argument("--list", action="store_true",
+                        help="print every caller → callee pair, the functions it calls, and the modules entered")
     args = parser.parse_args()
     import onnxprune
 
     modules = sum(1 for _ in Path(onnxprune.__file__).parent.rglob("*.py"))
     edges: dict[tuple[str, str], int] = {}
+    callees: dict[tuple[str, str], set[str]] = {}  # the functions each pair calls: a lambda is a callback
     entered: set[str] = set()
     first_calls: dict[tuple[str, str], None] = {}  # (module, function) in the order first called
     repeated = {"find_groups": 0, "probe_shapes": 0, "measure": 0}  # tracing, shape probes, quality measures
@@ -53,6 +58,7 @@ def main() -> None:
         caller = caller_frame.f_globals.get("__name__", "") if caller_frame else ""
         if caller != callee and (caller.startswith("onnxprune.") or caller == "onnxprune"):
             edges[caller, callee] = edges.get((caller, callee), 0) + 1
+            callees.setdefault((caller, callee), set()).add(frame.f_code.co_qualname)
 
     with tempfile.TemporaryDirectory() as scratch:
         # max_drop 100: the trip is the point, not the quality (one epoch loses rounds, and they stop)
@@ -76,7 +82,9 @@ def main() -> None:
     print(f"quality measures         {repeated['measure']}  (tasks.measure)")
     if args.list:
         for (a, b), n in sorted(edges.items()):
-            print(f"  {a} → {b}: {n}")
+            print(f"  {a} → {b}: {n}  ({', '.join(sorted(callees[a, b])[:4])})")
+        callbacks = [pair for pair, names in callees.items() if all("<locals>" in name for name in names)]
+        print(f"pairs that only call back (every function called is a closure or lambda passed in): {len(callbacks)}")
         print("modules entered:", " ".join(sorted(m.removeprefix("onnxprune.") for m in entered)))
 
 
