@@ -26,7 +26,7 @@ from ..graph.runtime import run_batched
 from ..options import PruneOptions
 from ..report import Recovery
 from ..torchview.distributed import on_main
-from ..torchview.finetune import AdamMoments, OutputKind, TeacherFn, TrainSettings, epoch_steps, loss_for
+from ..torchview.finetune import OutputKind, TeacherFn, TrainSettings, epoch_steps, loss_for
 from ..torchview.view import TorchView
 from .context import Run
 from .passes import Pass, PassState, Steps
@@ -150,12 +150,10 @@ def train_until_stalled(view: TorchView, data: Dataset, teacher: TeacherFn, epoc
     most = MAX_EPOCHS if budget_s is not None else BUDGET_EPOCHS
     budget = budget_s if budget_s is not None else MAX_BUDGET_S
     stopped = f"{most} epochs" + ("" if budget_s is not None else ", the default budget (--time-budget sets seconds)")
-    moments = AdamMoments()  # one optimizer through all epochs (``AdamMoments``)
     for k in range(1, most + 1):
         stage, total = f"epoch {k} of final fine-tuning", epoch * settings.batch_size
         view.finetune(data, teacher, epoch, replace(settings, lr=lr, annealed=False), (*seed, 4, k),
-                      None if progress is None else (lambda images, s=stage: progress(s, images, total)),
-                      moments=moments)
+                      None if progress is None else (lambda images, s=stage: progress(s, images, total)))
         done += epoch
         loss, elapsed = on_main(lambda: (judge(view.model), time.perf_counter() - started))
         losses.append(loss)

@@ -29,7 +29,7 @@ from ..errors import OnnxpruneError, first_line
 from ..graph.output_shapes import feature_axis, is_classifier_output
 from .loader import training_loader
 
-__all__ = ["TrainSettings", "AdamMoments", "Targets", "TeacherFn", "OutputKind", "output_kind", "loss_for", "finetune", "feature_mse", "is_distribution",
+__all__ = ["TrainSettings", "Targets", "TeacherFn", "OutputKind", "output_kind", "loss_for", "finetune", "feature_mse", "is_distribution",
            "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS"]
 
 log = logging.getLogger(__name__)
@@ -61,41 +61,6 @@ class TrainSettings:
     def at_once(self) -> int:
         """Samples one torch forward takes: the micro-batch, else the batch."""
         return self.micro_batch or self.batch_size
-
-
-class AdamMoments:
-    """Adam's state, carried from one ``finetune`` call to the next on the same module.
-
-    The open-ended final fine-tuning trains one epoch per call. A fresh Adam at each call starts
-    from the moments of a single gradient, whose bias-corrected ratio moves every weight by about
-    the learning rate whatever its gradient: each epoch began with such steps and the held-out loss
-    jumped. Carried over, the tasks reader pruned with 240 images lost 4.3 points of strings on
-    fresh images instead of 5.8, the embedder 4.5 neighbour points instead of 5.8, on average over
-    three seeds (``benchmarks/results/tasks-adam-moments.txt``).
-    """
-
-    def __init__(self) -> None:
-        self.state: dict | None = None
-
-    def restore(self, optimizer: torch.optim.Optimizer) -> None:
-        """Load the carried moments into ``optimizer`` (its learning rate stays the one it was given),
-        unless its parameters are not the ones they were kept for."""
-        if self.state is None:
-            return
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        counts = [len(group["params"]) for group in optimizer.param_groups]
-        saved = self.state["state"]
-        if counts != [len(group["params"]) for group in self.state["param_groups"]] or any(
-                tuple(saved[i]["exp_avg"].shape) != tuple(p.shape) for i, p in enumerate(params) if i in saved):
-            log.debug("Adam starts afresh: the trained parameters changed")
-            return
-        lrs = [group["lr"] for group in optimizer.param_groups]
-        optimizer.load_state_dict(self.state)
-        for group, lr in zip(optimizer.param_groups, lrs):
-            group["lr"] = lr
-
-    def keep(self, optimizer: torch.optim.Optimizer) -> None:
-        self.state = optimizer.state_dict()
 
 
 def precision_for(requested: str, device: str) -> str:
@@ -194,14 +159,12 @@ def finetune(
     progress: Callable[[int], None] | None = None,
     hints=None,
     after_step: Callable[[torch.nn.Module, torch.Tensor], None] | None = None,
-    moments: AdamMoments | None = None,
 ) -> list[float]:
     """Train the module's trainable parameters in place for ``steps`` steps of the global batch,
     drawn from ``seed``; returns the losses. ``progress(images)`` counts images done (all
     processes). ``hints`` (``hints.FeatureHints``) adds the feature-map term; its projections
     are fitted on the first batch and trained alongside. ``after_step(module, loss)`` runs after
-    every optimizer step (DSD's sparsity mask, ``recover.py``; the channel bandit, ``bandit.py``).
-    ``moments`` carries Adam's state in from the last call and out to the next."""
+    every optimizer step (DSD's sparsity mask, ``recover.py``; the channel bandit, ``bandit.py``)."""
     if steps <= 0:
         return []
     device = torch.device(settings.device)
@@ -220,8 +183,6 @@ def finetune(
     if hints is not None:
         params += hints.parameters()
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    if moments is not None:
-        moments.restore(optimizer)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps) if settings.annealed else None
     trained = module
     if settings.world > 1:
@@ -253,8 +214,6 @@ def finetune(
         losses.append(loss)  # no .item() here: on a GPU it would wait for every step
         if progress:
             progress(min((step + 1) * settings.batch_size, steps * settings.batch_size))
-    if moments is not None:
-        moments.keep(optimizer)
     module.to("cpu")
     if settings.channels_last:
         module.to(memory_format=torch.contiguous_format)

@@ -83,14 +83,14 @@ class TorchView:
         return score_groups(criterion, self.model, analysis, observed, seed)
 
     def finetune(self, data: Dataset, teacher: TeacherFn, steps: int, settings: TrainSettings, seed,
-                 progress=None, after_step=None, moments=None) -> list[float]:
+                 progress=None, after_step=None) -> list[float]:
         """Fine-tune in torch, then write the weights back into the ONNX model. With
         ``settings.feature_hints`` and a teacher that has a torch view of its own (``Teacher``),
         stage-end feature maps are matched too (``hints.py``)."""
         hints = self._hints(teacher) if settings.feature_hints and steps > 0 else None
         try:
             losses = finetune(self.imported.module, data, teacher, steps, settings, self.run, seed, progress, hints,
-                              after_step, moments)
+                              after_step)
         finally:
             if hints is not None:
                 hints.close()

@@ -19,7 +19,7 @@ class _ScriptedView:
         self.model, self.image, self.analysis = "epoch 0", None, None
         self.rates: list[float] = []
 
-    def finetune(self, data, teacher, steps, settings, seed, progress=None, moments=None):
+    def finetune(self, data, teacher, steps, settings, seed, progress=None):
         self.rates.append(settings.lr)
         self.model = f"epoch {len(self.rates)}"
         return [0.0] * steps

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 
@@ -86,44 +84,3 @@ def test_mixed_views_are_seeded_and_mix_the_batch() -> None:
     # mixing keeps every input within the batch's range, give or take the jitter and noise
     spread = float(x.std())
     assert float(a.min()) > -spread and float(a.max()) < 3 + spread
-
-
-def test_adam_moments_carry_from_one_call_to_the_next() -> None:
-    """A fresh Adam's first step moves every weight by about the learning rate; carried moments
-    continue the optimizer where the last call left it, with the step's learning rate."""
-    import copy
-
-    import numpy as np
-
-    from onnxprune.data.sources import Dataset
-    from onnxprune.graph.image_input import ImageInput
-    from onnxprune.torchview.finetune import AdamMoments, TrainSettings, finetune
-
-    torch.manual_seed(0)
-    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
-    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4)).requires_grad_(False)
-    x = np.random.default_rng(0).standard_normal((32, 3, 4, 4)).astype(np.float32)
-    data = Dataset.of_array(x, image=ImageInput("x", "NCHW", 3, 4, 4, "N"))
-    settings = TrainSettings(batch_size=8, annealed=False)
-
-    def train(module, steps, moments=None, seed=0, lr=1e-3):
-        finetune(module, data, lambda batch, _positions: [teacher(batch)], steps, replace(settings, lr=lr),
-                 lambda m, batch: [m(batch)], seed=seed, moments=moments)
-
-    moments = AdamMoments()
-    train(student, 5, moments)
-    fresh = copy.deepcopy(student)
-    before = student[1].weight.detach().clone()
-    train(student, 1, moments, seed=1, lr=1e-4)
-    train(fresh, 1, None, seed=1, lr=1e-4)
-    carried_step = (student[1].weight - before).abs()
-    fresh_step = (fresh[1].weight - before).abs()
-    assert float(fresh_step.median()) == pytest.approx(1e-4, rel=0.05)  # sign-like: the learning rate each
-    assert float(carried_step.median()) < 0.75e-4 and float(carried_step.min()) < 0.2e-4  # by its gradient
-    assert float(fresh_step.min()) > 0.9e-4
-    assert int(moments.state["state"][0]["step"]) == 6
-    assert moments.state["param_groups"][0]["lr"] == 1e-4
-    # other parameters (the model was cut): Adam starts afresh instead of failing
-    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4), torch.nn.Linear(4, 4))
-    train(other, 1, moments)
-    assert int(moments.state["state"][0]["step"]) == 1
