@@ -107,12 +107,12 @@ MAX_EPOCHS = 500
 # at that budget still improving, and ten minutes took it from 18.5 to 14.5, intervals overlapping
 # (tasks-budget-600.txt)
 BUDGET_EPOCHS, MAX_BUDGET_S = 50, 1800.0
-# the fewest steps an epoch of the open-ended fine-tuning takes: patience and the learning rate's
+# the fewest steps an epoch of the open-ended fine-tuning takes (``epoch_steps``' floor there): patience and the learning rate's
 # halving count epochs, and with a few dozen images an epoch of the data was one or two steps, so
 # the rate halved to nothing and training stopped within twenty steps (the reader with 40 images:
 # 24 s in all). Views are drawn afresh every step, so a longer epoch repeats no input. 20 leaves
 # epochs of 500 images or more as they are (the README's sample: 24 steps).
-MIN_EPOCH_STEPS = 20
+OPEN_ENDED_EPOCH_STEPS = 20
 SELECTION_BATCH = 64  # held-out items per loss term: per-feature scales need a batch to be read on
 
 
@@ -180,9 +180,8 @@ def _final_finetune(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -
     o, view = run.options, state.view
     assert view is not None  # (required)
     before, recovery = view.model, None
-    epoch = epoch_steps(len(run.data.train), o.batch_size)
     if open_ended(o):
-        epoch = max(epoch, MIN_EPOCH_STEPS)
+        epoch = epoch_steps(len(run.data.train), o.batch_size, floor=OPEN_ENDED_EPOCH_STEPS)
         selection, reference, _ = run.judge.held.part(judging=True)
         judge = lambda model: selection_loss(model, run.model.work.image.name, selection, reference,  # noqa: E731
                                              run.training.settings.output_kinds)
@@ -194,6 +193,7 @@ def _final_finetune(run: Run, plan: WidthPlan, state: PassState, steps: Steps) -
                  recovery.stopped, recovery.seconds, recovery.kept_epoch)
         final_steps = recovery.steps
     else:
+        epoch = epoch_steps(len(run.data.train), o.batch_size)
         final_steps = ceil((DEFAULT_EPOCHS if o.epochs is None else o.epochs) * epoch)
         log.info("final fine-tuning: %d steps of %d images", final_steps, o.batch_size)
         total = final_steps * o.batch_size

@@ -306,10 +306,10 @@ def _halved(micro: int, err: BaseException) -> int:
 MIN_EPOCH_STEPS = 10  # an epoch of a few dozen images still gets this many steps (views differ)
 
 
-def epoch_steps(images: int, batch_size: int) -> int:
-    """Fine-tuning steps that count as one pass over ``images``: at least ``MIN_EPOCH_STEPS``, so
-    the schedule keeps a floor whatever the data size (repeats are other views where views are on)."""
-    return max(ceil(images / batch_size), MIN_EPOCH_STEPS)
+def epoch_steps(images: int, batch_size: int, floor: int = MIN_EPOCH_STEPS) -> int:
+    """Fine-tuning steps that count as one pass over ``images``: at least ``floor``, so the
+    schedule keeps a floor whatever the data size (repeats are other views where views are on)."""
+    return max(ceil(images / batch_size), floor)
 
 
 def micro_batches(n: int, size: int) -> list[slice]:

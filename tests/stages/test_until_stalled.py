@@ -92,7 +92,7 @@ def test_a_run_reports_its_recovery_and_judges_on_images_that_did_not_choose() -
 
 def test_with_a_few_dozen_images_an_epoch_is_still_a_score_of_steps() -> None:
     """40 images are two steps of 32: counted in such epochs, patience and the rate's halving
-    ended training within twenty steps; an epoch is never shorter than MIN_EPOCH_STEPS."""
+    ended training within twenty steps; an epoch is never shorter than OPEN_ENDED_EPOCH_STEPS."""
     from onnxprune.data.sources import load_data
     from onnxprune.graph.load import load
 
@@ -101,4 +101,4 @@ def test_with_a_few_dozen_images_an_epoch_is_still_a_score_of_steps() -> None:
                    round_to=1, bench=False, max_drop=100, time_budget=4)
     recovery = result.report.recovery
     assert recovery is not None and recovery.epochs >= 1
-    assert recovery.steps == recovery.epochs * recover.MIN_EPOCH_STEPS == recovery.epochs * 20
+    assert recovery.steps == recovery.epochs * recover.OPEN_ENDED_EPOCH_STEPS == recovery.epochs * 20
