@@ -6,7 +6,8 @@ other outputs use MSE scaled by the teacher's variance. The teacher (the origina
 runs on each batch as it comes, on the same augmented views (``augment.py``), so nothing of the
 size of the data set is held: batches stream from ``loader.py``'s workers.
 BatchNorm layers train (batch statistics, running statistics follow the pruned network, which
-is what lets a pruned model recover); dropout stays off so fine-tuning is deterministic.
+is what lets a pruned model recover), and their running statistics are estimated afresh on the
+plain images when training ends; dropout stays off so fine-tuning is deterministic.
 On CUDA the loop runs in bfloat16 autocast with channels-last inputs where the GPU supports
 them (``TrainSettings``); under torchrun the module is wrapped in DistributedDataParallel.
 """
@@ -30,7 +31,8 @@ from ..graph.output_shapes import feature_axis, is_classifier_output
 from .loader import training_loader
 
 __all__ = ["TrainSettings", "Targets", "TeacherFn", "OutputKind", "output_kind", "loss_for", "finetune", "feature_mse", "is_distribution",
-           "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS"]
+           "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS",
+           "recalibrate_batchnorm"]
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +216,7 @@ def finetune(
         losses.append(loss)  # no .item() here: on a GPU it would wait for every step
         if progress:
             progress(min((step + 1) * settings.batch_size, steps * settings.batch_size))
+    recalibrate_batchnorm(module, data, settings, run, seed)
     module.to("cpu")
     if settings.channels_last:
         module.to(memory_format=torch.contiguous_format)
@@ -316,6 +319,41 @@ def micro_batches(n: int, size: int) -> list[slice]:
     """``n`` samples in slices of at most ``size`` (0: one slice)."""
     size = size or n
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(module: torch.nn.Module, data: Dataset, settings: TrainSettings,
+                          run: Callable[[torch.nn.Module, torch.Tensor], list[torch.Tensor]], seed=0) -> None:
+    """Re-estimate every BatchNorm's running statistics on the training images as they are (no
+    views), once through, with the weights training ended on; the same in every process.
+
+    During training they follow the batches by a moving average: of views (mixed, shifted,
+    jittered), whose statistics are not the images', and of weights that kept moving. Measured on
+    the character samples at 0.3 with labels (shift views): MobileNet 78.7 → 83.9 % on fresh
+    renders, ResNet 95.4 → 96.2 (``results/batchnorm.txt``)."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    device = torch.device(settings.device)
+    module.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the batches, not a moving one
+        m.train()
+    parts = list(np.atleast_1d(seed)) + [RECALIBRATION_SEED]
+    batches = ceil(len(data) / settings.at_once)
+    for x, _labels, _positions in training_loader(data, settings.at_once, batches, parts, "none", settings.workers,
+                                                  settings.device):
+        if settings.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        run(module, x.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    module.eval()
+
+
+RECALIBRATION_SEED = 99  # the batches' order only: every image is read about once
 
 
 def _train_mode(module: torch.nn.Module) -> None:

@@ -51,6 +51,29 @@ def test_the_mixed_precision_channels_last_path_trains_and_hands_back_a_plain_mo
     assert student[0].weight.is_contiguous() and student[0].weight.dtype == torch.float32
 
 
+def test_batchnorm_ends_with_the_statistics_of_the_plain_images_not_of_the_views() -> None:
+    import numpy as np
+
+    from onnxprune.data.sources import Dataset
+    from onnxprune.graph.image_input import ImageInput
+    from onnxprune.torchview.finetune import TrainSettings, finetune
+
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                  torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8), torch.nn.Flatten()).requires_grad_(False)
+    x = 3 + 2 * np.random.default_rng(0).standard_normal((64, 3, 8, 8)).astype(np.float32)
+    data = Dataset.of_array(x, image=ImageInput("x", "NCHW", 3, 8, 8, "N"))
+    settings = TrainSettings(batch_size=32, augment="mix")  # mixed views: half the spread of the images
+    finetune(student, data, lambda batch, _positions: [teacher(batch)], 4, settings, lambda m, batch: [m(batch)])
+    with torch.no_grad():
+        conv = student[0](torch.from_numpy(x))  # what the BatchNorm reads on the images as they are
+    norm = student[1]
+    assert not norm.training
+    assert torch.allclose(norm.running_mean, conv.mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(norm.running_var, conv.var((0, 2, 3)), rtol=0.05)
+
+
 def test_a_few_dozen_images_still_get_a_floor_of_steps_per_epoch() -> None:
     from onnxprune.torchview.finetune import MIN_EPOCH_STEPS, epoch_steps
 
