@@ -6,8 +6,8 @@ other outputs use MSE scaled by the teacher's variance. The teacher (the origina
 runs on each batch as it comes, on the same augmented views (``augment.py``), so nothing of the
 size of the data set is held: batches stream from ``loader.py``'s workers.
 BatchNorm layers train (batch statistics, running statistics follow the pruned network, which
-is what lets a pruned model recover), and their running statistics are estimated afresh on the
-plain images when training ends; dropout stays off so fine-tuning is deterministic.
+is what lets a pruned model recover), and their running statistics are estimated afresh, with the
+final weights, on fresh views when training ends; dropout stays off so fine-tuning is deterministic.
 On CUDA the loop runs in bfloat16 autocast with channels-last inputs where the GPU supports
 them (``TrainSettings``); under torchrun the module is wrapped in DistributedDataParallel.
 """
