@@ -63,7 +63,6 @@ METHODS = {
     "budget-600": {"time_budget": 600},  # the final fine-tuning may run 10 minutes before it must stop
     "unlabeled-1000": {},  # 1000 more rendered images of the task, given as --unlabeled (``_unlabeled``)
     "lr-3e-4": {"lr": 3e-4},  # fine-tuning's Adam learning rate, against 1e-3
-    "lr-1e-4": {"lr": 1e-4},
 }
 UNLABELED_SEED = 300  # the run's images are rendered with seed 100 and the fresh ones with 200
 
