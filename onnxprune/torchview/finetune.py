@@ -194,11 +194,7 @@ def finetune(
     with_labels = data.labels is not None
     micro = settings.micro_batch
     for step, (x, labels, positions) in enumerate(itertools.chain([first], batches)):
-        if settings.augment == "mix":
-            x = mixed_views(x, torch.Generator().manual_seed(_step_seed(seed, step)))
-        x = x.to(device, non_blocking=True)
-        if settings.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = _batch_views(x, step, seed, settings, device)
         y = labels.to(device, non_blocking=True) if with_labels else None
         while True:
             try:
@@ -333,7 +329,7 @@ def recalibrate_batchnorm(module: torch.nn.Module, data: Dataset, settings: Trai
     a BN-folded model's inserted BatchNorm (``graph/batchnorm.py``) must go on computing the
     function it was trained to (on the plain images, R-Net lost 53.3 points on fresh faces instead
     of 33.3: ``results/batchnorm.txt``)."""
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = _batchnorms(module)
     if not norms:
         return
     device = torch.device(settings.device)
@@ -348,13 +344,9 @@ def recalibrate_batchnorm(module: torch.nn.Module, data: Dataset, settings: Trai
     loader = training_loader(data, settings.batch_size, batches, parts, settings.augment, settings.workers,
                              settings.device)
     for step, (x, _labels, _positions) in enumerate(loader):
-        if settings.augment == "mix":
-            x = mixed_views(x, torch.Generator().manual_seed(_step_seed(parts, step)))
+        x = _batch_views(x, step, parts, settings, device)
         for part in micro_batches(len(x), settings.micro_batch):
-            chunk = x[part].to(device)
-            if settings.channels_last and chunk.dim() == 4:
-                chunk = chunk.contiguous(memory_format=torch.channels_last)
-            run(module, chunk)
+            run(module, x[part])
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     module.eval()
@@ -367,6 +359,20 @@ RECALIBRATION_VIEWS = 256  # enough for the statistics of a channel, and a small
 def _train_mode(module: torch.nn.Module) -> None:
     """BatchNorm learns its statistics; everything else (dropout) stays in eval mode."""
     module.eval()
-    for sub in module.modules():
-        if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
-            sub.train()
+    for norm in _batchnorms(module):
+        norm.train()
+
+
+def _batchnorms(module: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def _batch_views(x: torch.Tensor, step: int, seed, settings: TrainSettings, device: torch.device) -> torch.Tensor:
+    """A loader batch as the module takes it at ``step``: mixed (``augment`` mix), on the device,
+    channels-last where asked."""
+    if settings.augment == "mix":
+        x = mixed_views(x, torch.Generator().manual_seed(_step_seed(seed, step)))
+    x = x.to(device, non_blocking=True)
+    if settings.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
