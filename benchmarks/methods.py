@@ -17,6 +17,8 @@ bootstrap over the same images and seeds).
   residual blocks first (those that move the outputs least per FLOP, up to half the FLOPs to
   remove), then channels (what auto runs under a target); --structure depth: blocks as far as the
   target allows
+- --augment mix: the label-free views (jittered, mixed two by two) with the labels mixed by the same
+  weights; --augment shift: the views labelled runs took before (shifts only)
 
 (``--teacher ensemble``, temporal-ensembling targets with the same 5 % of the labels, was measured
 here too, at commit bc4814d, and removed: it helped on none of the three; see docs/methods.md.)
@@ -56,6 +58,8 @@ ROWS = {  # name: (options, the row it is compared with)
     "width": ({"structure": "width"}, "default"),
     "both": ({"structure": "both"}, "default"),
     "depth": ({"structure": "depth"}, "default"),
+    "mix": ({"augment": "mix"}, "default"),
+    "shift": ({"augment": "shift"}, "default"),
 }
 
 

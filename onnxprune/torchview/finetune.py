@@ -30,7 +30,7 @@ from ..errors import OnnxpruneError, first_line
 from ..graph.output_shapes import feature_axis, is_classifier_output
 from .loader import training_loader
 
-__all__ = ["TrainSettings", "Targets", "TeacherFn", "OutputKind", "output_kind", "loss_for", "finetune", "feature_mse", "is_distribution",
+__all__ = ["TrainSettings", "Targets", "MixedLabels", "Labels", "TeacherFn", "OutputKind", "output_kind", "loss_for", "finetune", "feature_mse", "is_distribution",
            "log_probabilities", "precision_for", "micro_batches", "epoch_steps", "MIN_EPOCH_STEPS",
            "recalibrate_batchnorm"]
 
@@ -90,13 +90,33 @@ def output_kind(i: int, shape: tuple[int, ...], kinds: tuple[OutputKind, ...] = 
     return ("classes", 1) if is_classifier_output(shape) else ("features", -1)
 
 
+@dataclass(frozen=True)
+class MixedLabels:
+    """The labels of a mixed batch (``mixed_views``): row i is ``weight[i]`` of the image labelled
+    ``first[i]`` and the rest of the one labelled ``second[i]``, so its cross-entropy is the two
+    labels' by those weights (mixup, Zhang et al. 2018)."""
+
+    first: torch.Tensor
+    second: torch.Tensor
+    weight: torch.Tensor
+
+    def __getitem__(self, part: slice) -> MixedLabels:
+        return MixedLabels(self.first[part], self.second[part], self.weight[part])
+
+    def to(self, device, non_blocking: bool = False) -> MixedLabels:
+        return MixedLabels(*(t.to(device, non_blocking=non_blocking) for t in (self.first, self.second, self.weight)))
+
+
+Labels = torch.Tensor | MixedLabels
+
+
 def loss_for(
-    outputs: list[torch.Tensor], teacher: list[torch.Tensor], labels: torch.Tensor | None, label_weight: float,
+    outputs: list[torch.Tensor], teacher: list[torch.Tensor], labels: Labels | None, label_weight: float,
     kinds: tuple[OutputKind, ...] = (),
 ) -> torch.Tensor:
     """Distillation per output by its kind: KL divergence over the classes (at every position of a
     sequence), one minus the cosine for an embedding, per-feature MSE otherwise; plus cross-entropy
-    with labels on a first output of (batch, classes)."""
+    with labels (mixed ones by their weights) on a first output of (batch, classes)."""
     total = outputs[0].new_zeros(())
     for i, (s, t) in enumerate(zip(outputs, teacher)):
         kind, axis = output_kind(i, tuple(s.shape), kinds)
@@ -113,10 +133,14 @@ def loss_for(
     return total
 
 
-def labelled_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def labelled_nll(log_probs: torch.Tensor, labels: Labels) -> torch.Tensor:
     """Cross-entropy over the labelled rows (UNLABELLED ones are skipped), summed and divided by
     the whole batch: a few labels weigh as few, none weigh nothing, and no step waits on the GPU
-    to learn how many there were."""
+    to learn how many there were. A mixed row counts each of its labels that exists by its share."""
+    if isinstance(labels, MixedLabels):
+        first = F.nll_loss(log_probs, labels.first, ignore_index=UNLABELLED, reduction="none")
+        second = F.nll_loss(log_probs, labels.second, ignore_index=UNLABELLED, reduction="none")
+        return (labels.weight * first + (1 - labels.weight) * second).sum() / len(log_probs)
     return F.nll_loss(log_probs, labels, ignore_index=UNLABELLED, reduction="sum") / len(labels)
 
 
@@ -194,8 +218,7 @@ def finetune(
     with_labels = data.labels is not None
     micro = settings.micro_batch
     for step, (x, labels, positions) in enumerate(itertools.chain([first], batches)):
-        x = _batch_views(x, step, seed, settings, device)
-        y = labels.to(device, non_blocking=True) if with_labels else None
+        x, y = _batch_views(x, labels if with_labels else None, step, seed, settings, device)
         while True:
             try:
                 loss = _accumulate(trained, x, y, positions, micro, teacher, run, settings, autocast, hints)
@@ -224,11 +247,12 @@ JITTER = 0.2  # contrast gains within 1 ± this, brightness offsets within ± th
 NOISE = 0.05  # Gaussian noise, of the inputs' spread
 
 
-def mixed_views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def mixed_views(x: torch.Tensor, generator: torch.Generator,
+                labels: torch.Tensor | None = None) -> tuple[torch.Tensor, MixedLabels | None]:
     """``augment``'s mix on a batch: each input's contrast and brightness jittered and a little noise
     added (all in units of the batch's spread, so preprocessing does not matter), then each mixed
-    with another input of the batch by a weight drawn uniformly (mixup). Labels do not follow, so
-    it is for distillation: the teacher is run on the result."""
+    with another input of the batch by a weight drawn uniformly (mixup). The teacher is run on the
+    result; ``labels``, where given, follow as ``MixedLabels``."""
     n = len(x)
     shape = (n,) + (1,) * (x.dim() - 1)
     spread = x.std().clamp_min(1e-6)
@@ -238,7 +262,10 @@ def mixed_views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     x = (x - mean) * gain + mean + offset + NOISE * spread * torch.randn(x.shape, generator=generator)
     weight = torch.rand(shape, generator=generator)
     partner = torch.randperm(n, generator=generator)
-    return weight * x + (1 - weight) * x[partner]
+    mixed = weight * x + (1 - weight) * x[partner]
+    if labels is None:
+        return mixed, None
+    return mixed, MixedLabels(labels, labels[partner], weight.flatten())
 
 
 def _step_seed(seed, step: int) -> int:
@@ -344,7 +371,7 @@ def recalibrate_batchnorm(module: torch.nn.Module, data: Dataset, settings: Trai
     loader = training_loader(data, settings.batch_size, batches, parts, settings.augment, settings.workers,
                              settings.device)
     for step, (x, _labels, _positions) in enumerate(loader):
-        x = _batch_views(x, step, parts, settings, device)
+        x, _ = _batch_views(x, None, step, parts, settings, device)
         for part in micro_batches(len(x), settings.micro_batch):
             run(module, x[part])
     for m, momentum in zip(norms, momenta):
@@ -367,12 +394,15 @@ def _batchnorms(module: torch.nn.Module) -> list[torch.nn.modules.batchnorm._Bat
     return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
 
-def _batch_views(x: torch.Tensor, step: int, seed, settings: TrainSettings, device: torch.device) -> torch.Tensor:
-    """A loader batch as the module takes it at ``step``: mixed (``augment`` mix), on the device,
-    channels-last where asked."""
+def _batch_views(x: torch.Tensor, labels: torch.Tensor | None, step: int, seed, settings: TrainSettings,
+                 device: torch.device) -> tuple[torch.Tensor, Labels | None]:
+    """A loader batch and its labels as the module takes them at ``step``: mixed (``augment`` mix,
+    the labels following), on the device, channels-last where asked."""
+    y: Labels | None = labels
     if settings.augment == "mix":
-        x = mixed_views(x, torch.Generator().manual_seed(_step_seed(seed, step)))
+        x, mixed = mixed_views(x, torch.Generator().manual_seed(_step_seed(seed, step)), labels)
+        y = mixed if mixed is not None else y
     x = x.to(device, non_blocking=True)
     if settings.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return x, None if y is None else y.to(device, non_blocking=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from onnxprune.torchview.finetune import feature_mse, log_probabilities, loss_for, mixed_views
+from onnxprune.data.sources import UNLABELLED
+from onnxprune.torchview.finetune import (
+    MixedLabels, feature_mse, labelled_nll, log_probabilities, loss_for, mixed_views,
+)
 
 
 def test_a_model_ending_in_softmax_is_distilled_on_its_own_probabilities() -> None:
@@ -100,10 +103,28 @@ def test_each_output_is_distilled_for_what_it_is() -> None:
 
 def test_mixed_views_are_seeded_and_mix_the_batch() -> None:
     x = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1).expand(4, 3, 8, 8).contiguous()
-    a = mixed_views(x, torch.Generator().manual_seed(1))
-    b = mixed_views(x, torch.Generator().manual_seed(1))
-    assert torch.equal(a, b) and a.shape == x.shape
-    assert not torch.equal(a, mixed_views(x, torch.Generator().manual_seed(2)))
+    a, no_labels = mixed_views(x, torch.Generator().manual_seed(1))
+    b, _ = mixed_views(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape and no_labels is None
+    assert not torch.equal(a, mixed_views(x, torch.Generator().manual_seed(2))[0])
     # mixing keeps every input within the batch's range, give or take the jitter and noise
     spread = float(x.std())
     assert float(a.min()) > -spread and float(a.max()) < 3 + spread
+
+
+def test_labels_follow_a_mixed_input_by_its_weights() -> None:
+    # the inputs are their own labels (0..3, constant images), so each mixed input's mean, noise
+    # and jitter aside, lies near weight · first + (1 − weight) · second
+    x = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1).expand(4, 3, 8, 8).contiguous()
+    labels = torch.arange(4)
+    mixed, y = mixed_views(x, torch.Generator().manual_seed(3), labels)
+    assert y is not None and torch.equal(y.first, labels)
+    expected = y.weight * y.first + (1 - y.weight) * y.second
+    assert torch.allclose(mixed.mean((1, 2, 3)), expected.float(), atol=0.6)
+    # the cross-entropy of a mixed row is its labels' by their shares; a missing label counts nothing
+    log_probs = torch.log_softmax(torch.randn(4, 5), 1)
+    half = MixedLabels(torch.tensor([1, 2, 3, 4]), torch.tensor([0, UNLABELLED, 3, 1]), torch.full((4,), 0.25))
+    rows = torch.arange(4)
+    want = (0.25 * -log_probs[rows, half.first] + 0.75 * -log_probs[rows, torch.tensor([0, 0, 3, 1])]
+            * torch.tensor([1.0, 0.0, 1.0, 1.0])).sum() / 4
+    assert torch.allclose(labelled_nll(log_probs, half), want)
