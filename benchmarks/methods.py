@@ -18,7 +18,7 @@ bootstrap over the same images and seeds).
   remove), then channels (what auto runs under a target); --structure depth: blocks as far as the
   target allows
 - --augment mix: the label-free views (jittered, mixed two by two) with the labels mixed by the same
-  weights; --augment shift: the views labelled runs took before (shifts only)
+  weights, against the default's shifts
 
 (``--teacher ensemble``, temporal-ensembling targets with the same 5 % of the labels, was measured
 here too, at commit bc4814d, and removed: it helped on none of the three; see docs/methods.md.)
@@ -59,7 +59,6 @@ ROWS = {  # name: (options, the row it is compared with)
     "both": ({"structure": "both"}, "default"),
     "depth": ({"structure": "depth"}, "default"),
     "mix": ({"augment": "mix"}, "default"),
-    "shift": ({"augment": "shift"}, "default"),
 }
 
 

@@ -197,8 +197,9 @@ class PruneOptions:
         "auto", "Fine-tuning views, the original model as teacher on the same view: shift (rolled by up to 1/16 of "
                 "H and W), crop (random resized crop of 25-100 % of the area), crop-flip (that, mirrored half the "
                 "time), mix (shift, then contrast, brightness and noise jittered and each input mixed with another "
-                "of the batch), none, or auto: mix without labels (the original is the only teacher), shift for a "
-                "classifier with labels, none for other labelled runs (labels do not follow a moved or mixed input).",
+                "of the batch; a classifier's labels are mixed by the same weights), none, or auto: mix without labels "
+                "(the original is the only teacher), shift for a classifier with labels (it kept more accuracy than "
+                "mix), none for other labelled runs (their labels do not follow a moved or mixed input).",
         _one_of("auto", "none", "shift", "crop", "crop-flip", "mix"), metavar="auto|none|shift|crop|crop-flip|mix")
     workers: int | None = option(None, "DataLoader processes that decode and augment images.", _at_least(0),
                                  metavar="N", default_text="half the cores, ≤8")

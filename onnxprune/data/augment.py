@@ -13,10 +13,11 @@ the image, which is why ``auto`` augments only classifiers:
   noise added, and each input mixed with another of the batch (mixup weights drawn uniformly):
   inputs no image of the data set is, which the original labels as readily as any ("function
   matching", Beyer et al. 2022) — the teacher sees the very same mixed batch
-  (``finetune.mixed_views``);
+  (``finetune.mixed_views``), and a classifier's labels are mixed by the same weights;
 - ``none``: the centred view (the same one calibration and validation use);
 - ``auto``: ``mix`` when the run has no labels (the original is the only teacher), ``shift``
-  for a classifier with labels (labels do not follow a mixed input).
+  for a classifier with labels (with its labels mixed, ``mix`` kept less accuracy on the
+  character samples: ``benchmarks/results/augment-mixed-labels.txt``).
 
 ``benchmarks/augment.py`` chose ``shift`` for labelled classifiers: on the three sample classifiers
 it kept the most held-out accuracy, crop did no better than none, and a mirror cost points
@@ -48,7 +49,8 @@ MAX_SHIFT = 1 / 16
 
 def resolve_mode(mode: str, first_output_shape: tuple[int, ...], labels: bool = False) -> str:
     """``auto`` settled for the run: mix where the original is the only teacher (no labels), shift
-    for a labelled classifier (labels do not follow a mixed input), none for other labelled runs."""
+    for a labelled classifier (it kept more accuracy than mix), none for other labelled runs (their
+    labels do not follow a moved input)."""
     if mode != "auto":
         return mode
     if not labels:
