@@ -19,6 +19,8 @@ bootstrap over the same images and seeds).
   target allows
 - --augment mix: the label-free views (jittered, mixed two by two) with the labels mixed by the same
   weights, against the default's shifts
+- --round-steps 40: four times the fine-tuning after each round (the default: one pass over the
+  training images, 10 to 20 steps)
 
 (``--teacher ensemble``, temporal-ensembling targets with the same 5 % of the labels, was measured
 here too, at commit bc4814d, and removed: it helped on none of the three; see docs/methods.md.)
@@ -59,6 +61,7 @@ ROWS = {  # name: (options, the row it is compared with)
     "both": ({"structure": "both"}, "default"),
     "depth": ({"structure": "depth"}, "default"),
     "mix": ({"augment": "mix"}, "default"),
+    "round-steps-40": ({"round_steps": 40}, "default"),
 }
 
 
