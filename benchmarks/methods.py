@@ -20,7 +20,8 @@ bootstrap over the same images and seeds).
 - --augment mix: the label-free views (jittered, mixed two by two) with the labels mixed by the same
   weights, against the default's shifts
 - --round-steps 40: four times the fine-tuning after each round (the default: one pass over the
-  training images, 10 to 20 steps)
+  training images, 10 to 20 steps); --round-steps 0: none, the least-squares refit alone between
+  rounds
 
 (``--teacher ensemble``, temporal-ensembling targets with the same 5 % of the labels, was measured
 here too, at commit bc4814d, and removed: it helped on none of the three; see docs/methods.md.)
@@ -62,6 +63,7 @@ ROWS = {  # name: (options, the row it is compared with)
     "depth": ({"structure": "depth"}, "default"),
     "mix": ({"augment": "mix"}, "default"),
     "round-steps-40": ({"round_steps": 40}, "default"),
+    "round-steps-0": ({"round_steps": 0}, "default"),
 }
 
 
