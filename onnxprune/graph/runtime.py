@@ -49,15 +49,19 @@ def batch_for(values_per_input: int, most: int = 64) -> int:
 
 
 def make_session(model: onnx.ModelProto, device: str = "cpu", threads: int | None = None,
-                 spinning: bool = True):
+                 spinning: bool = True, fused: bool = True):
     """An InferenceSession on the CPU or CUDA provider; the model may exceed protobuf's 2 GiB.
 
     ``spinning=False`` stops idle worker threads from busy-waiting: sessions timed side by side
-    in one process would otherwise steal the cores from each other.
+    in one process would otherwise steal the cores from each other. ``fused=False`` keeps to
+    onnxruntime's basic graph optimizations (no fused or re-laid-out kernels): the graph's own
+    arithmetic, which verification reads where the fused kernels round differently.
     """
     ort = _ort()
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: onnxprune turns a failed run into its own one-line error
+    if not fused:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
