@@ -253,9 +253,14 @@ def load_metric(spec: str) -> Callable:
 
 # segmentation: per image and class, intersections and unions; mIoU over the classes present
 
+PROBABILITY_SLACK = 1e-4  # how far outside [0, 1] float32 rounding takes a probability map
+
 def _segment(out: np.ndarray, ref: np.ndarray, threshold: float) -> Measure:
     if out.shape[1] == 1:
-        cut = threshold if 0 <= ref.min() and ref.max() <= 1 else float(np.log(threshold / (1 - threshold)))
+        # a probability map, give or take float32 rounding: onnxruntime's fused sigmoid gives 1.0000001,
+        # which read as logits made every pixel text and the measure perfect (PP-OCRv4's DB detector)
+        probabilities = -PROBABILITY_SLACK <= ref.min() and ref.max() <= 1 + PROBABILITY_SLACK
+        cut = threshold if probabilities else float(np.log(threshold / (1 - threshold)))
         a, b = out[:, 0] > cut, ref[:, 0] > cut  # a probability map, or logits: the same threshold
         inter = (a & b).reshape(len(a), -1).sum(1)[:, None]
         union = (a | b).reshape(len(a), -1).sum(1)[:, None]

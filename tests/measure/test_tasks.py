@@ -33,6 +33,11 @@ def test_a_one_channel_probability_map_is_a_segmentation_judged_by_iou() -> None
     assert same.metric == "iou" and same.figure() == 1.0
     shifted = measure("segment", [np.roll(ref, 3, axis=3)], [ref], None, TaskSettings())
     assert 0.2 < shifted.figure() < 0.9
+    # a probability a float32 rounding above 1 (onnxruntime's fused sigmoid) is still a probability:
+    # read as logits, every pixel was text and a pruned DB detector's map was judged perfect
+    rounded = ref.copy()
+    rounded[0, 0, 0, 0] = np.float32(1.0000001)
+    assert measure("segment", [np.roll(rounded, 3, axis=3)], [rounded], None, TaskSettings()).figure() < 0.9
 
 
 def test_a_class_map_is_judged_by_miou() -> None:
